@@ -1,0 +1,70 @@
+"""Fault injection for benchmark runs: which ovn-controller to stall, and when.
+
+``--stall dst:MS`` freezes the destination's ovn-controller for MS ms from the moment the
+destination port is plugged (``plug.start``): a deterministic stand-in for a busy host.
+``peer`` stalls the probe client's chassis instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cutover.errors import InputError
+from cutover.lab.stall import ControllerStall, parse_stall
+from cutover.site import Site
+
+STALL_TRIGGER = "plug.start"
+
+
+@dataclass
+class StallPlan:
+    spec: str
+    role: str
+    ms: float
+
+    @classmethod
+    def parse(cls, spec: str) -> StallPlan:
+        role, ms = parse_stall(spec)
+        return cls(spec=spec if role != "none" else "none", role=role, ms=float(ms))
+
+    def injector(self, site: Site, dst: str, peer: str) -> StallInjector:
+        if self.role == "none":
+            return StallInjector(None, STALL_TRIGGER)
+        chassis = site.chassis_named(dst if self.role == "dst" else peer)
+        if not chassis.controller_ctl:
+            raise InputError(
+                f"chassis {chassis.name} has no ovn-controller control socket in the site; "
+                "stalls need one (the lab provides it)"
+            )
+        return StallInjector(ControllerStall(chassis.controller_ctl, self.ms), STALL_TRIGGER)
+
+
+class StallInjector:
+    """A timeline observer that starts the stall on its trigger event, once."""
+
+    def __init__(self, stall: ControllerStall | None, trigger: str) -> None:
+        self._stall = stall
+        self._trigger = trigger
+
+    def __call__(self, event: str) -> None:
+        if self._stall is not None and event == self._trigger and self._stall.started_ms is None:
+            self._stall.start()
+
+    @property
+    def window_ms(self) -> tuple[float, float] | None:
+        """(started, ended) wall ms, once the stall is over."""
+        if self._stall is None or self._stall.started_ms is None:
+            return None
+        if self._stall.ended_ms is None:
+            return None
+        return (self._stall.started_ms, self._stall.ended_ms)
+
+    def finish(self) -> None:
+        """Resume the controller if still paused (always call, in a finally)."""
+        if self._stall is not None:
+            self._stall.stop()
+
+    def wait_over(self) -> None:
+        """Block until a started stall has run its course (it resumes by itself)."""
+        if self._stall is not None and self._stall.started_ms is not None:
+            self._stall.join()

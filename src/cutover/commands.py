@@ -1,0 +1,161 @@
+"""What each CLI command does, wired from the floors below (lab, bench, migration).
+
+Kept apart from ``cli.py`` so that argument parsing stays readable; this module may import
+the lab (it is the top floor), the migration core never does.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from cutover.bench.faults import StallPlan
+from cutover.bench.report import summary_table, write_report
+from cutover.bench.runner import BenchPlan, run_bench
+from cutover.errors import LabNotUp
+from cutover.guest.emulated import EmulatedHypervisor
+from cutover.lab.lab import Lab
+from cutover.lab.topology import LabTopology
+from cutover.migration.context import MigrationOptions
+from cutover.migration.orchestrator import migrate as run_migration
+from cutover.site import Site
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def _lab(args: argparse.Namespace, n_chassis: int = 3) -> Lab:
+    return Lab(LabTopology(prefix=args.prefix, n_chassis=n_chassis))
+
+
+def lab_up(lab: Lab, console: Console) -> Site:
+    """Build the lab and start its guests; a failed start tears the lab down again."""
+    with _progress(console) as progress:
+        task = progress.add_task("building the OVN lab")
+        site = lab.up(progress=lambda msg: progress.update(task, description=msg))
+        try:
+            progress.update(task, description="starting guests")
+            hypervisor = EmulatedHypervisor(site)
+            for vm in site.vms:
+                hypervisor.ensure_running(vm)
+        except BaseException:
+            lab.down()
+            raise
+    return site
+
+
+def lab(args: argparse.Namespace, console: Console) -> int:
+    if args.lab_command == "up":
+        site = lab_up(_lab(args, args.chassis), console)
+        console.print(
+            f"lab [bold]{site.name}[/] up: chassis {', '.join(c.name for c in site.chassis)}; "
+            f"VMs {', '.join(f'{v.name}@{v.chassis}' for v in site.vms)}; "
+            f"client {', '.join(f'{c.name}@{c.chassis}' for c in site.clients)}"
+        )
+        return 0
+    if args.lab_command == "down":
+        left = _lab(args).down()
+        if left:
+            for item in left:
+                console.print(f"left behind: {item}")
+            return 1
+        console.print(f"lab {args.prefix} is down; nothing left behind")
+        return 0
+    status = _lab(args).status()
+    console.print(status.describe())
+    return 0
+
+
+def _options(args: argparse.Namespace, strategy: str) -> MigrationOptions:
+    return MigrationOptions(
+        strategy=strategy,
+        activation=args.activation,
+        copy_ms=args.copy_ms,
+        pause_ms=args.pause_ms,
+        ready_timeout_s=args.ready_timeout,
+    )
+
+
+def migrate(args: argparse.Namespace, console: Console) -> int:
+    from cutover.cli import timeline_table
+
+    lab_ = _lab(args)
+    site = lab_.site()
+    vm = site.vm_named(args.vm)
+    stall = StallPlan.parse(args.stall)
+    client_chassis = site.clients[0].chassis if site.clients else args.dst
+    injector = stall.injector(site, args.dst, client_chassis)
+    try:
+        report = run_migration(
+            site,
+            args.vm,
+            args.dst,
+            _options(args, args.strategy),
+            EmulatedHypervisor(site),
+            observers=[injector],
+        )
+    finally:
+        injector.finish()
+    lab_.save_site(site.with_vm_on(vm.name, args.dst))
+    console.print(timeline_table(report.timeline, f"{report.vm}: {report.src} -> {report.dst} "
+                                 f"({report.strategy})"))
+    console.print(
+        f"migrated in {report.migration_ms:.0f} ms; waited {report.ready_wait_ms:.0f} ms "
+        f"for readiness ({report.evidence or 'no wait'})"
+    )
+    return 0
+
+
+def bench(args: argparse.Namespace, console: Console) -> int:
+    strategies = tuple(args.strategies or ("legacy", "claim"))
+    StallPlan.parse(args.stall)  # reject a bad spec before building anything
+    lab_ = _lab(args)
+    built = False
+    try:
+        site = lab_.site()
+    except LabNotUp:
+        site = lab_up(lab_, console)
+        built = True
+    plan = BenchPlan(
+        strategies=strategies,
+        runs=args.runs,
+        stall=args.stall,
+        activation=args.activation,
+        probe_interval_ms=args.interval_ms,
+        copy_ms=args.copy_ms,
+        pause_ms=args.pause_ms,
+        ready_timeout_s=args.ready_timeout,
+    )
+    try:
+        with _progress(console) as progress:
+            task = progress.add_task("benchmark", total=args.runs * len(strategies))
+
+            def step(msg: str) -> None:
+                progress.update(task, description=msg)
+
+            def saved(new_site: Site) -> None:
+                lab_.save_site(new_site)
+                progress.advance(task)
+
+            result = run_bench(site, plan, EmulatedHypervisor(site), saved, step)
+    finally:
+        if built and not args.keep_lab:
+            lab_.down()
+    out: Path = args.out
+    paths = write_report(result, out)
+    console.print(summary_table(result))
+    console.print(f"results: {paths.json}  report: {paths.markdown}")
+    failed = [r for r in result.runs if r.error]
+    for r in failed:
+        console.print(f"[red]run {r.run_index} {r.strategy} failed[/]: {r.error}")
+    return 1 if failed else 0

@@ -1,0 +1,132 @@
+"""The one exception tree of cutover.
+
+Every error cutover raises derives from :class:`CutoverError`; third-party errors
+(ovsdbapp, subprocess, sockets) are translated at the module boundary that meets them,
+so callers never catch foreign types. Messages name the object and say what to do.
+The CLI prints ``Type: message`` and exits non-zero.
+
+::
+
+    CutoverError
+    +-- InputError                 bad request, nothing was changed
+    |   +-- UnknownVm
+    |   +-- UnknownChassis
+    |   +-- InvalidMigration       e.g. destination == source
+    +-- PrerequisiteError          not root, package or tool missing
+    +-- LabError
+    |   +-- LabAlreadyUp
+    |   +-- LabNotUp
+    |   +-- LabBuildError
+    +-- OvsdbError                 a transaction or connection failed
+    +-- WaitTimeout                a wait ran out; carries the state it saw
+    +-- GuestError                 a guest / prober process misbehaved
+    +-- PlugError                  a TAP or OVS port could not be created or removed
+    +-- MigrationError             a migration step failed
+        +-- MigrationAborted       ... and was rolled back (VM still on its source)
+        +-- RollbackIncomplete     ... and some undo failed too (lists what is left)
+"""
+
+from __future__ import annotations
+
+
+class CutoverError(Exception):
+    """Base of every error cutover raises on purpose."""
+
+
+class InputError(CutoverError):
+    """The request itself is wrong; nothing was changed."""
+
+
+class UnknownVm(InputError):
+    def __init__(self, vm: str, known: list[str]) -> None:
+        super().__init__(
+            f"VM {vm!r} is not in this site; known VMs: {', '.join(sorted(known)) or 'none'}"
+        )
+        self.vm = vm
+
+
+class UnknownChassis(InputError):
+    def __init__(self, chassis: str, known: list[str]) -> None:
+        super().__init__(
+            f"chassis {chassis!r} is not in this site; known chassis: "
+            f"{', '.join(sorted(known)) or 'none'}"
+        )
+        self.chassis = chassis
+
+
+class InvalidMigration(InputError):
+    """E.g. the destination is the chassis the VM already runs on."""
+
+
+class PrerequisiteError(CutoverError):
+    """Something the machine must provide is missing (root, a package, a tool)."""
+
+
+class LabError(CutoverError):
+    """The lab could not be built, found or torn down."""
+
+
+class LabAlreadyUp(LabError):
+    pass
+
+
+class LabNotUp(LabError):
+    pass
+
+
+class LabBuildError(LabError):
+    pass
+
+
+class OvsdbError(CutoverError):
+    """An OVSDB connection or transaction failed (translated from ovsdbapp)."""
+
+
+class WaitTimeout(CutoverError):
+    """A wait ran out of time. ``seen`` is the last state observed, for the operator."""
+
+    def __init__(self, what: str, timeout_s: float, seen: str) -> None:
+        super().__init__(f"timed out after {timeout_s:.1f} s waiting for {what}; last seen: {seen}")
+        self.what = what
+        self.timeout_s = timeout_s
+        self.seen = seen
+
+
+class GuestError(CutoverError):
+    """A guest or prober process did not answer or died."""
+
+
+class PlugError(CutoverError):
+    """A VIF (TAP device and its OVS port) could not be plugged or unplugged."""
+
+
+class MigrationError(CutoverError):
+    """A migration step failed."""
+
+
+class MigrationAborted(MigrationError):
+    """The migration failed and was rolled back: the VM runs on its source, network intact."""
+
+    def __init__(self, vm: str, step: str, cause: BaseException) -> None:
+        super().__init__(
+            f"migration of {vm!r} aborted in step {step!r} and rolled back "
+            f"(VM still runs on its source): {type(cause).__name__}: {cause}"
+        )
+        self.vm = vm
+        self.step = step
+        self.cause = cause
+
+
+class RollbackIncomplete(MigrationError):
+    """The migration failed and some undo failed too: ``leftovers`` says what to clean."""
+
+    def __init__(self, vm: str, step: str, cause: BaseException, leftovers: list[str]) -> None:
+        super().__init__(
+            f"migration of {vm!r} failed in step {step!r} ({type(cause).__name__}: {cause}) "
+            f"and rollback left: {'; '.join(leftovers)}. Clean these by hand or run "
+            f"'cutover lab down' in a lab"
+        )
+        self.vm = vm
+        self.step = step
+        self.cause = cause
+        self.leftovers = leftovers

@@ -1,0 +1,50 @@
+"""The hypervisor-driver seam: what the migration core needs from "the thing running VMs".
+
+The migration core orders OVN changes around a handful of hypervisor events - the
+destination TAP appearing, the source pausing, the destination resuming and
+announcing itself. This Protocol names exactly those steps so the same orchestration
+runs against the emulated guests (:mod:`cutover.guest.emulated`) and, later, real
+QEMU over QMP, and so the core never learns how a guest is reached.
+
+All times are wall-clock milliseconds, comparable with the prober's samples. Every
+method raises :class:`~cutover.errors.GuestError` (or
+:class:`~cutover.errors.WaitTimeout`) on failure and leaves rollback to :meth:`abort`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from cutover.site import ChassisEndpoint, VmSpec
+
+
+class Hypervisor(Protocol):
+    def ensure_running(self, vm: VmSpec) -> None:
+        """The guest runs and answers on ``vm.chassis``; start it if absent (after ``lab up``)."""
+
+    def prepare_destination(self, vm: VmSpec, dst: ChassisEndpoint) -> None:
+        """Start an incoming guest on ``dst`` (it takes the TAP now if the TAP already exists)."""
+
+    def attach_destination(self, vm: VmSpec, dst: ChassisEndpoint) -> None:
+        """The destination TAP now exists: the incoming guest takes hold of it."""
+
+    def copy_memory(self, vm: VmSpec, dst: ChassisEndpoint, duration_ms: float) -> None:
+        """Pre-copy; returns when only the final switchover is left. The source keeps running."""
+
+    def pause_source(self, vm: VmSpec) -> float:
+        """Stop the source's vCPUs (it stops answering); returns the wall ms it paused at."""
+
+    def switchover(self, vm: VmSpec, dst: ChassisEndpoint) -> float:
+        """The destination resumes and announces itself (RARP); returns the wall ms it resumed."""
+
+    def guest_events(self, vm: VmSpec, chassis: str) -> list[dict[str, Any]]:
+        """The guest's own timeline on ``chassis`` (``{"t_ms", "event", "detail"}``, e.g. RARPs)."""
+
+    def finish_source(self, vm: VmSpec) -> None:
+        """After a successful switchover: stop the source guest on ``vm.chassis``."""
+
+    def abort(self, vm: VmSpec, dst: ChassisEndpoint) -> None:
+        """Undo: stop the destination guest if any, resume the source if paused. Idempotent."""
+
+    def stop(self, vm: VmSpec, chassis: str) -> None:
+        """Stop the guest of ``vm`` on ``chassis`` if there is one."""

@@ -1,0 +1,110 @@
+"""The OVN central node: NB and SB ``ovsdb-server`` plus ``ovn-northd``, in the root netns.
+
+Both databases listen on unix sockets only, in ``lab_dir/central``: a filesystem socket is
+reachable from every chassis namespace (each of which has its own loopback), needs no port
+number that could clash with a real OVN on the same machine, and disappears with the lab.
+The ``nbctl``/``sbctl`` helpers here are the lab's only way to talk to the central DBs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cutover.lab import host
+from cutover.lab.manifest import Manifest
+from cutover.lab.topology import LabTopology
+
+GROUP = "central"
+NB_DAEMON = "ovsdb-server-nb"
+SB_DAEMON = "ovsdb-server-sb"
+NORTHD = "ovn-northd"
+DAEMONS = (NB_DAEMON, SB_DAEMON, NORTHD)
+
+
+def central_env(topo: LabTopology) -> dict[str, str]:
+    """Point every OVS/OVN default path (run, db, log dirs) at the lab, never /var/run."""
+    d = str(topo.central_dir)
+    return {k: d for k in ("OVS_RUNDIR", "OVS_DBDIR", "OVS_LOGDIR",
+                           "OVN_RUNDIR", "OVN_DBDIR", "OVN_LOGDIR")}
+
+
+def nbctl(topo: LabTopology, *args: str, timeout: float | None = None) -> str:
+    """Run ``ovn-nbctl`` against the lab's NB; ``--timeout`` bounds any ``--wait``."""
+    t = timeout if timeout is not None else topo.timeout_s
+    return host.run(
+        [host.tool("ovn-nbctl"), f"--db=unix:{topo.nb_sock}", f"--timeout={max(1, int(t))}",
+         *args],
+        env=central_env(topo), timeout=t + 5,
+    )
+
+
+def sbctl(topo: LabTopology, *args: str, timeout: float | None = None) -> str:
+    """Run ``ovn-sbctl`` against the lab's SB; ``--timeout`` bounds ``wait-until``."""
+    t = timeout if timeout is not None else topo.timeout_s
+    return host.run(
+        [host.tool("ovn-sbctl"), f"--db=unix:{topo.sb_sock}", f"--timeout={max(1, int(t))}",
+         *args],
+        env=central_env(topo), timeout=t + 5,
+    )
+
+
+def sb_rows(topo: LabTopology, table: str, columns: list[str]) -> list[dict[str, Any]]:
+    """SB rows as dicts (``--format=json``), with OVSDB's ``["uuid", x]``/``["set", [...]]``
+    wrappers unpacked to a string or a list, so callers can compare plain values."""
+    out = sbctl(topo, "--format=json", f"--columns={','.join(columns)}", "list", table)
+    doc = json.loads(out)
+    return [dict(zip(doc["headings"], map(_plain, row), strict=True)) for row in doc["data"]]
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, list) and len(v) == 2 and v[0] in ("uuid", "named-uuid"):
+        return v[1]
+    if isinstance(v, list) and len(v) == 2 and v[0] == "set":
+        return [_plain(x) for x in v[1]]
+    if isinstance(v, list) and len(v) == 2 and v[0] == "map":
+        return {str(k): _plain(x) for k, x in v[1]}
+    return v
+
+
+def build_central(
+    topo: LabTopology, manifest: Manifest, progress: Callable[[str], None] | None = None
+) -> None:
+    """Create both databases, start their servers and northd; each recorded as it starts."""
+    d = topo.central_dir
+    d.mkdir(parents=True, exist_ok=True)
+    env = central_env(topo)
+    for daemon, schema, sock, dbname, glob in (
+        (NB_DAEMON, host.SCHEMAS["nb"][0], topo.nb_sock, "OVN_Northbound", "NB_Global"),
+        (SB_DAEMON, host.SCHEMAS["sb"][0], topo.sb_sock, "OVN_Southbound", "SB_Global"),
+    ):
+        if progress:
+            progress(f"central: {daemon}")
+        db = d / f"{sock.stem}.db"
+        db.unlink(missing_ok=True)
+        host.run([host.tool("ovsdb-tool"), "create", str(db), schema], env=env)
+        pid = host.spawn_daemon(
+            [host.tool("ovsdb-server"), str(db), f"--remote=punix:{sock}",
+             f"--remote=db:{dbname},{glob},connections",
+             f"--unixctl={d / (sock.stem + '.ctl')}", f"--log-file={d / (daemon + '.log')}"],
+            netns=None, pidfile=d / f"{daemon}.pid", env=env, timeout=topo.timeout_s,
+        )
+        manifest.add_process(pid, topo.marker, daemon, GROUP)
+    nbctl(topo, "init")
+    sbctl(topo, "init")
+    if progress:
+        progress("central: ovn-northd")
+    pid = host.spawn_daemon(
+        [host.tool("ovn-northd"), f"--ovnnb-db=unix:{topo.nb_sock}",
+         f"--ovnsb-db=unix:{topo.sb_sock}", f"--unixctl={d / 'ovn-northd.ctl'}",
+         f"--log-file={d / 'ovn-northd.log'}"],
+        netns=None, pidfile=d / f"{NORTHD}.pid", env=env, timeout=topo.timeout_s,
+    )
+    manifest.add_process(pid, topo.marker, NORTHD, GROUP)
+
+
+def log_paths(topo: LabTopology) -> list[Path]:
+    """Where to look when a build step fails (quoted in error messages)."""
+    return [topo.central_dir / f"{n}.log" for n in DAEMONS]

@@ -1,0 +1,363 @@
+"""The lab's life cycle: ``up`` builds the topology and writes a Site, ``down`` undoes it all.
+
+``Lab`` holds no state of its own beyond the topology: what exists is read from the lab
+directory (manifest, site.json) and /proc every time, so a fresh ``Lab`` in a new process can
+report on and tear down a lab that a crashed CLI built. A build that fails tears down what
+it built (from the manifest) and says which step failed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from rich.progress import Progress, TaskID
+
+from cutover.errors import LabAlreadyUp, LabBuildError, LabError, LabNotUp, PrerequisiteError
+from cutover.lab import central, chassis, host, topo_ovn, underlay
+from cutover.lab.manifest import Manifest
+from cutover.lab.topology import ChassisSpec, LabTopology, PortSpec
+from cutover.site import ChassisEndpoint, Site, VmSpec
+
+LAB_MARK = ".cutover-lab"
+"""File that marks a directory as a lab dir: ``down`` only ever removes a marked directory."""
+GUEST_MARKERS = ("cutover.guest", "cutover.probe")
+"""Guest/prober processes (other modules' emulators) that ``down`` may stop by pidfile."""
+
+ProgressFn = Callable[[str], None]
+LabState = Literal["up", "down", "stale"]
+
+
+@dataclass(frozen=True)
+class LabStatus:
+    """What exists of a lab right now, read from its manifest, /proc and ``ip netns``."""
+
+    state: LabState
+    prefix: str
+    lab_dir: Path
+    daemons: Mapping[str, Mapping[str, bool]] = field(default_factory=dict)
+    """``central``/chassis name -> daemon name -> alive."""
+    namespaces: tuple[str, ...] = ()
+    """Existing namespaces with the lab prefix."""
+    problems: tuple[str, ...] = ()
+    """Why the lab is stale (empty when up or down)."""
+
+    def describe(self) -> str:
+        """A few lines for a person: state, namespaces, each group's daemons, problems."""
+        lines = [f"lab {self.prefix} is {self.state} ({self.lab_dir})"]
+        if self.namespaces:
+            lines.append(f"  namespaces: {', '.join(self.namespaces)}")
+        for group, daemons in self.daemons.items():
+            alive = ", ".join(f"{n} {'up' if ok else 'DEAD'}" for n, ok in daemons.items())
+            lines.append(f"  {group}: {alive}")
+        lines += [f"  problem: {p}" for p in self.problems]
+        if self.state == "stale":
+            lines.append("  run 'cutover lab down' (then 'cutover lab up') to clear it")
+        return "\n".join(lines)
+
+
+class _Steps:
+    """Adapts the caller's progress sink (a callable or a rich Progress) to named steps."""
+
+    def __init__(self, sink: Progress | ProgressFn | None, title: str, total: int) -> None:
+        self.sink = sink
+        self.task: TaskID | None = None
+        if isinstance(sink, Progress):
+            self.task = sink.add_task(title, total=total)
+        self.current = "start"
+
+    def __call__(self, what: str) -> None:
+        self.current = what
+        sink = self.sink
+        if isinstance(sink, Progress):
+            if self.task is not None:
+                sink.update(self.task, description=what)
+        elif sink is not None:
+            sink(what)
+
+    def advance(self, what: str) -> None:
+        """A top-level step: names the build phase for errors and moves the bar."""
+        if isinstance(self.sink, Progress) and self.task is not None:
+            self.sink.advance(self.task)
+        self(what)
+
+    def done(self) -> None:
+        if isinstance(self.sink, Progress) and self.task is not None:
+            task = self.sink.tasks[self.task]
+            self.sink.update(self.task, completed=task.total)
+
+
+class Lab:
+    """A real OVN on this machine: central, underlay, chassis namespaces, VM and client ports."""
+
+    def __init__(self, topology: LabTopology | None = None) -> None:
+        self.topo = topology if topology is not None else LabTopology()
+        self.manifest = Manifest(self.topo.dir)
+
+    # -- status ----------------------------------------------------------------------------
+
+    def status(self) -> LabStatus:
+        topo = self.topo
+        daemons: dict[str, dict[str, bool]] = {}
+        for p in self.manifest.processes():
+            daemons.setdefault(p.group, {})[p.name] = host.is_ours(p.pid, p.marker)
+        namespaces = tuple(host.list_netns(topo.prefix))
+        problems: list[str] = []
+        if self.manifest.exists():
+            # judged from what the manifest recorded, not from self.topo: a lab built with
+            # more chassis than this Lab object's topology is still judged correctly
+            problems += [f"{group} {name} is not running" for group, names in daemons.items()
+                         for name, alive in names.items() if not alive]
+            problems += [f"namespace {ns} is missing" for ns in self.manifest.netns()
+                         if ns not in namespaces]
+            if not topo.site_path.exists():
+                problems.append(f"{topo.site_path} is missing")
+            state: LabState = "stale" if problems else "up"
+        elif namespaces or (topo.dir / LAB_MARK).exists():
+            problems.append("no manifest, but leftovers: "
+                            + ", ".join([*namespaces, str(topo.dir)]))
+            state = "stale"
+        else:
+            state = "down"
+        return LabStatus(state=state, prefix=topo.prefix, lab_dir=topo.dir, daemons=daemons,
+                         namespaces=namespaces, problems=tuple(problems))
+
+    def _nb_alive(self) -> bool:
+        return any(p.group == central.GROUP and p.name == central.NB_DAEMON
+                   and host.is_ours(p.pid, p.marker) for p in self.manifest.processes())
+
+    def site(self) -> Site:
+        """The Site of the running lab; LabNotUp if it is down or broken."""
+        st = self.status()
+        if st.state != "up":
+            detail = f": {'; '.join(st.problems)}" if st.problems else ""
+            raise LabNotUp(
+                f"lab {self.topo.prefix!r} is {st.state}{detail}; run 'cutover lab up'"
+                + (" after 'cutover lab down'" if st.state == "stale" else "")
+            )
+        return Site.load(self.topo.site_path)
+
+    def save_site(self, site: Site) -> None:
+        """Record the site as it is now (e.g. a VM moved), so the next ``site()`` returns it."""
+        if not self.manifest.exists():
+            raise LabNotUp(f"lab {self.topo.prefix!r} is not up; nothing to save the site into")
+        site.save(self.topo.site_path)
+
+    # -- up --------------------------------------------------------------------------------
+
+    def up(self, progress: Progress | ProgressFn | None = None) -> Site:
+        """Build the whole lab and return its Site (also written to ``lab_dir/site.json``)."""
+        topo = self.topo
+        steps = _Steps(progress, f"lab {topo.prefix} up", total=7 + topo.n_chassis)
+        steps("checking prerequisites")
+        host.check_prerequisites()
+        if self.manifest.exists() and self._nb_alive():
+            problems = self.status().problems
+            degraded = f" (degraded: {'; '.join(problems)})" if problems else ""
+            raise LabAlreadyUp(
+                f"lab {topo.prefix!r} is already up in {topo.dir}{degraded}; "
+                "run 'cutover lab down' first"
+            )
+        self._check_lab_dir()
+        if self.status().state != "down":
+            steps.advance("clearing a stale lab")
+            left = self.down()
+            if left:
+                raise LabBuildError("could not clear the stale lab first: " + "; ".join(left))
+        else:
+            steps.advance("no stale lab to clear")
+        try:
+            site = self._build(steps)
+        except BaseException as e:
+            step = steps.current
+            errors = _recent_log_errors(topo.dir)  # read before teardown removes the logs
+            left = self.down()
+            if not isinstance(e, Exception) or isinstance(e, PrerequisiteError):
+                raise  # Ctrl-C, exit: torn down all the same
+            tail = f"; teardown left: {'; '.join(left)}" if left else "; torn down"
+            logs = f"; daemon log errors: {' | '.join(errors)}" if errors else ""
+            raise LabBuildError(f"lab build failed at step {step!r}: {e}{logs}{tail}") from e
+        steps.done()
+        return site
+
+    def _check_lab_dir(self) -> None:
+        d = self.topo.dir
+        if d.exists() and not (d / LAB_MARK).exists() and any(d.iterdir()):
+            raise LabBuildError(
+                f"{d} exists, is not empty and was not made by the lab; "
+                "remove it or choose another lab_dir"
+            )
+
+    def _build(self, steps: _Steps) -> Site:
+        topo = self.topo
+        parent_created = not topo.dir.parent.exists()
+        topo.dir.mkdir(parents=True, exist_ok=True)
+        (topo.dir / LAB_MARK).write_text(topo.prefix + "\n")
+        if parent_created:
+            self.manifest.add_path(topo.dir.parent, tree=False)
+        self.manifest.add_path(topo.dir, tree=True)
+        topo.guest_dir.mkdir(exist_ok=True)
+
+        steps.advance("central: NB/SB ovsdb-server and ovn-northd")
+        central.build_central(topo, self.manifest, steps)
+        steps.advance("underlay bridge")
+        underlay.build_underlay(topo, self.manifest)
+        for ch in topo.chassis:
+            steps.advance(f"chassis {ch.name}")
+            chassis.build_chassis(topo, ch, self.manifest, steps)
+        steps.advance(f"waiting for {topo.n_chassis} chassis with encaps in the SB")
+        self._wait_chassis_registered()
+        steps.advance("logical switch, VM and client ports")
+        topo_ovn.build_logical_switch(topo)
+        topo_ovn.plug_all(topo)
+        steps.advance("waiting until every chassis bound its ports (--wait=hv)")
+        topo_ovn.wait_hv_sync(topo)
+        topo_ovn.wait_bound(topo)
+        self._wait_tunnels()
+        steps.advance("writing site.json")
+        site = self._make_site()
+        site.save(topo.site_path)
+        return site
+
+    def _wait_chassis_registered(self) -> None:
+        """SB has every Chassis row (``wait-until``: event driven) and each has an Encap.
+
+        ovn-controller writes a Chassis and its Encaps in one transaction, so once the rows
+        exist the encap check normally passes at once; it is polled to be safe.
+        """
+        topo = self.topo
+        args: list[str] = []
+        for ch in topo.chassis:
+            args += ["--", "wait-until", "Chassis", ch.name]
+        try:
+            central.sbctl(topo, *args)
+        except LabBuildError as e:
+            raise LabBuildError(
+                f"not all of {', '.join(c.name for c in topo.chassis)} registered in the SB "
+                f"within {topo.timeout_s:.0f} s (see ovn-controller.log in each chassis "
+                f"dir): {e}"
+            ) from e
+        want = {ch.name for ch in topo.chassis}
+
+        def all_have_encaps() -> bool:
+            rows = central.sb_rows(topo, "Chassis", ["name", "encaps"])
+            return want <= {r["name"] for r in rows if r["encaps"]}
+
+        host.wait_for("an Encap on every chassis in the SB", all_have_encaps, topo.timeout_s)
+
+    def _wait_tunnels(self) -> None:
+        """Each chassis has a Geneve port to every other one with an ofport (vswitchd made it)."""
+        topo = self.topo
+        def all_tunnels(ch: ChassisSpec) -> Callable[[], bool]:
+            return lambda: len(chassis.tunnel_ports(ch)) >= topo.n_chassis - 1
+
+        for ch in topo.chassis:
+            host.wait_for(f"{topo.n_chassis - 1} Geneve tunnels on {ch.name}",
+                          all_tunnels(ch), topo.timeout_s)
+
+    def _make_site(self) -> Site:
+        topo = self.topo
+
+        def vm(p: PortSpec) -> VmSpec:
+            return VmSpec(name=p.name, lsp=p.lsp, mac=p.mac, ip=p.ip, chassis=p.chassis,
+                          tap=p.tap)
+
+        return Site(
+            name=topo.prefix,
+            nb_remote=f"unix:{topo.nb_sock}",
+            sb_remote=f"unix:{topo.sb_sock}",
+            chassis=tuple(
+                ChassisEndpoint(name=ch.name, ovs_remote=f"unix:{ch.db_sock}",
+                                integration_bridge=chassis.INTEGRATION_BRIDGE, netns=ch.netns,
+                                encap_ip=ch.encap_ip, controller_ctl=str(ch.controller_ctl))
+                for ch in topo.chassis
+            ),
+            vms=tuple(vm(p) for p in topo.vms),
+            clients=(vm(topo.client),),
+            guest_dir=str(topo.guest_dir),
+            extra={
+                "lab_dir": str(topo.dir),
+                "logical_switch": topo.switch,
+                "underlay_netns": topo.underlay_netns,
+                "ovs_rundir": {ch.name: str(ch.dir) for ch in topo.chassis},
+                "vm_uuid": {p.name: p.vm_uuid for p in topo.ports},
+            },
+        )
+
+    # -- down ------------------------------------------------------------------------------
+
+    def down(self, progress: Progress | ProgressFn | None = None) -> list[str]:
+        """Remove everything this lab created; return what could not be removed.
+
+        Order: guest processes (by their pidfiles), then the manifest in reverse (daemons,
+        namespaces, directories), then any namespace with the prefix that the manifest
+        missed, then the lab dir. Safe to call any number of times, in any state.
+        """
+        topo = self.topo
+        steps = _Steps(progress, f"lab {topo.prefix} down", total=4)
+        steps.advance("stopping guest processes")
+        left = self._stop_guests()
+        steps.advance("undoing the manifest")
+        left += self.manifest.teardown(steps)
+        steps.advance("removing leftover namespaces")
+        left += self._remove_leftover_netns()
+        steps.advance("removing the lab directory")
+        if not left and (topo.dir / LAB_MARK).exists():
+            try:
+                shutil.rmtree(topo.dir)
+            except OSError as e:
+                left.append(f"path {topo.dir}: {e}")
+        steps.done()
+        return left
+
+    def _stop_guests(self) -> list[str]:
+        gdir = self.topo.guest_dir
+        procs: list[tuple[int, str]] = []
+        for pidfile in sorted(gdir.glob("*.pid")) if gdir.is_dir() else []:
+            pid = host.read_pidfile(pidfile)
+            line = host.cmdline(pid) if pid is not None and pid != os.getpid() else None
+            if pid is None or line is None:
+                continue
+            marker = next((m for m in GUEST_MARKERS if m in line), None)
+            if marker is not None:
+                procs.append((pid, marker))
+        alive = host.kill_pids(procs, timeout=3.0)
+        return [f"guest process {pid} still running after SIGKILL" for pid in alive]
+
+    def _remove_leftover_netns(self) -> list[str]:
+        """Namespaces with our prefix the manifest did not know (e.g. a crash right after
+        ``ip netns add``). Our own daemons in them are stopped; a namespace used by anyone
+        else (another lab with the same prefix?) is left alone and reported."""
+        left: list[str] = []
+        for ns in host.list_netns(self.topo.prefix):
+            pids = host.netns_pids(ns)
+            ours = [(p, self.topo.marker) for p in pids if host.is_ours(p, self.topo.marker)]
+            host.kill_pids(ours)
+            strangers = [p for p in host.netns_pids(ns) if host.cmdline(p) is not None]
+            if strangers:
+                left.append(f"netns {ns}: kept, used by processes this lab did not start: "
+                            f"{strangers}")
+                continue
+            try:
+                host.netns_del(ns)
+            except LabError as e:
+                left.append(f"netns {ns}: {e}")
+        return left
+
+
+def _recent_log_errors(lab_dir: Path, limit: int = 5) -> list[str]:
+    """The last ERR/EMER lines of the lab's daemon logs, to quote in a build error (the
+    teardown that follows a failed build deletes the logs themselves)."""
+    found: list[tuple[str, str]] = []
+    for log in sorted(lab_dir.glob("*/*.log")):
+        try:
+            lines = log.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        found += [(line[:24], f"{log.parent.name}/{log.name}: {line}") for line in lines
+                  if "|ERR|" in line or "|EMER|" in line]
+    return [text for _, text in sorted(found)[-limit:]]

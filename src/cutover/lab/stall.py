@@ -1,0 +1,144 @@
+"""A deterministic ovn-controller stall: ``debug/pause`` now, ``debug/resume`` after a delay.
+
+Under real load an ovn-controller can spend seconds recomputing before it installs a
+migrating port's flows (lab-findings: 2-99 s). Building that load takes minutes and is
+never exactly repeatable; pausing the controller through its unixctl socket freezes it for
+a chosen time instead, so a migration strategy can be tested against "the destination (or a
+peer) chassis is slow" in a few seconds. While paused, the controller reads nothing from the
+SB and writes nothing to OVS: no claims, no flows, no ``ovn-installed``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Literal
+
+from cutover.errors import InputError, LabError
+from cutover.lab import host
+
+StallRole = Literal["dst", "peer", "none"]
+STALL_ROLES: tuple[StallRole, ...] = ("dst", "peer", "none")
+MAX_STALL_MS = 600_000.0
+"""Ten minutes: a longer stall is almost certainly a typo (seconds given as milliseconds?)."""
+
+
+def parse_stall(spec: str) -> tuple[StallRole, float]:
+    """``"dst:2000"`` -> ``("dst", 2000.0)``; ``"none"`` (or ``"none:0"``) -> ``("none", 0.0)``.
+
+    ``dst`` stalls the migration's destination chassis, ``peer`` the chassis of the client
+    that probes the VM (its flows towards the VM's new location are late too).
+    """
+    text = spec.strip().lower()
+    role_s, sep, ms_s = text.partition(":")
+    if role_s not in STALL_ROLES:
+        raise InputError(
+            f"stall {spec!r}: role must be one of {', '.join(STALL_ROLES)} "
+            "(e.g. 'dst:2000' stalls the destination's ovn-controller for 2000 ms)"
+        )
+    role: StallRole = role_s
+    if role == "none":
+        if sep and ms_s.strip() not in ("", "0"):
+            raise InputError(f"stall {spec!r}: 'none' takes no duration")
+        return role, 0.0
+    if not sep or not ms_s.strip():
+        raise InputError(f"stall {spec!r}: give a duration in ms, e.g. '{role}:2000'")
+    try:
+        ms = float(ms_s)
+    except ValueError as e:
+        raise InputError(f"stall {spec!r}: {ms_s!r} is not a number of milliseconds") from e
+    if not 0 < ms <= MAX_STALL_MS:
+        raise InputError(
+            f"stall {spec!r}: duration must be > 0 and <= {MAX_STALL_MS:.0f} ms, got {ms:g}"
+        )
+    return role, ms
+
+
+def _now_ms() -> float:
+    return time.time() * 1000.0
+
+
+class ControllerStall:
+    """Pause one ovn-controller for ``duration_ms``; always call :meth:`stop` in a finally.
+
+    ``started_ms``/``ended_ms`` are wall-clock times (ms since the epoch) taken right after
+    the pause and resume commands returned, to line the stall up with a migration timeline.
+    """
+
+    def __init__(self, ctl_path: str, duration_ms: float) -> None:
+        if duration_ms <= 0:
+            raise InputError(f"stall duration must be > 0 ms, got {duration_ms:g}")
+        self.ctl_path = ctl_path
+        self.duration_ms = duration_ms
+        self.started_ms: float | None = None
+        self.ended_ms: float | None = None
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._paused = False
+        self.resume_error: str | None = None
+        """Set if the timed resume failed (stop() retries it and raises)."""
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def _appctl(self, command: str) -> None:
+        host.run([host.tool("ovn-appctl"), "-t", self.ctl_path, command], timeout=10.0)
+
+    def start(self) -> None:
+        """Pause now and arm the resume timer. Raises LabError if the pause failed."""
+        with self._lock:
+            if self._paused or self.started_ms is not None:
+                raise LabError(f"stall of {self.ctl_path} was already started")
+            try:
+                self._appctl("debug/pause")
+            except LabError as e:
+                raise LabError(f"could not pause ovn-controller at {self.ctl_path}: {e}") from e
+            self._paused = True
+            self.started_ms = _now_ms()
+            self._timer = threading.Timer(self.duration_ms / 1000.0, self._timed_resume)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _timed_resume(self) -> None:
+        try:
+            self._resume()
+        except LabError as e:
+            self.resume_error = str(e)
+
+    def _resume(self) -> None:
+        with self._lock:
+            if not self._paused:
+                return
+            self._appctl("debug/resume")
+            self._paused = False
+            self.ended_ms = _now_ms()
+
+    def stop(self) -> None:
+        """Resume now if still paused; idempotent and safe before/without start()."""
+        if self._timer is not None:
+            self._timer.cancel()
+        try:
+            self._resume()
+        except LabError as e:
+            raise LabError(
+                f"could not resume ovn-controller at {self.ctl_path}: {e}; resume it by hand: "
+                f"ovn-appctl -t {self.ctl_path} debug/resume"
+            ) from e
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the timed resume has run; True if the controller runs again."""
+        if self._timer is not None:
+            self._timer.join(timeout)
+        return not self._paused
+
+    def join(self, timeout: float | None = None) -> None:
+        """Block until the timed resume has run (no-op if never started)."""
+        self.wait(timeout)
+
+    def __enter__(self) -> ControllerStall:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,135 @@
+"""The logical topology in OVN and each port's first plug, done the way os-vif does it.
+
+One logical switch holds an LSP per VM and one for the probe client (addresses and port
+security, as Neutron would set them). Each port is then plugged on its home chassis like
+os-vif with ``create_tap``: a persistent TAP (IPv6 off, the VM's MAC) and a plain (system
+type) OVS port on br-int whose Interface carries ``iface-id``, ``iface-status``,
+``attached-mac`` and ``vm-uuid``. Not OVS ``type=tap``: that would make OVS own the device,
+while here the guest process holds it. The TAPs live in the chassis namespace and vanish
+with it, so they need no manifest entries.
+"""
+
+from __future__ import annotations
+
+import time
+
+from cutover.errors import LabBuildError
+from cutover.lab import central, host
+from cutover.lab.chassis import INTEGRATION_BRIDGE, vsctl
+from cutover.lab.topology import ChassisSpec, LabTopology, PortSpec
+
+
+def build_logical_switch(topo: LabTopology) -> None:
+    """Switch and all LSPs in one NB transaction (one northd recompute, not one per port).
+
+    Each port is pinned to its home chassis with ``requested-chassis``, as Neutron does for
+    every bound port: no other chassis may claim it until a migration says so.
+    """
+    args = ["--", "ls-add", topo.switch]
+    for p in topo.ports:
+        addr = f"{p.mac} {p.ip}"
+        args += ["--", "lsp-add", topo.switch, p.lsp,
+                 "--", "lsp-set-addresses", p.lsp, addr,
+                 "--", "lsp-set-port-security", p.lsp, addr,
+                 "--", "lsp-set-options", p.lsp, f"requested-chassis={p.chassis}"]
+    central.nbctl(topo, *args)
+
+
+def add_lsp(topo: LabTopology, port: PortSpec, options: dict[str, str] | None = None) -> None:
+    """One more LSP on the lab switch (tests and load generators use this)."""
+    addr = f"{port.mac} {port.ip}"
+    args = ["--", "lsp-add", topo.switch, port.lsp,
+            "--", "lsp-set-addresses", port.lsp, addr,
+            "--", "lsp-set-port-security", port.lsp, addr]
+    if options:
+        args += ["--", "lsp-set-options", port.lsp, *(f"{k}={v}" for k, v in options.items())]
+    central.nbctl(topo, *args)
+
+
+def create_tap(ch: ChassisSpec, port: PortSpec) -> None:
+    """Persistent TAP in the chassis namespace, IPv6 off, the VM's MAC, up (os-vif's steps).
+
+    IPv6 is already off for new devices (the namespace default), and is set explicitly
+    anyway, as os-vif does, so the TAP stays quiet even if that default was changed.
+    """
+    ip = host.tool("ip")
+    host.run([ip, "-n", ch.netns, "tuntap", "add", "dev", port.tap, "mode", "tap"])
+    host.run([host.tool("sysctl"), "-q", "-e", "-w",
+              f"net.ipv6.conf.{port.tap}.disable_ipv6=1"], netns=ch.netns)
+    host.run([ip, "-n", ch.netns, "link", "set", "dev", port.tap, "address", port.mac, "up"])
+
+
+def add_ovs_port(ch: ChassisSpec, port: PortSpec, timeout: float = 30.0) -> None:
+    """The br-int port ovn-controller binds, identified by ``iface-id`` = the LSP name."""
+    vsctl(
+        ch,
+        "--", "--may-exist", "add-port", INTEGRATION_BRIDGE, port.tap,
+        "--", "set", "Interface", port.tap,
+        f"external_ids:iface-id={port.lsp}",
+        "external_ids:iface-status=active",
+        f'external_ids:attached-mac="{port.mac}"',
+        f"external_ids:vm-uuid={port.vm_uuid}",
+        timeout=timeout,
+    )
+
+
+def plug_port(ch: ChassisSpec, port: PortSpec, timeout: float = 30.0) -> None:
+    """TAP first, then the OVS port (so vswitchd finds the device when it adds the port)."""
+    create_tap(ch, port)
+    add_ovs_port(ch, port, timeout)
+
+
+def plug_all(topo: LabTopology) -> None:
+    for p in topo.ports:
+        plug_port(topo.chassis_named(p.chassis), p, topo.timeout_s)
+
+
+def wait_hv_sync(topo: LabTopology) -> None:
+    """Block until every chassis has processed the NB contents (``--wait=hv``)."""
+    try:
+        central.nbctl(topo, "--wait=hv", "sync")
+    except LabBuildError as e:
+        raise LabBuildError(
+            f"not every chassis caught up with the NB within {topo.timeout_s:.0f} s "
+            f"(ovn-nbctl --wait=hv sync): {e}"
+        ) from e
+
+
+def chassis_names(topo: LabTopology) -> dict[str, str]:
+    """SB Chassis uuid -> name."""
+    return {r["_uuid"]: r["name"] for r in central.sb_rows(topo, "Chassis", ["_uuid", "name"])}
+
+
+def port_chassis(topo: LabTopology, lsp: str) -> str | None:
+    """Name of the chassis the SB says ``lsp`` is bound to (None: unbound or no such port)."""
+    return port_bindings(topo).get(lsp)
+
+
+def port_bindings(topo: LabTopology) -> dict[str, str | None]:
+    """Every SB Port_Binding's logical_port -> bound chassis name (None when unbound)."""
+    names = chassis_names(topo)
+    out: dict[str, str | None] = {}
+    for r in central.sb_rows(topo, "Port_Binding", ["logical_port", "chassis"]):
+        ch = r["chassis"]
+        out[r["logical_port"]] = names.get(ch) if isinstance(ch, str) else None
+    return out
+
+
+def wait_bound(topo: LabTopology) -> None:
+    """Every port bound to its home chassis; after ``--wait=hv`` this normally holds at once.
+
+    Polled briefly anyway: the claim is written by ovn-controller in the same iteration that
+    reports nb_cfg, but a check that cannot hang is cheaper than a flaky build.
+    """
+    want = {p.lsp: p.chassis for p in topo.ports}
+    deadline = time.monotonic() + topo.timeout_s
+    while True:
+        got = port_bindings(topo)
+        wrong = {lsp: got.get(lsp) for lsp, ch in want.items() if got.get(lsp) != ch}
+        if not wrong:
+            return
+        if time.monotonic() >= deadline:
+            detail = ", ".join(f"{k} on {v or 'no chassis'} (want {want[k]})"
+                               for k, v in wrong.items())
+            raise LabBuildError(f"ports not bound to their home chassis: {detail}")
+        time.sleep(0.02)

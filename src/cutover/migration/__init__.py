@@ -1,0 +1,1 @@
+"""Nova's role: a migration as small do/undo steps, strategies as their compositions."""

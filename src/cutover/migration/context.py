@@ -1,0 +1,49 @@
+"""Everything a migration step may touch, built once per migration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cutover.compute.plugger import Plugger
+from cutover.guest.base import Hypervisor
+from cutover.migration.timeline import Timeline
+from cutover.network.binding import BindingController
+from cutover.ovsdb.connection import Watch
+from cutover.ovsdb.sb import SbClient
+from cutover.readiness.base import Evidence, ReadinessCheck
+from cutover.site import ChassisEndpoint, Site, VmSpec
+
+STRATEGIES = ("legacy", "claim")
+ACTIVATIONS = ("rarp", "none")
+
+
+@dataclass(frozen=True)
+class MigrationOptions:
+    strategy: str = "claim"
+    activation: str = "rarp"
+    """OVN ``activation-strategy`` for the destination ("none": traffic cloned to both)."""
+    copy_ms: float = 500.0
+    """Memory-copy phase (the emulated guest keeps answering on the source meanwhile)."""
+    pause_ms: float = 30.0
+    """Stop-and-copy window between pausing the source and resuming the destination."""
+    ready_timeout_s: float = 30.0
+    activation_timeout_s: float = 30.0
+
+
+@dataclass
+class MigrationContext:
+    site: Site
+    vm: VmSpec
+    src: ChassisEndpoint
+    dst: ChassisEndpoint
+    options: MigrationOptions
+    binding: BindingController
+    sb: SbClient
+    plugger: Plugger
+    hypervisor: Hypervisor
+    readiness: ReadinessCheck | None
+    timeline: Timeline
+    ready_wait_ms: float = 0.0
+    evidence: Evidence | None = None
+    passive: list[tuple[str, Watch]] = field(default_factory=list)
+    """Watches that only annotate the timeline (e.g. "activated"), collected at the end."""

@@ -1,0 +1,184 @@
+"""The migration orchestrator (Nova's role): validate, compose steps, run, roll back.
+
+``migrate()`` is the one entry point the CLI and the benchmark use. It knows a Site and
+the seams (Hypervisor, Plugger); it never imports the lab.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cutover.compute.plugger import OvsTapPlugger, Plugger
+from cutover.errors import (
+    CutoverError,
+    InvalidMigration,
+    MigrationAborted,
+    MigrationError,
+    RollbackIncomplete,
+)
+from cutover.guest.base import Hypervisor
+from cutover.migration.context import (
+    ACTIVATIONS,
+    STRATEGIES,
+    MigrationContext,
+    MigrationOptions,
+)
+from cutover.migration.steps import Step
+from cutover.migration.strategies import build_steps, readiness_for
+from cutover.migration.timeline import Observer, Timeline
+from cutover.network.binding import BindingController
+from cutover.ovsdb.nb import NbClient
+from cutover.ovsdb.sb import SbClient
+from cutover.ovsdb.vswitch import VswitchClient
+from cutover.site import Site
+
+
+@dataclass(frozen=True)
+class MigrationReport:
+    vm: str
+    src: str
+    dst: str
+    strategy: str
+    activation: str
+    started_ms: float
+    migration_ms: float
+    ready_wait_ms: float
+    evidence: str
+    timeline: list[tuple[float, str, str]]
+    """(ms since start, event, detail)."""
+
+
+@dataclass
+class SiteClients:
+    """The OVSDB connections a migration uses: NB, SB and every chassis' vswitch DB."""
+
+    nb: NbClient
+    sb: SbClient
+    vswitch: dict[str, VswitchClient]
+
+    @classmethod
+    def connect(cls, site: Site) -> SiteClients:
+        return cls(
+            nb=NbClient(site.nb_remote),
+            sb=SbClient(site.sb_remote),
+            vswitch={c.name: VswitchClient(c.name, c.ovs_remote) for c in site.chassis},
+        )
+
+
+def validate(site: Site, vm_name: str, dst_name: str, options: MigrationOptions) -> None:
+    """Reject a bad request before anything changes."""
+    vm = site.vm_named(vm_name)
+    site.chassis_named(dst_name)
+    if options.strategy not in STRATEGIES:
+        raise InvalidMigration(
+            f"unknown strategy {options.strategy!r}; choose one of {', '.join(STRATEGIES)}"
+        )
+    if options.activation not in ACTIVATIONS:
+        raise InvalidMigration(
+            f"unknown activation {options.activation!r}; choose one of {', '.join(ACTIVATIONS)}"
+        )
+    if vm.chassis == dst_name:
+        raise InvalidMigration(
+            f"{vm_name} already runs on {dst_name}; choose another destination"
+        )
+
+
+def migrate(
+    site: Site,
+    vm_name: str,
+    dst_name: str,
+    options: MigrationOptions,
+    hypervisor: Hypervisor,
+    clients: SiteClients | None = None,
+    plugger: Plugger | None = None,
+    observers: Sequence[Observer] = (),
+) -> MigrationReport:
+    """Live-migrate ``vm_name`` to ``dst_name``; on failure roll back and raise
+    MigrationAborted (or RollbackIncomplete naming what is left)."""
+    validate(site, vm_name, dst_name, options)
+    clients = clients or SiteClients.connect(site)
+    vm = site.vm_named(vm_name)
+    src, dst = site.chassis_named(vm.chassis), site.chassis_named(dst_name)
+    requested = clients.nb.requested_chassis(vm.lsp)
+    if requested not in ([], [src.name]):
+        raise InvalidMigration(
+            f"port {vm.lsp} has requested-chassis={','.join(requested)} but {vm_name} runs "
+            f"on {src.name}: an earlier migration did not finish; set it back to {src.name}"
+        )
+    ctx = MigrationContext(
+        site=site,
+        vm=vm,
+        src=src,
+        dst=dst,
+        options=options,
+        binding=BindingController(clients.nb),
+        sb=clients.sb,
+        plugger=plugger or OvsTapPlugger(clients.vswitch),
+        hypervisor=hypervisor,
+        readiness=readiness_for(options.strategy, clients),
+        timeline=Timeline(observers),
+    )
+    run_steps(ctx, build_steps(options.strategy))
+    return _report(ctx)
+
+
+def run_steps(ctx: MigrationContext, steps: Sequence[Step]) -> None:
+    done: list[Step] = []
+    try:
+        for step in steps:
+            try:
+                step.do(ctx)
+            except BaseException as e:
+                _fail(ctx, step, done, e)
+            done.append(step)
+    finally:
+        _collect_passive(ctx)
+
+
+def _fail(ctx: MigrationContext, step: Step, done: list[Step], cause: BaseException) -> None:
+    ctx.timeline.mark("failed", f"{step.name}: {type(cause).__name__}: {cause}")
+    if any(s.point_of_no_return for s in done):
+        if not isinstance(cause, Exception):
+            raise cause
+        raise MigrationError(
+            f"{ctx.vm.name} switched over to {ctx.dst.name} but step {step.name!r} failed "
+            f"afterwards ({type(cause).__name__}: {cause}); the VM runs on {ctx.dst.name}, "
+            f"finish the clean-up of {ctx.src.name} by hand"
+        ) from cause
+    leftovers: list[str] = []
+    for s in reversed(done):
+        try:
+            s.undo(ctx)
+        except CutoverError as e:
+            leftovers.append(f"{s.name}: {e}")
+    if not isinstance(cause, Exception):  # KeyboardInterrupt & co.: rolled back, re-raise
+        raise cause
+    if leftovers:
+        raise RollbackIncomplete(ctx.vm.name, step.name, cause, leftovers) from cause
+    raise MigrationAborted(ctx.vm.name, step.name, cause) from cause
+
+
+def _collect_passive(ctx: MigrationContext) -> None:
+    for name, watch in ctx.passive:
+        watch.cancel()
+        if watch.fired and watch.seen_ms is not None:
+            ctx.timeline.mark(name, watch.what, at_ms=watch.seen_ms)
+    ctx.passive.clear()
+
+
+def _report(ctx: MigrationContext) -> MigrationReport:
+    events = ctx.timeline.events
+    end = events[-1].at_ms if events else ctx.timeline.t0_ms
+    return MigrationReport(
+        vm=ctx.vm.name,
+        src=ctx.src.name,
+        dst=ctx.dst.name,
+        strategy=ctx.options.strategy,
+        activation=ctx.options.activation,
+        started_ms=ctx.timeline.t0_ms,
+        migration_ms=round(end - ctx.timeline.t0_ms, 3),
+        ready_wait_ms=round(ctx.ready_wait_ms, 3),
+        evidence=ctx.evidence.detail if ctx.evidence else "",
+        timeline=ctx.timeline.relative(),
+    )

@@ -1,0 +1,173 @@
+"""Migration steps: small objects with ``do`` and ``undo``.
+
+The orchestrator runs ``do`` in order and, when one fails, runs ``undo`` of the steps
+already done in reverse, so a failed migration leaves the VM running on its source with
+its network intact and no destination TAP, OVS port or extra requested-chassis. A step
+marked ``point_of_no_return`` (the switchover) ends that: after it, the VM runs on the
+destination and failures are reported, not rolled back.
+"""
+
+from __future__ import annotations
+
+import time
+
+from cutover.errors import MigrationError
+from cutover.migration.context import MigrationContext
+from cutover.ovsdb.sb import binding_state
+
+
+class Step:
+    name = "step"
+    point_of_no_return = False
+
+    def do(self, ctx: MigrationContext) -> None:
+        raise NotImplementedError
+
+    def undo(self, ctx: MigrationContext) -> None:
+        """Default: nothing to undo."""
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class PlugDestination(Step):
+    """nova-compute + os-vif on the destination: TAP and OVS port for the VM's VIF."""
+
+    name = "plug-destination"
+
+    def do(self, ctx: MigrationContext) -> None:
+        ctx.timeline.mark("plug.start", ctx.dst.name)
+        ctx.plugger.plug(ctx.vm, ctx.dst)
+        ctx.timeline.mark("plug.done", f"{ctx.vm.tap} on {ctx.dst.name}")
+
+    def undo(self, ctx: MigrationContext) -> None:
+        ctx.plugger.unplug(ctx.vm, ctx.dst)
+        ctx.timeline.mark("unplug.destination", ctx.dst.name)
+
+
+class StartIncoming(Step):
+    """The destination hypervisor starts the incoming guest (QEMU ``-incoming``)."""
+
+    name = "start-incoming"
+
+    def do(self, ctx: MigrationContext) -> None:
+        ctx.hypervisor.prepare_destination(ctx.vm, ctx.dst)
+        ctx.timeline.mark("incoming.started", ctx.dst.name)
+
+    def undo(self, ctx: MigrationContext) -> None:
+        ctx.hypervisor.abort(ctx.vm, ctx.dst)
+        ctx.timeline.mark("guest.aborted", f"running on {ctx.src.name}")
+
+
+class PrepareNetwork(Step):
+    """Neutron: ``requested-chassis=src,dst`` (+ activation strategy); the readiness
+    waits are registered before that transaction so no event is missed."""
+
+    name = "prepare-network"
+
+    def do(self, ctx: MigrationContext) -> None:
+        if ctx.readiness is not None:
+            ctx.readiness.arm(ctx.vm, ctx.src, ctx.dst)
+        if ctx.options.activation == "rarp":
+            dst = ctx.dst.name
+            ctx.passive.append(
+                (
+                    "activated",
+                    ctx.sb.watch_binding(
+                        ctx.vm.lsp, lambda b: dst in b.activated, f"activation on {dst}"
+                    ),
+                )
+            )
+        activation = None if ctx.options.activation == "none" else ctx.options.activation
+        ctx.binding.prepare(ctx.vm.lsp, ctx.src.name, ctx.dst.name, activation)
+        ctx.timeline.mark(
+            "network.prepared", f"requested-chassis={ctx.src.name},{ctx.dst.name}"
+        )
+
+    def undo(self, ctx: MigrationContext) -> None:
+        if ctx.readiness is not None:
+            ctx.readiness.disarm()
+        ctx.binding.revert(ctx.vm.lsp, ctx.src.name)
+        ctx.timeline.mark("network.reverted", f"requested-chassis={ctx.src.name}")
+
+
+class WaitReady(Step):
+    """Block until the strategy's readiness check holds (every wait has a timeout)."""
+
+    name = "wait-ready"
+
+    def do(self, ctx: MigrationContext) -> None:
+        assert ctx.readiness is not None
+        started = time.time() * 1000.0
+        ctx.timeline.mark("ready.wait", ctx.readiness.name)
+        evidence = ctx.readiness.wait(ctx.options.ready_timeout_s)
+        ctx.evidence = evidence
+        ctx.ready_wait_ms = max(0.0, evidence.seen_ms - started)
+        ctx.timeline.mark(f"{evidence.check}.seen", evidence.detail, at_ms=evidence.seen_ms)
+        ctx.timeline.mark("ready", evidence.check)
+
+
+class CopyMemory(Step):
+    name = "copy-memory"
+
+    def do(self, ctx: MigrationContext) -> None:
+        ctx.timeline.mark("copy.start")
+        ctx.hypervisor.copy_memory(ctx.vm, ctx.dst, ctx.options.copy_ms)
+        ctx.timeline.mark("copy.done")
+
+
+class PauseSource(Step):
+    """Stop the source; the stop-and-copy window follows before the destination runs."""
+
+    name = "pause-source"
+
+    def do(self, ctx: MigrationContext) -> None:
+        at = ctx.hypervisor.pause_source(ctx.vm)
+        ctx.timeline.mark("source.paused", ctx.src.name, at_ms=at)
+        time.sleep(ctx.options.pause_ms / 1000.0)
+
+
+class Switchover(Step):
+    """The destination resumes and announces itself (RARPs): the VM now lives there."""
+
+    name = "switchover"
+    point_of_no_return = True
+
+    def do(self, ctx: MigrationContext) -> None:
+        at = ctx.hypervisor.switchover(ctx.vm, ctx.dst)
+        ctx.timeline.mark("switchover", ctx.dst.name, at_ms=at)
+
+
+class Activate(Step):
+    """Neutron activates the destination binding: ``requested-chassis=dst``; wait until the
+    SB binding's main chassis is the destination."""
+
+    name = "activate"
+
+    def do(self, ctx: MigrationContext) -> None:
+        dst = ctx.dst.name
+        bound = ctx.sb.watch_binding(
+            ctx.vm.lsp,
+            lambda b: b.chassis == dst and not b.additional,
+            f"{dst} to become the only chassis",
+        )
+        ctx.binding.activate(ctx.vm.lsp, dst)
+        ctx.timeline.mark("activation.requested", f"requested-chassis={dst}")
+        try:
+            row, seen = bound.wait(ctx.options.activation_timeout_s)
+        except Exception as e:
+            raise MigrationError(
+                f"{ctx.vm.name} runs on {dst} but its port did not move there: {e}"
+            ) from e
+        ctx.timeline.mark("bound", str(binding_state(row)), at_ms=seen)
+
+
+class CleanupSource(Step):
+    """Nova's post-live-migration on the source: stop the old guest, unplug its VIF."""
+
+    name = "cleanup-source"
+
+    def do(self, ctx: MigrationContext) -> None:
+        ctx.hypervisor.finish_source(ctx.vm)
+        ctx.plugger.unplug(ctx.vm, ctx.src)
+        ctx.timeline.mark("cleanup.done", ctx.src.name)

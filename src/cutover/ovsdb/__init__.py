@@ -1,0 +1,1 @@
+"""The bottom floor: OVSDB access on ovsdbapp, one connection per (host, database)."""

@@ -1,0 +1,226 @@
+"""One ovsdbapp connection per (host, database), row-event waits, error translation.
+
+ovsdbapp keeps the connection on the backend *class* (``Backend._ovsdb_connection``), so
+two instances of ``OvsdbIdl`` for hv1 and hv2 would silently share hv1's connection.
+:func:`open_api` therefore derives a distinct subclass per endpoint and caches one
+instance per (remote, schema) for the life of the process.
+
+Waits follow ovsdbapp's ``RowEvent`` pattern: register the event *before* the
+transaction that will cause it, then re-check the IDL cache once so that a condition that
+became true before registration is not missed. Every wait has a timeout, and its error
+carries a description of the state that was seen.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from ovsdbapp import exceptions as ovsdbapp_exceptions
+from ovsdbapp.backend.ovs_idl import connection as ovs_connection
+from ovsdbapp.backend.ovs_idl import event as ovs_event
+from ovsdbapp.backend.ovs_idl import idlutils
+
+from cutover.errors import OvsdbError, WaitTimeout
+
+DEFAULT_TIMEOUT_S = 30.0
+
+ApiT = TypeVar("ApiT")
+Row = Any
+"""An ovs IDL row (live in the IDL thread, frozen when handed to an event)."""
+
+
+def now_ms() -> float:
+    """Wall-clock milliseconds: comparable across processes and with ``ovn-installed-ts``."""
+    return time.time() * 1000.0
+
+
+class EventedIdl(ovs_connection.OvsdbIdl):  # type: ignore[misc]
+    """An IDL that hands every row change to a RowEventHandler.
+
+    Plain ovsdbapp IDLs do not dispatch row events; Neutron's OvnIdl adds the same hook.
+    """
+
+    def __init__(self, remote: str, schema_helper: Any, **kwargs: Any) -> None:
+        super().__init__(remote, schema_helper, **kwargs)
+        self.notify_handler = ovs_event.RowEventHandler()
+
+    def notify(self, event: str, row: Row, updates: Row | None = None) -> None:
+        self.notify_handler.notify(event, row, updates)
+
+
+_APIS: dict[tuple[str, str], Any] = {}
+_APIS_LOCK = threading.Lock()
+
+
+def open_api(
+    base: type[ApiT],
+    remote: str,
+    schema: str,
+    tables: tuple[str, ...],
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> ApiT:
+    """Return the (cached) ovsdbapp API object for ``remote``, connected and monitoring
+    ``tables``. Each endpoint gets its own backend subclass, hence its own connection."""
+    key = (remote, schema)
+    with _APIS_LOCK:
+        api = _APIS.get(key)
+        if api is not None:
+            return api  # type: ignore[no-any-return]
+        cls_name = f"{base.__name__}_{len(_APIS)}"
+        per_endpoint: type[ApiT] = type(cls_name, (base,), {"_ovsdb_connection": None})
+        try:
+            idl = EventedIdl.from_server(remote, schema, helper_tables=tables)
+            conn = ovs_connection.Connection(idl, timeout_s)
+            api = per_endpoint(conn)  # type: ignore[call-arg]
+        except Exception as e:  # ovs / ovsdbapp raise many kinds here
+            raise OvsdbError(
+                f"cannot connect to the {schema} database at {remote} ({type(e).__name__}: "
+                f"{e}); check that its ovsdb-server runs and the path is right"
+            ) from e
+        _APIS[key] = api
+        return api
+
+
+def close_all() -> None:
+    """Stop every cached connection (tests and CLI exit)."""
+    with _APIS_LOCK:
+        for api in _APIS.values():
+            api.ovsdb_connection.stop(timeout=5)
+            api.idl.notify_handler.shutdown()
+        _APIS.clear()
+
+
+class RowCondition(ovs_event.RowEvent):  # type: ignore[misc]
+    """Fires once when a row of ``table`` is created or updated to satisfy ``predicate``."""
+
+    ONETIME = True
+
+    def __init__(self, table: str, predicate: Callable[[Row], bool]) -> None:
+        super().__init__((self.ROW_CREATE, self.ROW_UPDATE), table, None)
+        self.predicate = predicate
+        self.done = threading.Event()
+        self.row: Row | None = None
+        self.t_ms: float | None = None
+        self.event_name = f"RowCondition({table})"
+
+    def match_fn(self, event: str, row: Row, old: Row | None) -> bool:
+        if self.done.is_set():
+            return False
+        try:
+            return bool(self.predicate(row))
+        except (AttributeError, KeyError, IndexError):
+            return False
+
+    def run(self, event: str, row: Row, old: Row | None) -> None:
+        self.satisfy(row)
+
+    def satisfy(self, row: Row) -> None:
+        if not self.done.is_set():
+            self.row = row
+            self.t_ms = now_ms()
+            self.done.set()
+
+
+class Watch:
+    """A registered wait; :meth:`wait` returns the matching row and when it was seen.
+
+    Registered on creation, unregistered by :meth:`cancel` (idempotent) or after
+    :meth:`wait` returns or raises.
+    """
+
+    def __init__(
+        self, handler: Any, cond: RowCondition, what: str, describe: Callable[[], str]
+    ) -> None:
+        self._handler = handler
+        self._cond = cond
+        self.what = what
+        self._describe = describe
+
+    @property
+    def fired(self) -> bool:
+        return self._cond.done.is_set()
+
+    @property
+    def seen_ms(self) -> float | None:
+        return self._cond.t_ms
+
+    @property
+    def row(self) -> Row | None:
+        return self._cond.row
+
+    def cancel(self) -> None:
+        self._handler.unwatch_event(self._cond)
+
+    def wait(self, timeout_s: float) -> tuple[Row, float]:
+        try:
+            if not self._cond.done.wait(timeout_s):
+                raise WaitTimeout(self.what, timeout_s, self._describe())
+        finally:
+            self.cancel()
+        assert self._cond.t_ms is not None
+        return self._cond.row, self._cond.t_ms
+
+
+class Database:
+    """Shared behaviour of the NB, SB and local vswitch clients."""
+
+    def __init__(self, api: Any, label: str) -> None:
+        self.api = api
+        self.label = label
+
+    def execute(self, *commands: Any) -> list[Any]:
+        """Run ``commands`` in ONE transaction, raising OvsdbError on any failure."""
+        try:
+            with self.api.transaction(check_error=True) as txn:
+                for c in commands:
+                    txn.add(c)
+            return [c.result for c in commands]
+        except ovsdbapp_exceptions.TimeoutException as e:
+            raise OvsdbError(f"{self.label}: transaction timed out ({e}); is it overloaded?") from e
+        except Exception as e:  # ovsdbapp raises RuntimeError & co. for failed txns
+            raise OvsdbError(f"{self.label}: transaction failed: {type(e).__name__}: {e}") from e
+
+    def rows(self, table: str) -> list[Row]:
+        """A snapshot of the IDL cache of ``table``, taken under the connection lock."""
+        with self.api.ovsdb_connection.lock:
+            return list(self.api.tables[table].rows.values())
+
+    def register(
+        self,
+        table: str,
+        predicate: Callable[[Row], bool],
+        what: str,
+        describe: Callable[[], str],
+    ) -> Watch:
+        """Start waiting for ``predicate`` on ``table``.
+
+        Call it *before* the transaction that causes the change; the IDL cache is checked
+        once after registration so that an already-true condition is not missed.
+        """
+        cond = RowCondition(table, predicate)
+        handler = self.api.idl.notify_handler
+        handler.watch_event(cond)
+        for row in self.rows(table):
+            if cond.match_fn(RowCondition.ROW_UPDATE, row, None):
+                cond.satisfy(idlutils.frozen_row(row))
+                break
+        return Watch(handler, cond, what, describe)
+
+    @contextmanager
+    def watch(
+        self,
+        table: str,
+        predicate: Callable[[Row], bool],
+        what: str,
+        describe: Callable[[], str],
+    ) -> Iterator[Watch]:
+        """:meth:`register` for the duration of a block."""
+        w = self.register(table, predicate, what, describe)
+        try:
+            yield w
+        finally:
+            w.cancel()

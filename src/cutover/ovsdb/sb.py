@@ -1,0 +1,94 @@
+"""OVN Southbound: what the chassis report about a port binding, and waits on it.
+
+``Port_Binding.additional_chassis`` is written by the destination's ovn-controller when it
+*claims* the port (controller/binding.c) - before its flows are installed. OpenStack
+2026.1 waits for exactly that claim; it is the ``claim`` readiness signal here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ovsdbapp.schema.ovn_southbound import impl_idl as sb_impl
+
+from cutover.ovsdb.connection import DEFAULT_TIMEOUT_S, Database, Watch, open_api
+
+SB_TABLES = ("SB_Global", "Chassis", "Chassis_Private", "Encap", "Port_Binding")
+
+ACTIVATED_OPTION = "additional-chassis-activated"
+
+
+@dataclass(frozen=True)
+class BindingState:
+    """A Port_Binding row reduced to chassis names: what an operator wants to see."""
+
+    lsp: str
+    chassis: str | None
+    additional: tuple[str, ...]
+    requested: str | None
+    requested_additional: tuple[str, ...]
+    up: bool | None
+    activated: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return (
+            f"Port_Binding {self.lsp}: chassis={self.chassis or '[]'} "
+            f"additional_chassis={list(self.additional)} requested_chassis={self.requested} "
+            f"requested_additional_chassis={list(self.requested_additional)} up={self.up} "
+            f"{ACTIVATED_OPTION}={','.join(self.activated) or '-'}"
+        )
+
+
+def _names(refs: Any) -> tuple[str, ...]:
+    return tuple(sorted(str(r.name) for r in (refs or [])))
+
+
+def binding_state(row: Any) -> BindingState:
+    """Reduce a (live or frozen) Port_Binding row; reference columns resolve to names."""
+    chassis = _names(row.chassis)
+    requested = _names(row.requested_chassis)
+    up = list(row.up) if isinstance(row.up, list) else [row.up]
+    activated = row.options.get(ACTIVATED_OPTION, "")
+    return BindingState(
+        lsp=str(row.logical_port),
+        chassis=chassis[0] if chassis else None,
+        additional=_names(row.additional_chassis),
+        requested=requested[0] if requested else None,
+        requested_additional=_names(row.requested_additional_chassis),
+        up=bool(up[0]) if up else None,
+        activated=tuple(a for a in activated.split(",") if a),
+    )
+
+
+class SbClient(Database):
+    def __init__(self, remote: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        api = open_api(sb_impl.OvnSbApiIdlImpl, remote, "OVN_Southbound", SB_TABLES, timeout_s)
+        super().__init__(api, f"OVN_Southbound at {remote}")
+
+    def binding(self, lsp: str) -> BindingState | None:
+        for row in self.rows("Port_Binding"):
+            if row.logical_port == lsp:
+                return binding_state(row)
+        return None
+
+    def describe_binding(self, lsp: str) -> str:
+        state = self.binding(lsp)
+        return str(state) if state else f"no Port_Binding for {lsp}"
+
+    def chassis_names(self) -> list[str]:
+        return sorted(str(r.name) for r in self.rows("Chassis"))
+
+    def watch_binding(
+        self, lsp: str, predicate: Callable[[BindingState], bool], what: str
+    ) -> Watch:
+        """Register an event-driven wait until the binding of ``lsp`` satisfies
+        ``predicate`` (call before the transaction that should cause it)."""
+
+        def match(row: Any) -> bool:
+            return bool(row.logical_port == lsp and predicate(binding_state(row)))
+
+        return self.register(
+            "Port_Binding", match, f"{what} ({lsp})", lambda: self.describe_binding(lsp)
+        )
