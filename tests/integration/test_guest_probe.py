@@ -421,3 +421,17 @@ def test_guest_answers_arp_for_its_own_ip_only(lab: Lab) -> None:
         if arp is not None and arp.op == frames.ARP_OP_REPLY:
             replies.append(arp)
     assert replies == [frames.Arp(frames.ARP_OP_REPLY, vm_mac, vm_ip, bridge_mac, asker_ip)]
+
+
+def test_sigterm_removes_socket_and_pidfile(lab: Lab) -> None:
+    lab.hv.ensure_running(lab.vm)
+    control, pidfile = lab.hv.paths(lab.vm, "chA")
+    pid = int(pidfile.read_text())
+    assert runs_module(pid, "cutover.guest.emulator") and control.exists()
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5.0
+    while runs_module(pid, "cutover.guest.emulator") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not runs_module(pid, "cutover.guest.emulator")
+    assert not control.exists() and not pidfile.exists()
+    assert "exiting: signal SIGTERM" in control.with_suffix(".log").read_text()

@@ -177,7 +177,14 @@ def _guest_events(
     except GuestError:
         return []
     return [
-        TimelineEvent(round(float(e["t_ms"]) - t0, 3), str(e["event"]), str(e.get("detail", "")))
+        TimelineEvent(round(float(e["t_ms"]) - t0, 3), "rarp", _rarp_detail(e.get("detail")))
         for e in events
         if e.get("event") == "rarp"
     ]
+
+
+def _rarp_detail(detail: object) -> str:
+    if isinstance(detail, dict):
+        sent = "" if detail.get("sent", True) else " (not sent)"
+        return f"announce round {detail.get('round', '?')}{sent}"
+    return str(detail or "")

@@ -149,7 +149,7 @@ class ControlServer:
         if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
             self._send(conn, error('request must be a JSON object with a string "cmd"'))
             return
-        answered = False
+        answered = deferred = False
 
         def reply(response: dict[str, Any]) -> None:
             nonlocal answered
@@ -158,7 +158,8 @@ class ControlServer:
             answered = True
             conn.waiting = False
             self._send(conn, response)
-            self._process(conn)
+            if deferred:  # called later from the loop: serve what queued up meanwhile
+                self._process(conn)
 
         conn.waiting = True
         try:
@@ -168,6 +169,8 @@ class ControlServer:
             response = error(f"internal error handling {request['cmd']!r}: {e}")
         if response is not None:
             reply(response)
+        else:
+            deferred = True
 
     def _send(self, conn: _Conn, response: dict[str, Any]) -> None:
         if conn.sock.fileno() not in self._conns:

@@ -116,6 +116,7 @@ class Emulator:
         self.state = RUNNING
         t = self._event("resumed", {"announce": announce})
         log(f"resumed (announce={announce})")
+        self._cancel_announce()  # forget the fired timers of an earlier resume
         if announce:
             start = time.monotonic()
             for n, offset in enumerate(ANNOUNCE_OFFSETS_MS):

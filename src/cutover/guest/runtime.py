@@ -36,7 +36,8 @@ def wall_ms() -> float:
 
 def log(message: str) -> None:
     """One timestamped line on stderr (the spawner sends it to the process's log file)."""
-    stamp = time.strftime("%H:%M:%S", time.localtime()) + f".{int(time.time() * 1000) % 1000:03d}"
+    now = time.time()
+    stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}"
     print(f"{stamp} [{os.getpid()}] {message}", file=sys.stderr, flush=True)
 
 

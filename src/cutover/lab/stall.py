@@ -15,7 +15,7 @@ import time
 from typing import Literal
 
 from cutover.errors import InputError, LabError
-from cutover.lab import host
+from cutover.lab import unixctl
 
 StallRole = Literal["dst", "peer", "none"]
 STALL_ROLES: tuple[StallRole, ...] = ("dst", "peer", "none")
@@ -83,7 +83,7 @@ class ControllerStall:
         return self._paused
 
     def _appctl(self, command: str) -> None:
-        host.run([host.tool("ovn-appctl"), "-t", self.ctl_path, command], timeout=10.0)
+        unixctl.call(self.ctl_path, command)
 
     def start(self) -> None:
         """Pause now and arm the resume timer. Raises LabError if the pause failed."""

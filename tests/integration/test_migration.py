@@ -1,0 +1,225 @@
+"""Live migration on a real OVN lab (ovsdb-server, ovn-northd, ovn-controller,
+ovs-vswitchd in namespaces) with emulated guests and a real prober on a third chassis.
+
+One lab for the module (prefix ``cotm``, the default lab dir so the CLI finds it); tests
+run in order and each leaves the lab consistent for the next (vm1 position is read from
+the site, never assumed).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from cutover.bench.faults import StallPlan
+from cutover.errors import (
+    InvalidMigration,
+    MigrationAborted,
+    UnknownChassis,
+    UnknownVm,
+    WaitTimeout,
+)
+from cutover.guest.emulated import EmulatedHypervisor
+from cutover.lab import Lab, LabTopology, host
+from cutover.migration.context import MigrationOptions
+from cutover.migration.orchestrator import MigrationReport, SiteClients, migrate
+from cutover.ovsdb.connection import close_all
+from cutover.probe.analysis import summarize
+from cutover.probe.client import Prober
+from cutover.site import Site
+
+pytestmark = [pytest.mark.integration]
+
+PREFIX = "cotm"
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    lab = Lab(LabTopology(prefix=PREFIX))
+    lab.down()  # a crashed earlier run may have left one
+    site = lab.up()
+    hv = EmulatedHypervisor(site)
+    for vm in site.vms:
+        hv.ensure_running(vm)
+    yield lab
+    close_all()
+    left = lab.down()
+    assert left == []
+    assert host.list_netns(PREFIX) == []
+
+
+@pytest.fixture
+def clients(lab: Lab) -> SiteClients:
+    return SiteClients.connect(lab.site())
+
+
+def _links(site: Site, chassis: str) -> str:
+    netns = site.chassis_named(chassis).netns
+    assert netns is not None
+    return host.run(["ip", "-n", netns, "-br", "link"])
+
+
+def _other(site: Site, vm: str) -> str:
+    here = site.vm_named(vm).chassis
+    client = site.clients[0].chassis
+    return next(c.name for c in site.chassis if c.name not in (here, client))
+
+
+def _run(lab: Lab, strategy: str, clients: SiteClients, **opts: float | str) -> MigrationReport:
+    site = lab.site()
+    dst = _other(site, "vm1")
+    report = migrate(
+        site, "vm1", dst, MigrationOptions(strategy=strategy, **opts),  # type: ignore[arg-type]
+        EmulatedHypervisor(site), clients,
+    )
+    lab.save_site(site.with_vm_on("vm1", dst))
+    return report
+
+
+def _probe(site: Site, seconds: float) -> tuple[int, int]:
+    """(sent, answered) probes from the client to vm1 over ``seconds``."""
+    with Prober(site, site.clients[0], site.vm_named("vm1"), 5.0) as p:
+        p.start()
+        time.sleep(seconds)
+        samples = p.stop()
+    s = summarize(samples, 5.0)
+    return s.probes_sent, s.probes_sent - s.probes_lost
+
+
+def test_each_chassis_has_its_own_connection(clients: SiteClients) -> None:
+    hv1, hv2 = clients.vswitch["hv1"], clients.vswitch["hv2"]
+    assert hv1.system_id() == "hv1"
+    assert hv2.system_id() == "hv2"
+    assert type(hv1.api) is not type(hv2.api)
+    assert hv1.api.ovsdb_connection is not hv2.api.ovsdb_connection
+
+
+def test_bad_input_changes_nothing(lab: Lab, clients: SiteClients) -> None:
+    site = lab.site()
+    vm = site.vm_named("vm1")
+    before = clients.nb.lsp_options(vm.lsp)
+    hv = EmulatedHypervisor(site)
+    with pytest.raises(UnknownVm, match="nosuch"):
+        migrate(site, "nosuch", "hv2", MigrationOptions(), hv, clients)
+    with pytest.raises(UnknownChassis, match="hv9"):
+        migrate(site, "vm1", "hv9", MigrationOptions(), hv, clients)
+    with pytest.raises(InvalidMigration, match="already runs"):
+        migrate(site, "vm1", vm.chassis, MigrationOptions(), hv, clients)
+    with pytest.raises(InvalidMigration, match="strategy"):
+        migrate(site, "vm1", _other(site, "vm1"), MigrationOptions(strategy="x"), hv, clients)
+    assert clients.nb.lsp_options(vm.lsp) == before
+
+
+def test_claim_migration_moves_the_port_and_cleans_the_source(
+    lab: Lab, clients: SiteClients
+) -> None:
+    src = lab.site().vm_named("vm1").chassis
+    report = _run(lab, "claim", clients)
+    site = lab.site()
+    vm = site.vm_named("vm1")
+    assert vm.chassis == report.dst != src
+    names = [e[1] for e in report.timeline]
+    assert names.index("claim.seen") < names.index("switchover") < names.index("bound")
+    binding = clients.sb.binding(vm.lsp)
+    assert binding is not None
+    assert binding.chassis == report.dst and binding.additional == ()
+    assert clients.nb.requested_chassis(vm.lsp) == [report.dst]
+    assert "activation-strategy" not in clients.nb.lsp_options(vm.lsp)
+    assert clients.vswitch[src].interface(vm.tap) is None
+    assert vm.tap not in _links(site, src)
+    sent, answered = _probe(site, 0.5)
+    assert sent > 0 and answered >= sent - 1
+
+
+def test_legacy_plugs_at_switchover(lab: Lab, clients: SiteClients) -> None:
+    report = _run(lab, "legacy", clients)
+    names = [e[1] for e in report.timeline]
+    assert "network.prepared" not in names
+    assert names.index("source.paused") < names.index("plug.start") < names.index("switchover")
+    assert report.ready_wait_ms == 0.0
+    sent, answered = _probe(lab.site(), 0.5)
+    assert answered >= sent - 1
+
+
+def test_claim_timeout_rolls_back_and_vm_keeps_its_network(
+    lab: Lab, clients: SiteClients
+) -> None:
+    site = lab.site()
+    vm = site.vm_named("vm1")
+    src, dst = vm.chassis, _other(site, "vm1")
+    injector = StallPlan.parse("dst:2500").injector(site, dst, site.clients[0].chassis)
+    hv = EmulatedHypervisor(site)
+    with Prober(site, site.clients[0], vm, 5.0) as prober:
+        prober.start()
+        try:
+            with pytest.raises(MigrationAborted) as info:
+                migrate(
+                    site, "vm1", dst, MigrationOptions(strategy="claim", ready_timeout_s=0.5),
+                    hv, clients, observers=[injector],
+                )
+        finally:
+            injector.wait_over()
+            injector.finish()
+        samples = prober.stop()
+    cause = info.value.cause
+    assert isinstance(cause, WaitTimeout)
+    assert "additional_chassis=[]" in cause.seen
+    assert info.value.step == "wait-ready"
+    assert clients.nb.requested_chassis(vm.lsp) == [src]
+    assert "activation-strategy" not in clients.nb.lsp_options(vm.lsp)
+    assert clients.vswitch[dst].interface(vm.tap) is None
+    assert vm.tap not in _links(site, dst)
+    assert hv.status(vm, dst) is None
+    # the VM never stopped answering on its source
+    summary = summarize(samples, 5.0)
+    assert summary.probes_sent > 50
+    assert summary.probes_lost <= 1
+    # once the destination chassis catches up, the SB still shows a single chassis
+    time.sleep(0.5)
+    binding = clients.sb.binding(vm.lsp)
+    assert binding is not None and binding.chassis == src and binding.additional == ()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cutover.cli", "--prefix", PREFIX, *args],
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_cli_errors_are_one_line_and_nonzero(lab: Lab) -> None:
+    r = _cli("migrate", "nosuch", "--to", "hv2")
+    assert r.returncode == 1
+    assert r.stderr.startswith("UnknownVm: ")
+    r = _cli("lab", "up")
+    assert r.returncode == 1 and r.stderr.startswith("LabAlreadyUp: ")
+    r = _cli("migrate", "vm1", "--to", "hv2", "--stall", "dst:abc")
+    assert r.returncode == 1 and r.stderr.startswith("InputError: ")
+
+
+def test_cli_migrate_and_bench(lab: Lab, tmp_path: object) -> None:
+    site = lab.site()
+    dst = _other(site, "vm1")
+    r = _cli("migrate", "vm1", "--to", dst, "--strategy", "claim", "--copy-ms", "100")
+    assert r.returncode == 0, r.stderr
+    assert lab.site().vm_named("vm1").chassis == dst
+    out = f"{tmp_path}/bench"
+    r = _cli("bench", "--strategy", "legacy", "--strategy", "claim", "--runs", "1",
+             "--copy-ms", "100", "--out", out)
+    assert r.returncode == 0, r.stderr
+    from pathlib import Path
+
+    from cutover.bench.results import BenchResult
+
+    result = BenchResult.load(Path(out) / "bench.json")
+    assert [r.strategy for r in result.runs] == ["legacy", "claim"]
+    for run in result.runs:
+        assert run.error is None
+        assert run.probes_sent > 100
+        assert run.blackout_ms >= 0
+        assert any(e.event == "switchover" for e in run.timeline)
+    assert (Path(out) / "blackout.png").stat().st_size > 0
