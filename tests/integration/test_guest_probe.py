@@ -394,16 +394,10 @@ def test_incoming_guest_opens_its_tap_on_attach(lab: Lab) -> None:
 
 def test_guest_answers_arp_for_its_own_ip_only(lab: Lab) -> None:
     lab.hv.ensure_running(lab.vm)
-    bridge_mac = frames.mac_bytes(
-        json.loads(
-            subprocess.run(
-                ["ip", "-n", lab.ns_a, "-j", "link", "show", "br0"],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-        )[0]["address"]
-    )
+    out = subprocess.run(
+        ["ip", "-n", lab.ns_a, "-j", "link", "show", "br0"], check=True, capture_output=True
+    ).stdout
+    bridge_mac = frames.mac_bytes(json.loads(out)[0]["address"])
     vm_mac, vm_ip = frames.mac_bytes(lab.vm.mac), frames.ip_bytes(lab.vm.ip)
     asker_ip = frames.ip_bytes("10.99.0.200")
     wait_forwarding(lab.ns_a, "tvm1")

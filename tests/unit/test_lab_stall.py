@@ -1,14 +1,14 @@
-"""ControllerStall's timing and idempotence, with ovn-appctl replaced by a recorder."""
+"""ControllerStall's timing and idempotence, with the unixctl call replaced by a recorder."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import pytest
 
-from cutover.errors import InputError, LabBuildError, LabError
-from cutover.lab import host
+from cutover.errors import InputError, LabError
+from cutover.lab import unixctl
 from cutover.lab.stall import ControllerStall
 
 
@@ -18,13 +18,12 @@ class FakeAppctl:
         self.fail: set[str] = set()
 
     def __call__(
-        self, argv: Sequence[str], netns: str | None = None,
-        env: Mapping[str, str] | None = None, timeout: float = 30.0, check: bool = True,
+        self, ctl_path: str, cmd: str, params: Sequence[str] | None = None,
+        timeout: float = 10.0,
     ) -> str:
-        assert argv[1:3] == ["-t", "/lab/hv2/ovn-controller.ctl"]
-        cmd = argv[3]
+        assert ctl_path == "/lab/hv2/ovn-controller.ctl"
         if cmd in self.fail:
-            raise LabBuildError(f"`ovn-appctl {cmd}` failed")
+            raise LabError(f"unixctl {cmd} failed")
         self.calls.append((time.monotonic(), cmd))
         return ""
 
@@ -32,8 +31,7 @@ class FakeAppctl:
 @pytest.fixture
 def appctl(monkeypatch: pytest.MonkeyPatch) -> FakeAppctl:
     fake = FakeAppctl()
-    monkeypatch.setattr(host, "run", fake)
-    monkeypatch.setattr(host, "tool", lambda name: name)
+    monkeypatch.setattr(unixctl, "call", fake)
     return fake
 
 
