@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +29,7 @@ from types import TracebackType
 from typing import Any
 
 from cutover.errors import GuestError
-from cutover.guest.runtime import EventLoop, log
+from cutover.guest.runtime import EventLoop, Pidfile, log
 
 Reply = Callable[[dict[str, Any]], None]
 Handler = Callable[[dict[str, Any], Reply], "dict[str, Any] | None"]
@@ -257,3 +258,32 @@ def exchange(path: Path, request: dict[str, Any], timeout_s: float) -> dict[str,
     if not isinstance(response, dict):
         raise ValueError(f"answer is not a JSON object: {response!r}")
     return response
+
+
+def serve(
+    name: str,
+    loop: EventLoop,
+    handle: Handler,
+    control: Path,
+    pidfile: Path,
+    start: Callable[[], str],
+    close: Callable[[], None],
+) -> int:
+    """Run a guest process (emulator or prober) until it is told to stop.
+
+    The socket comes first: binding refuses to steal a live guest's socket, and only then
+    may the pidfile be overwritten. Requests queue until ``loop.run()`` serves them.
+    ``start`` attaches the TAP and returns a banner for the log.
+    """
+    try:
+        with ControlServer(control, loop, handle), Pidfile(pidfile):
+            log(f"{name} up: {start()}")
+            loop.run()
+        log(f"{name} exiting: {loop.stop_reason}")
+    except GuestError as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return 1
+    finally:
+        close()
+        loop.close()
+    return 0

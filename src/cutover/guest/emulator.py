@@ -29,8 +29,8 @@ from typing import Any
 
 from cutover.errors import GuestError
 from cutover.guest import frames
-from cutover.guest.control import ControlServer, Reply, error
-from cutover.guest.runtime import EventLoop, Pidfile, Timer, guest_arg_parser, log, wall_ms
+from cutover.guest.control import Reply, error, serve
+from cutover.guest.runtime import EventLoop, Timer, guest_arg_parser, log, wall_ms
 from cutover.guest.tap import TapPort, tap_exists
 
 ANNOUNCE_OFFSETS_MS = (0.0, 50.0, 200.0, 450.0, 800.0)
@@ -193,23 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     loop = EventLoop()
     loop.handle_signals()
     emu = Emulator(loop, port, INCOMING if args.incoming else RUNNING)
-    try:
-        # Socket first: binding refuses to steal a live guest's socket, and only then
-        # may we overwrite the pidfile. Requests queue until loop.run() serves them.
-        with ControlServer(args.control, loop, emu.handle), Pidfile(args.pidfile):
-            if not args.incoming or tap_exists(args.tap):
-                emu.attach()
-            log(f"emulator up: tap={args.tap} mac={args.mac} ip={args.ip} state={emu.state}")
-            loop.run()
-        log(f"emulator exiting: {loop.stop_reason}")
-    except GuestError as e:
-        print(f"emulator: {e}", file=sys.stderr)
-        return 1
-    finally:
-        port.close()
-        loop.close()
-    return 0
 
+    def start() -> str:
+        if not args.incoming or tap_exists(args.tap):
+            emu.attach()
+        return f"tap={args.tap} mac={args.mac} ip={args.ip} state={emu.state}"
+
+    return serve("emulator", loop, emu.handle, args.control, args.pidfile, start, port.close)
 
 if __name__ == "__main__":
     sys.exit(main())

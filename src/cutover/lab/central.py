@@ -26,9 +26,7 @@ DAEMONS = (NB_DAEMON, SB_DAEMON, NORTHD)
 
 def central_env(topo: LabTopology) -> dict[str, str]:
     """Point every OVS/OVN default path (run, db, log dirs) at the lab, never /var/run."""
-    d = str(topo.central_dir)
-    return {k: d for k in ("OVS_RUNDIR", "OVS_DBDIR", "OVS_LOGDIR",
-                           "OVN_RUNDIR", "OVN_DBDIR", "OVN_LOGDIR")}
+    return host.daemon_env(topo.central_dir)
 
 
 def nbctl(topo: LabTopology, *args: str, timeout: float | None = None) -> str:

@@ -26,9 +26,7 @@ DAEMONS = (OVSDB, VSWITCHD, CONTROLLER)
 
 def chassis_env(ch: ChassisSpec) -> dict[str, str]:
     """All OVS/OVN default paths of this chassis' tools point at its own directory."""
-    d = str(ch.dir)
-    return {k: d for k in ("OVS_RUNDIR", "OVS_DBDIR", "OVS_LOGDIR",
-                           "OVN_RUNDIR", "OVN_DBDIR", "OVN_LOGDIR")}
+    return host.daemon_env(ch.dir)
 
 
 def vsctl(ch: ChassisSpec, *args: str, timeout: float = 30.0) -> str:

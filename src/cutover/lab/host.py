@@ -280,3 +280,14 @@ def wait_for(
         if time.monotonic() >= deadline:
             raise LabBuildError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
+
+
+def daemon_env(directory: Path) -> dict[str, str]:
+    """Point every OVS/OVN default path (run, db, log dirs) at ``directory``, never /var/run.
+
+    Each chassis needs its own: bridge management sockets (``br-int.mgmt``) live in the
+    OVS run dir, and three chassis sharing one would clash.
+    """
+    d = str(directory)
+    return {k: d for k in ("OVS_RUNDIR", "OVS_DBDIR", "OVS_LOGDIR",
+                           "OVN_RUNDIR", "OVN_DBDIR", "OVN_LOGDIR")}

@@ -29,8 +29,8 @@ from typing import Any
 
 from cutover.errors import GuestError
 from cutover.guest import frames
-from cutover.guest.control import ControlServer, Reply, error
-from cutover.guest.runtime import EventLoop, Pidfile, Timer, guest_arg_parser, log, wall_ms
+from cutover.guest.control import Reply, error, serve
+from cutover.guest.runtime import EventLoop, Timer, guest_arg_parser, log, wall_ms
 from cutover.guest.tap import TapPort
 
 DRAIN_S = 0.3
@@ -228,20 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     loop = EventLoop()
     loop.handle_signals()
     prober = Prober(loop, port, target_ip, target_mac, args.interval_ms)
-    try:
-        with ControlServer(args.control, loop, prober.handle), Pidfile(args.pidfile):
-            prober.attach()
-            log(f"prober up: tap={args.tap} -> {args.target_ip} every {args.interval_ms} ms")
-            loop.run()
-        log(f"prober exiting: {loop.stop_reason}")
-    except GuestError as e:
-        print(f"prober: {e}", file=sys.stderr)
-        return 1
-    finally:
-        port.close()
-        loop.close()
-    return 0
 
+    def start() -> str:
+        prober.attach()
+        return f"tap={args.tap} -> {args.target_ip} every {args.interval_ms} ms"
+
+    return serve("prober", loop, prober.handle, args.control, args.pidfile, start, port.close)
 
 if __name__ == "__main__":
     sys.exit(main())
