@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cutover.errors import CutoverError, PrerequisiteError
+from cutover.lab.load import LOAD_LEVELS
 from cutover.migration.context import ACTIVATIONS, STRATEGIES
 
 console = Console(stderr=False)
@@ -47,19 +48,32 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure the blackout per strategy on the lab")
     bench.add_argument("--strategy", action="append", choices=STRATEGIES, dest="strategies",
-                       help="repeat for several (default: legacy and claim)")
-    bench.add_argument("--stall", default="none", help="ROLE:MS, e.g. dst:2000")
+                       help="repeat for several (default: legacy and claim; all with --matrix)")
+    bench.add_argument("--stall", action="append", dest="stalls",
+                       help="ROLE:MS, e.g. dst:2000 or peer:2000; repeat for several")
+    bench.add_argument("--load", action="append", dest="loads", choices=LOAD_LEVELS,
+                       help="control-plane load on the destination; repeat for several")
+    bench.add_argument("--activation", action="append", dest="activations",
+                       choices=ACTIVATIONS, help="OVN activation strategy; repeat for several")
+    bench.add_argument("--matrix", action="store_true",
+                       help="strategies x {L0, L2, dst:2000 stall, peer:2000 stall}")
     bench.add_argument("--runs", type=int, default=3, help="migrations per strategy")
     bench.add_argument("--out", type=Path, default=Path("results/bench"))
     bench.add_argument("--interval-ms", type=float, default=2.0, help="probe interval")
+    bench.add_argument("--chassis", type=int, default=3,
+                       help="chassis of a lab the bench builds itself (>= 3)")
     bench.add_argument("--keep-lab", action="store_true",
                        help="leave a lab that the bench built running afterwards")
-    _migration_args(bench)
+    _copy_args(bench)
     return p
 
 
 def _migration_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--activation", default="rarp", choices=ACTIVATIONS)
+    _copy_args(p)
+
+
+def _copy_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--copy-ms", type=float, default=500.0, help="memory-copy phase")
     p.add_argument("--pause-ms", type=float, default=30.0, help="stop-and-copy window")
     p.add_argument("--ready-timeout", type=float, default=30.0, help="seconds")

@@ -14,12 +14,12 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from cutover.bench.faults import StallPlan
 from cutover.bench.report import summary_table, write_report
-from cutover.bench.runner import BenchPlan, run_bench
-from cutover.errors import LabNotUp
+from cutover.bench.runner import MATRIX, BenchPlan, Condition, run_bench
+from cutover.errors import InputError, LabNotUp
 from cutover.guest.emulated import EmulatedHypervisor
 from cutover.lab.lab import Lab
 from cutover.lab.topology import LabTopology
-from cutover.migration.context import MigrationOptions
+from cutover.migration.context import STRATEGIES, MigrationOptions
 from cutover.migration.orchestrator import migrate as run_migration
 from cutover.site import Site
 
@@ -116,10 +116,25 @@ def migrate(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _conditions(args: argparse.Namespace) -> tuple[Condition, ...]:
+    activations = args.activations or ["rarp"]
+    if args.matrix:
+        if args.stalls or args.loads:
+            raise InputError("--matrix sets the loads and stalls itself; drop --load/--stall")
+        base: list[Condition] = list(MATRIX)
+    else:
+        base = [Condition(load=ld, stall=st) for ld in args.loads or ["L0"]
+                for st in args.stalls or ["none"]]
+    return tuple(
+        Condition(c.load, c.stall, act).checked() for c in base for act in activations
+    )
+
+
 def bench(args: argparse.Namespace, console: Console) -> int:
-    strategies = tuple(args.strategies or ("legacy", "claim"))
-    StallPlan.parse(args.stall)  # reject a bad spec before building anything
-    lab_ = _lab(args)
+    default = STRATEGIES if args.matrix else ("legacy", "claim")
+    strategies = tuple(args.strategies or default)
+    conditions = _conditions(args)  # reject bad specs before building anything
+    lab_ = _lab(args, args.chassis)
     built = False
     try:
         site = lab_.site()
@@ -128,9 +143,8 @@ def bench(args: argparse.Namespace, console: Console) -> int:
         built = True
     plan = BenchPlan(
         strategies=strategies,
+        conditions=conditions,
         runs=args.runs,
-        stall=args.stall,
-        activation=args.activation,
         probe_interval_ms=args.interval_ms,
         copy_ms=args.copy_ms,
         pause_ms=args.pause_ms,
@@ -138,16 +152,24 @@ def bench(args: argparse.Namespace, console: Console) -> int:
     )
     try:
         with _progress(console) as progress:
-            task = progress.add_task("benchmark", total=args.runs * len(strategies))
+            total = args.runs * len(strategies) * len(conditions)
+            task = progress.add_task("benchmark", total=total)
 
             def step(msg: str) -> None:
                 progress.update(task, description=msg)
 
             def saved(new_site: Site) -> None:
                 lab_.save_site(new_site)
-                progress.advance(task)
 
-            result = run_bench(site, plan, EmulatedHypervisor(site), saved, step)
+            def load(level: str, chassis: str) -> Site:
+                return lab_.apply_load(level, chassis, step)
+
+            def measured(msg: str) -> None:
+                if not msg.startswith("building"):
+                    progress.advance(task)
+                step(msg)
+
+            result = run_bench(site, plan, EmulatedHypervisor(site), saved, load, measured)
     finally:
         if built and not args.keep_lab:
             lab_.down()

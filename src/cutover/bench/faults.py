@@ -25,7 +25,7 @@ class StallPlan:
     @classmethod
     def parse(cls, spec: str) -> StallPlan:
         role, ms = parse_stall(spec)
-        return cls(spec=spec if role != "none" else "none", role=role, ms=float(ms))
+        return cls(spec=f"{role}:{ms:g}" if role != "none" else "none", role=role, ms=ms)
 
     def injector(self, site: Site, dst: str, peer: str) -> StallInjector:
         if self.role == "none":

@@ -1,9 +1,11 @@
-"""Run migrations back and forth under a prober and turn each into a RunResult.
+"""Run measured migrations under a prober and turn each into a RunResult.
 
 One run: the client guest on a third chassis probes the VM at a fixed interval; the VM
-migrates (strategy, activation, stall as asked); the prober keeps going until the
-network has settled; the samples give the client-visible blackout. Strategies alternate
-within a round so that a noisy neighbour hurts all of them alike.
+migrates from its home chassis to the other VM chassis (strategy, activation, stall as
+asked); the prober keeps going until the network has settled; the samples give the
+client-visible blackout. Between runs the VM goes home again by an unmeasured migration,
+so every measured run has the same direction and the same (possibly loaded) destination.
+Strategies alternate within a round so that a noisy neighbour hurts all of them alike.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from datetime import UTC, datetime
 from cutover.bench.environment import describe_environment
 from cutover.bench.faults import StallPlan
 from cutover.bench.results import BenchResult, RunResult, TimelineEvent
-from cutover.errors import CutoverError, GuestError, MigrationError
+from cutover.bench.sb_monitor import SbMonitor, SbWrites
+from cutover.errors import CutoverError, GuestError, InputError, MigrationError
 from cutover.guest.base import Hypervisor
-from cutover.migration.context import MigrationOptions
+from cutover.lab.load import LOAD_LEVELS, parse_load
+from cutover.migration.context import ACTIVATIONS, MigrationOptions
 from cutover.migration.orchestrator import MigrationReport, SiteClients, migrate
 from cutover.probe.analysis import summarize
 from cutover.probe.client import Prober
@@ -26,15 +30,42 @@ from cutover.site import Site, VmSpec
 
 WARMUP_S = 0.3
 SETTLE_S = 1.0
+RETURN_COPY_MS = 50.0
+
+
+@dataclass(frozen=True)
+class Condition:
+    """What the network looks like during a run: control-plane load, a stalled
+    ovn-controller, and OVN's activation strategy."""
+
+    load: str = "L0"
+    stall: str = "none"
+    activation: str = "rarp"
+
+    def checked(self) -> Condition:
+        """The same condition, normalized; InputError on a bad value."""
+        if self.activation not in ACTIVATIONS:
+            raise InputError(
+                f"activation {self.activation!r}: choose one of {', '.join(ACTIVATIONS)}"
+            )
+        return Condition(parse_load(self.load), StallPlan.parse(self.stall).spec,
+                         self.activation)
+
+
+MATRIX = (
+    Condition(),
+    Condition(load="L2"),
+    Condition(stall="dst:2000"),
+    Condition(stall="peer:2000"),
+)
+"""``bench --matrix``: unloaded, loaded (L2), a busy destination, a busy peer."""
 
 
 @dataclass(frozen=True)
 class BenchPlan:
     strategies: tuple[str, ...]
+    conditions: tuple[Condition, ...] = (Condition(),)
     runs: int = 3
-    stall: str = "none"
-    activation: str = "rarp"
-    load: str = "L0"
     vm: str = "vm1"
     client: str = "client"
     probe_interval_ms: float = 2.0
@@ -47,6 +78,8 @@ class BenchPlan:
 
 SiteStore = Callable[[Site], None]
 """Persists the site after a VM moved (the lab rewrites its site.json)."""
+LoadApplier = Callable[[str, str], Site]
+"""Raise the lab's load to a level on a chassis; returns the updated site."""
 Progress = Callable[[str], None]
 
 
@@ -55,19 +88,25 @@ def run_bench(
     plan: BenchPlan,
     hypervisor: Hypervisor,
     save_site: SiteStore,
+    apply_load: LoadApplier,
     progress: Progress = lambda _msg: None,
 ) -> BenchResult:
-    stall = StallPlan.parse(plan.stall)
+    conditions = sorted(
+        (c.checked() for c in plan.conditions), key=lambda c: LOAD_LEVELS.index(c.load)
+    )
     clients = SiteClients.connect(site)
+    vm = site.vm_named(plan.vm)
+    client = site.client_named(plan.client)
+    home, away = vm.chassis, _destination(site, vm, client)
     result = BenchResult(
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         environment=describe_environment(),
         params={
             "strategies": list(plan.strategies),
+            "conditions": [c.__dict__ for c in conditions],
             "runs": plan.runs,
-            "stall": stall.spec,
-            "activation": plan.activation,
-            "load": plan.load,
+            "chassis": len(site.chassis),
+            "direction": f"{home} -> {away} (returns unmeasured)",
             "probe_interval_ms": plan.probe_interval_ms,
             "copy_ms": plan.copy_ms,
             "pause_ms": plan.pause_ms,
@@ -76,13 +115,47 @@ def run_bench(
         },
         runs=[],
     )
-    for index in range(plan.runs):
-        for strategy in plan.strategies:
-            progress(f"run {index + 1}/{plan.runs}: {strategy}")
-            run, site = _run_once(site, plan, strategy, index, stall, hypervisor, clients)
-            save_site(site)
-            result.runs.append(run)
+    with SbMonitor(site.sb_remote) as sb_monitor:
+        for cond in conditions:
+            if cond.load != site.extra.get("load", "L0"):
+                progress(f"building load {cond.load} on {away}")
+                site = apply_load(cond.load, away)
+            for index in range(plan.runs):
+                for strategy in plan.strategies:
+                    progress(f"{_label(cond)} run {index + 1}/{plan.runs}: {strategy}")
+                    site = _return_home(site, plan, home, hypervisor, clients, save_site)
+                    run, site = _run_once(
+                        site, plan, strategy, cond, index, hypervisor, clients, sb_monitor
+                    )
+                    save_site(site)
+                    result.runs.append(run)
+        _return_home(site, plan, home, hypervisor, clients, save_site)
     return result
+
+
+def _label(cond: Condition) -> str:
+    return f"[{cond.load} stall={cond.stall} activation={cond.activation}]"
+
+
+def _return_home(
+    site: Site,
+    plan: BenchPlan,
+    home: str,
+    hypervisor: Hypervisor,
+    clients: SiteClients,
+    save_site: SiteStore,
+) -> Site:
+    """Bring the VM back to ``home`` with an unmeasured claim migration."""
+    if site.vm_named(plan.vm).chassis == home:
+        return site
+    options = MigrationOptions(
+        strategy="claim", copy_ms=RETURN_COPY_MS, pause_ms=plan.pause_ms,
+        ready_timeout_s=plan.ready_timeout_s,
+    )
+    migrate(site, plan.vm, home, options, hypervisor, clients)
+    site = site.with_vm_on(plan.vm, home)
+    save_site(site)
+    return site
 
 
 def _destination(site: Site, vm: VmSpec, client: VmSpec) -> str:
@@ -100,18 +173,23 @@ def _run_once(
     site: Site,
     plan: BenchPlan,
     strategy: str,
+    cond: Condition,
     index: int,
-    stall: StallPlan,
     hypervisor: Hypervisor,
     clients: SiteClients,
+    sb_monitor: SbMonitor | None = None,
 ) -> tuple[RunResult, Site]:
+    """``sb_monitor`` counts the SB rows written from just before the migration until
+    the network has settled (so late writers it caused, e.g. other chassis answering an
+    nb_cfg bump, are counted too)."""
     vm = site.vm_named(plan.vm)
     client = site.client_named(plan.client)
     dst = _destination(site, vm, client)
+    stall = StallPlan.parse(cond.stall)
     injector = stall.injector(site, dst, client.chassis)
     options = MigrationOptions(
         strategy=strategy,
-        activation=plan.activation,
+        activation=cond.activation,
         copy_ms=plan.copy_ms,
         pause_ms=plan.pause_ms,
         ready_timeout_s=plan.ready_timeout_s,
@@ -121,6 +199,8 @@ def _run_once(
     with Prober(site, client, vm, plan.probe_interval_ms) as prober:
         prober.start()
         time.sleep(WARMUP_S)
+        if sb_monitor is not None:
+            sb_monitor.start()
         try:
             report = migrate(site, vm.name, dst, options, hypervisor, clients, observers=[injector])
         except MigrationError as e:
@@ -129,6 +209,7 @@ def _run_once(
             injector.wait_over()
             injector.finish()
         time.sleep(SETTLE_S)
+        writes: SbWrites | None = sb_monitor.stop() if sb_monitor is not None else None
         samples = prober.stop()
     summary = summarize(samples, plan.probe_interval_ms)
     if report is not None:
@@ -145,8 +226,8 @@ def _run_once(
         strategy=strategy,
         guest=plan.guest,
         stall=stall.spec,
-        activation=plan.activation,
-        load=plan.load,
+        activation=cond.activation,
+        load=cond.load,
         vm=vm.name,
         src=vm.chassis,
         dst=dst,
@@ -157,6 +238,8 @@ def _run_once(
         blackout_ms=summary.blackout_ms,
         migration_ms=report.migration_ms if report else 0.0,
         ready_wait_ms=report.ready_wait_ms if report else 0.0,
+        detection_latency_ms=report.detection_latency_ms if report else None,
+        sb_writes=writes.total if writes is not None else None,
         timeline=timeline,
         error=error,
         extra={
@@ -164,6 +247,7 @@ def _run_once(
                 [round(w.start_ms - t0, 3), round(w.end_ms - t0, 3)] for w in summary.windows
             ],
             "evidence": report.evidence if report else "",
+            **({"sb_writes_by_table": writes.by_table} if writes is not None else {}),
         },
     )
     return run, site

@@ -8,6 +8,7 @@ it built (from the manifest) and says which step failed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Callable, Mapping
@@ -18,7 +19,7 @@ from typing import Literal
 from rich.progress import Progress, TaskID
 
 from cutover.errors import LabAlreadyUp, LabBuildError, LabError, LabNotUp, PrerequisiteError
-from cutover.lab import central, chassis, host, topo_ovn, underlay
+from cutover.lab import central, chassis, host, load, topo_ovn, underlay
 from cutover.lab.manifest import Manifest
 from cutover.lab.topology import ChassisSpec, LabTopology, PortSpec
 from cutover.site import ChassisEndpoint, Site, VmSpec
@@ -146,6 +147,19 @@ class Lab:
         if not self.manifest.exists():
             raise LabNotUp(f"lab {self.topo.prefix!r} is not up; nothing to save the site into")
         site.save(self.topo.site_path)
+
+    def apply_load(
+        self, level: str, chassis: str, progress: Callable[[str], None] = lambda _m: None
+    ) -> Site:
+        """Raise the running lab's control-plane load to ``level`` on ``chassis`` (see
+        :mod:`cutover.lab.load`); the level is recorded in the site (``extra["load"]``)."""
+        site = self.site()
+        current = str(site.extra.get("load", "L0"))
+        report = load.apply_load(self.topo, current, level, chassis, progress)
+        extra = {**site.extra, "load": report.level, "load_chassis": chassis}
+        site = dataclasses.replace(site, extra=extra)
+        self.save_site(site)
+        return site
 
     # -- up --------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from cutover.ovsdb.sb import SbClient
 from cutover.readiness.base import Evidence, ReadinessCheck
 from cutover.site import ChassisEndpoint, Site, VmSpec
 
-STRATEGIES = ("legacy", "claim")
+STRATEGIES = ("legacy", "claim", "nb-cfg", "port-ready", "path-ready")
 ACTIVATIONS = ("rarp", "none")
 
 
@@ -44,6 +44,7 @@ class MigrationContext:
     readiness: ReadinessCheck | None
     timeline: Timeline
     ready_wait_ms: float = 0.0
+    prepare_started_ms: float | None = None
     evidence: Evidence | None = None
     passive: list[tuple[str, Watch]] = field(default_factory=list)
     """Watches that only annotate the timeline (e.g. "activated"), collected at the end."""

@@ -47,6 +47,10 @@ class MigrationReport:
     evidence: str
     timeline: list[tuple[float, str, str]]
     """(ms since start, event, detail)."""
+    detection_latency_ms: float | None = None
+    """From the SB row change behind the readiness evidence being written to the
+    orchestrator seeing it; None when that row carries no timestamp (``claim``:
+    ``Port_Binding`` has none)."""
 
 
 @dataclass
@@ -181,4 +185,12 @@ def _report(ctx: MigrationContext) -> MigrationReport:
         ready_wait_ms=round(ctx.ready_wait_ms, 3),
         evidence=ctx.evidence.detail if ctx.evidence else "",
         timeline=ctx.timeline.relative(),
+        detection_latency_ms=_detection_latency(ctx),
     )
+
+
+def _detection_latency(ctx: MigrationContext) -> float | None:
+    ev = ctx.evidence
+    if ev is None or ev.committed_ms is None:
+        return None
+    return round(ev.seen_ms - ev.committed_ms, 3)  # negative = clock skew, kept visible

@@ -66,6 +66,7 @@ class PrepareNetwork(Step):
     name = "prepare-network"
 
     def do(self, ctx: MigrationContext) -> None:
+        ctx.prepare_started_ms = time.time() * 1000.0
         if ctx.readiness is not None:
             ctx.readiness.arm(ctx.vm, ctx.src, ctx.dst)
         if ctx.options.activation == "rarp":
@@ -92,7 +93,11 @@ class PrepareNetwork(Step):
 
 
 class WaitReady(Step):
-    """Block until the strategy's readiness check holds (every wait has a timeout)."""
+    """Block until the strategy's readiness check holds (every wait has a timeout).
+
+    ``ready_wait_ms`` counts from the start of the network preparation (the transaction
+    that makes readiness possible) to the evidence, so a claim that lands while that
+    transaction is still being confirmed is not reported as a 0 ms wait."""
 
     name = "wait-ready"
 
@@ -102,7 +107,10 @@ class WaitReady(Step):
         ctx.timeline.mark("ready.wait", ctx.readiness.name)
         evidence = ctx.readiness.wait(ctx.options.ready_timeout_s)
         ctx.evidence = evidence
-        ctx.ready_wait_ms = max(0.0, evidence.seen_ms - started)
+        since = ctx.prepare_started_ms if ctx.prepare_started_ms is not None else started
+        ctx.ready_wait_ms = max(0.0, evidence.seen_ms - since)
+        for name, at_ms, detail in evidence.marks:
+            ctx.timeline.mark(name, detail, at_ms=at_ms)
         ctx.timeline.mark(f"{evidence.check}.seen", evidence.detail, at_ms=evidence.seen_ms)
         ctx.timeline.mark("ready", evidence.check)
 

@@ -4,6 +4,12 @@ legacy  today's problem as the seed describes it: nothing waits; the destination
         port appear only at switchover and requested-chassis moves after it.
 claim   OpenStack 2026.1: TAP pre-created, requested-chassis=src,dst with
         activation-strategy, wait for the SB claim (additional_chassis), then switch over.
+nb-cfg  Neutron master: the claim steps, but after the claim bump NB_Global.nb_cfg and
+        wait for Chassis_Private(dst).nb_cfg to catch up (readiness/nb_cfg.py).
+port-ready  the claim steps, but wait until the destination's own flows for this port
+        are on its br-int (ovn-installed + OpenFlow check; readiness/port_ready.py).
+path-ready  port-ready AND every peer chassis (hosting ports that can send to the VM)
+        outputs the VM's traffic to the destination tunnel (readiness/path_ready.py).
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from cutover.migration.steps import (
 )
 from cutover.readiness.base import ReadinessCheck
 from cutover.readiness.claim import ClaimReadiness
+from cutover.readiness.nb_cfg import NbCfgReadiness
+from cutover.readiness.path_ready import PathReadyReadiness
+from cutover.readiness.port_ready import PortReadyReadiness
 
 if TYPE_CHECKING:
     from cutover.migration.orchestrator import SiteClients
@@ -41,7 +50,7 @@ def build_steps(strategy: str) -> list[Step]:
             Activate(),
             CleanupSource(),
         ]
-    if strategy == "claim":
+    if strategy in ("claim", "nb-cfg", "port-ready", "path-ready"):
         return [
             PlugDestination(),
             StartIncoming(),
@@ -61,4 +70,10 @@ def readiness_for(strategy: str, clients: SiteClients) -> ReadinessCheck | None:
         return None
     if strategy == "claim":
         return ClaimReadiness(clients.sb)
+    if strategy == "nb-cfg":
+        return NbCfgReadiness(clients.nb, clients.sb)
+    if strategy == "port-ready":
+        return PortReadyReadiness(clients.sb, clients.vswitch)
+    if strategy == "path-ready":
+        return PathReadyReadiness(clients.sb, clients.vswitch)
     raise InvalidMigration(f"unknown strategy {strategy!r}")

@@ -155,6 +155,14 @@ class Watch:
     def cancel(self) -> None:
         self._handler.unwatch_event(self._cond)
 
+    def recheck(self, rows: list[Row]) -> None:
+        """Test ``rows`` (an IDL cache snapshot) once more: for a predicate whose inputs
+        changed after registration (e.g. a target value known only after a commit)."""
+        for row in rows:
+            if self._cond.match_fn(RowCondition.ROW_UPDATE, row, None):
+                self._cond.satisfy(idlutils.frozen_row(row))
+                break
+
     def wait(self, timeout_s: float) -> tuple[Row, float]:
         try:
             if not self._cond.done.wait(timeout_s):

@@ -8,17 +8,47 @@ Neutron master uses as a chassis-wide barrier, are all this module does.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from ovsdbapp.backend.ovs_idl import command as ovs_command
 from ovsdbapp.schema.ovn_northbound import impl_idl as nb_impl
 
-from cutover.errors import InputError
+from cutover.errors import InputError, OvsdbError
 from cutover.ovsdb.connection import DEFAULT_TIMEOUT_S, Database, open_api
 
 NB_TABLES = ("NB_Global", "Logical_Switch", "Logical_Switch_Port")
 
 REQUESTED_CHASSIS = "requested-chassis"
 ACTIVATION_STRATEGY = "activation-strategy"
+NB_CFG_UPDATE_OPTION = "enable_chassis_nb_cfg_update"
+BUMP_MARK_KEY = "cutover-nb-cfg-bump"
+"""``NB_Global.external_ids`` key written with each bump (see :class:`BumpNbCfgCommand`)."""
+
+
+class BumpNbCfgCommand(ovs_command.BaseCommand):  # type: ignore[misc]
+    """Increment ``NB_Global.nb_cfg`` in one transaction; ``result`` is the new value.
+
+    python-ovs sends the increment as an OVSDB ``mutate nb_cfg += 1`` plus a ``select``
+    of the result, but only when the transaction changes something else too (an
+    increment alone is dropped as "unchanged"), so - like Neutron's
+    ``CheckLivenessCommand`` - a timestamp is written to ``external_ids`` alongside.
+    """
+
+    def __init__(self, api: Any, mark: str) -> None:
+        super().__init__(api)
+        self.mark = mark
+
+    def run_idl(self, txn: Any) -> None:
+        rows = list(self.api.tables["NB_Global"].rows.values())
+        if not rows:
+            raise RuntimeError("NB_Global has no row; is ovn-northd's database initialised?")
+        row = rows[0]
+        row.setkey("external_ids", BUMP_MARK_KEY, self.mark)
+        row.increment("nb_cfg")
+
+    def post_commit(self, txn: Any) -> None:
+        self.result = int(txn.get_increment_new_value())
 
 
 class NbClient(Database):
@@ -66,3 +96,18 @@ class NbClient(Database):
                 )
             )
         self.execute(*cmds)
+
+    def nb_global_options(self) -> dict[str, str]:
+        rows = self.rows("NB_Global")
+        return dict(rows[0].options) if rows else {}
+
+    def nb_cfg(self) -> int:
+        rows = self.rows("NB_Global")
+        return int(rows[0].nb_cfg) if rows else 0
+
+    def bump_nb_cfg(self) -> int:
+        """``NB_Global.nb_cfg += 1`` (OVSDB mutate, one transaction); the new value."""
+        (value,) = self.execute(BumpNbCfgCommand(self.api, f"{time.time():.6f}"))
+        if not isinstance(value, int) or value <= 0:
+            raise OvsdbError(f"{self.label}: nb_cfg bump returned {value!r}, not a new value")
+        return value

@@ -15,7 +15,9 @@ from ovsdbapp.schema.ovn_southbound import impl_idl as sb_impl
 
 from cutover.ovsdb.connection import DEFAULT_TIMEOUT_S, Database, Watch, open_api
 
-SB_TABLES = ("SB_Global", "Chassis", "Chassis_Private", "Encap", "Port_Binding")
+SB_TABLES = (
+    "SB_Global", "Chassis", "Chassis_Private", "Encap", "Port_Binding", "Datapath_Binding",
+)
 
 ACTIVATED_OPTION = "additional-chassis-activated"
 

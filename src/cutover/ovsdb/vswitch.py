@@ -22,6 +22,7 @@ class VswitchClient(Database):
         api = open_api(ovs_impl.OvsdbIdl, remote, "Open_vSwitch", OVS_TABLES, timeout_s)
         super().__init__(api, f"Open_vSwitch of {chassis} at {remote}")
         self.chassis = chassis
+        self.remote = remote
 
     def system_id(self) -> str:
         """``external_ids:system-id``: the OVN chassis name this database belongs to."""

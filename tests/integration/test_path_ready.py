@@ -1,0 +1,143 @@
+"""``path-ready`` on a real OVN lab: the client's chassis (hv3) must tunnel to the
+destination before the switchover.
+
+One lab for the module (prefix ``copa``); each test reads vm1's position from the site.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cutover.bench.faults import StallPlan
+from cutover.errors import MigrationAborted, WaitTimeout
+from cutover.guest.emulated import EmulatedHypervisor
+from cutover.lab import Lab, LabTopology, host
+from cutover.migration.context import MigrationOptions
+from cutover.migration.orchestrator import SiteClients, migrate
+from cutover.ovsdb.connection import close_all
+from cutover.site import Site
+
+pytestmark = [pytest.mark.integration]
+
+PREFIX = "copa"
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    lab = Lab(LabTopology(prefix=PREFIX))
+    lab.down()
+    site = lab.up()
+    hv = EmulatedHypervisor(site)
+    for vm in site.vms:
+        hv.ensure_running(vm)
+    yield lab
+    close_all()
+    assert lab.down() == []
+    assert host.list_netns(PREFIX) == []
+
+
+@pytest.fixture
+def clients(lab: Lab) -> SiteClients:
+    return SiteClients.connect(lab.site())
+
+
+def _other(site: Site, vm: str) -> str:
+    here = site.vm_named(vm).chassis
+    client = site.clients[0].chassis
+    return next(c.name for c in site.chassis if c.name not in (here, client))
+
+
+def _ofctl_children() -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if comm == "ovs-ofctl" and ppid == os.getpid():
+            found.append(int(pid))
+    return found
+
+
+def test_path_ready_migration_names_the_client_chassis(lab: Lab, clients: SiteClients) -> None:
+    site = lab.site()
+    client = site.clients[0].chassis
+    dst = _other(site, "vm1")
+    report = migrate(site, "vm1", dst, MigrationOptions(strategy="path-ready", copy_ms=100),
+                     EmulatedHypervisor(site), clients)
+    lab.save_site(site.with_vm_on("vm1", dst))
+    names = [e[1] for e in report.timeline]
+    assert client == "hv3"
+    assert report.evidence.startswith(f"peers [{client}] reach {dst}")
+    assert f"{client}: 1 flows" in report.evidence and "(reaches" in report.evidence
+    assert "port-ready: ovn-installed+flows" in report.evidence or "flows-only" in report.evidence
+    assert names.index("port-ready.seen") <= names.index("path-ready.seen")
+    assert names.index(f"peer.ready {client}") < names.index("switchover")
+    assert names.index("path-ready.seen") < names.index("switchover") < names.index("bound")
+    assert _ofctl_children() == []
+
+
+def test_ready_waits_for_the_frozen_peer(lab: Lab, clients: SiteClients) -> None:
+    site = lab.site()
+    client = site.clients[0].chassis
+    dst = _other(site, "vm1")
+    injector = StallPlan.parse("peer:2000").injector(site, dst, client)
+    try:
+        report = migrate(site, "vm1", dst, MigrationOptions(strategy="path-ready", copy_ms=100),
+                         EmulatedHypervisor(site), clients, observers=[injector])
+    finally:
+        injector.wait_over()
+        injector.finish()
+    lab.save_site(site.with_vm_on("vm1", dst))
+    window = injector.window_ms
+    assert window is not None
+    at = {n: t for t, n, _ in report.timeline}
+    assert report.started_ms + at["path-ready.seen"] > window[1], (report.timeline, window)
+    assert report.started_ms + at[f"peer.ready {client}"] > window[1]
+    # the destination itself was not stalled: port-ready held long before the peer did
+    assert at["port-ready.seen"] + 1000 < at[f"peer.ready {client}"]
+    assert report.ready_wait_ms >= 1500
+    assert report.detection_latency_ms is None  # the peer, not the destination, was last
+    assert _ofctl_children() == []
+
+
+def test_path_ready_timeout_names_the_peer_and_rolls_back(
+    lab: Lab, clients: SiteClients
+) -> None:
+    site = lab.site()
+    vm = site.vm_named("vm1")
+    client = site.clients[0].chassis
+    src, dst = vm.chassis, _other(site, "vm1")
+    injector = StallPlan.parse("peer:2500").injector(site, dst, client)
+    hv = EmulatedHypervisor(site)
+    try:
+        with pytest.raises(MigrationAborted) as info:
+            migrate(site, "vm1", dst, MigrationOptions(strategy="path-ready", ready_timeout_s=0.5),
+                    hv, clients, observers=[injector])
+    finally:
+        injector.wait_over()
+        injector.finish()
+    cause = info.value.cause
+    assert isinstance(cause, WaitTimeout)
+    assert info.value.step == "wait-ready"
+    assert client in cause.what
+    assert f"{client}: 1 flows" in cause.seen and "does not reach" in cause.seen
+    assert _ofctl_children() == []
+    assert clients.nb.requested_chassis(vm.lsp) == [src]
+    assert clients.vswitch[dst].interface(vm.tap) is None
+    assert hv.status(vm, dst) is None
+    deadline = time.monotonic() + 3.0
+    binding = clients.sb.binding(vm.lsp)
+    while time.monotonic() < deadline and (binding is None or binding.additional):
+        time.sleep(0.05)
+        binding = clients.sb.binding(vm.lsp)
+    assert binding is not None and binding.chassis == src and binding.additional == ()

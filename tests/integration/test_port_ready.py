@@ -1,0 +1,183 @@
+"""``port-ready`` on a real OVN lab: the destination's own flows gate the switchover.
+
+One lab for the module (prefix ``cotp``); each test reads vm1's position from the site.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cutover.bench.faults import StallPlan
+from cutover.errors import MigrationAborted, WaitTimeout
+from cutover.guest.emulated import EmulatedHypervisor
+from cutover.lab import Lab, LabTopology, host
+from cutover.migration.context import MigrationOptions
+from cutover.migration.orchestrator import SiteClients, migrate
+from cutover.ovsdb.connection import close_all
+from cutover.probe.analysis import summarize
+from cutover.probe.client import Prober
+from cutover.readiness.port_ready import PATH_FLOWS_ONLY, PATH_INSTALLED, rundir_for
+from cutover.site import Site
+
+pytestmark = [pytest.mark.integration]
+
+PREFIX = "cotp"
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    lab = Lab(LabTopology(prefix=PREFIX))
+    lab.down()
+    site = lab.up()
+    hv = EmulatedHypervisor(site)
+    for vm in site.vms:
+        hv.ensure_running(vm)
+    yield lab
+    close_all()
+    assert lab.down() == []
+    assert host.list_netns(PREFIX) == []
+
+
+@pytest.fixture
+def clients(lab: Lab) -> SiteClients:
+    return SiteClients.connect(lab.site())
+
+
+def _other(site: Site, vm: str) -> str:
+    here = site.vm_named(vm).chassis
+    client = site.clients[0].chassis
+    return next(c.name for c in site.chassis if c.name not in (here, client))
+
+
+def _ofctl_children() -> list[int]:
+    """ovs-ofctl processes started by this test process (flow monitors left behind)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if comm == "ovs-ofctl" and ppid == os.getpid():
+            found.append(int(pid))
+    return found
+
+
+def test_rundir_matches_the_lab(lab: Lab) -> None:
+    site = lab.site()
+    for ch in site.chassis:
+        assert rundir_for(ch) == site.extra["ovs_rundir"][ch.name]
+
+
+def test_port_ready_migration_shows_the_flows(lab: Lab, clients: SiteClients) -> None:
+    site = lab.site()
+    dst = _other(site, "vm1")
+    report = migrate(site, "vm1", dst, MigrationOptions(strategy="port-ready", copy_ms=100),
+                     EmulatedHypervisor(site), clients)
+    lab.save_site(site.with_vm_on("vm1", dst))
+    names = [e[1] for e in report.timeline]
+    assert names.index("port-ready.seen") < names.index("switchover") < names.index("bound")
+    assert report.evidence.startswith((PATH_INSTALLED, PATH_FLOWS_ONLY))
+    assert "ingress=True egress=True" in report.evidence
+    # with activation-strategy=rarp the destination is still blocked before switchover
+    assert "blocked-awaiting-activation" in report.evidence
+    assert "rarp->controller=True" in report.evidence
+    if report.evidence.startswith(PATH_INSTALLED):
+        assert report.detection_latency_ms is not None
+        assert 0 <= report.detection_latency_ms < 1000
+    assert _ofctl_children() == []
+    # the first probe towards a new VTEP may be lost while OVS resolves its ARP
+    with Prober(lab.site(), site.clients[0], site.vm_named("vm1"), 5.0) as p:
+        p.start()
+        time.sleep(0.5)
+        s = summarize(p.stop(), 5.0)
+    assert s.probes_sent > 50 and s.probes_lost <= 3
+
+
+def test_ready_waits_for_the_frozen_controller(lab: Lab, clients: SiteClients) -> None:
+    site = lab.site()
+    dst = _other(site, "vm1")
+    injector = StallPlan.parse("dst:2000").injector(site, dst, site.clients[0].chassis)
+    try:
+        report = migrate(site, "vm1", dst, MigrationOptions(strategy="port-ready", copy_ms=100),
+                         EmulatedHypervisor(site), clients, observers=[injector])
+    finally:
+        injector.wait_over()
+        injector.finish()
+    lab.save_site(site.with_vm_on("vm1", dst))
+    window = injector.window_ms
+    assert window is not None
+    seen = next(t for t, n, _ in report.timeline if n == "port-ready.seen")
+    assert report.started_ms + seen > window[1], (report.timeline, window)
+    assert report.ready_wait_ms >= 1500
+
+
+def test_port_ready_timeout_rolls_back(lab: Lab, clients: SiteClients) -> None:
+    site = lab.site()
+    vm = site.vm_named("vm1")
+    src, dst = vm.chassis, _other(site, "vm1")
+    injector = StallPlan.parse("dst:2500").injector(site, dst, site.clients[0].chassis)
+    hv = EmulatedHypervisor(site)
+    with Prober(site, site.clients[0], vm, 5.0) as prober:
+        prober.start()
+        try:
+            with pytest.raises(MigrationAborted) as info:
+                migrate(site, "vm1", dst,
+                        MigrationOptions(strategy="port-ready", ready_timeout_s=0.5),
+                        hv, clients, observers=[injector])
+        finally:
+            injector.wait_over()
+            injector.finish()
+        samples = prober.stop()
+    cause = info.value.cause
+    assert isinstance(cause, WaitTimeout)
+    assert info.value.step == "wait-ready"
+    assert f"Interface {vm.tap} external_ids=" in cause.seen
+    assert "additional_chassis=[]" in cause.seen
+    assert "ovn-installed" not in cause.seen
+    assert _ofctl_children() == []
+    assert clients.nb.requested_chassis(vm.lsp) == [src]
+    assert clients.vswitch[dst].interface(vm.tap) is None
+    assert hv.status(vm, dst) is None
+    summary = summarize(samples, 5.0)
+    assert summary.probes_sent > 50 and summary.probes_lost <= 1
+    time.sleep(0.5)
+    binding = clients.sb.binding(vm.lsp)
+    assert binding is not None and binding.chassis == src and binding.additional == ()
+
+
+def test_flows_only_path_when_ovn_installed_never_comes(lab: Lab, clients: SiteClients) -> None:
+    """What a build without ovn-installed for an additional chassis gets: the flows on the
+    bridge, once the grace for ovn-installed has passed."""
+    from cutover.compute.plugger import OvsTapPlugger
+    from cutover.network.binding import BindingController
+    from cutover.readiness.port_ready import PortReadyReadiness
+
+    site = lab.site()
+    vm = site.vm_named("vm1")
+    src, dst = site.chassis_named(vm.chassis), site.chassis_named(_other(site, "vm1"))
+    plugger, binding = OvsTapPlugger(clients.vswitch), BindingController(clients.nb)
+    check = PortReadyReadiness(clients.sb, clients.vswitch, grace_ms=200.0,
+                               use_ovn_installed=False)
+    plugger.plug(vm, dst)
+    try:
+        check.arm(vm, src, dst)
+        started = time.time() * 1000.0
+        binding.prepare(vm.lsp, src.name, dst.name, "rarp")
+        evidence = check.wait(10.0)
+    finally:
+        check.disarm()
+        binding.revert(vm.lsp, src.name)
+        plugger.unplug(vm, dst)
+    assert evidence.detail.startswith(PATH_FLOWS_ONLY)
+    assert "blocked-awaiting-activation" in evidence.detail
+    assert 200.0 <= evidence.seen_ms - started < 10_000.0
+    assert _ofctl_children() == []

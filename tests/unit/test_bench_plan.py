@@ -1,0 +1,58 @@
+"""Bench conditions and load levels: parsing, normalization and the matrix."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from cutover.bench.runner import MATRIX, Condition
+from cutover.commands import _conditions
+from cutover.errors import InputError
+from cutover.lab.load import _acl_args, parse_load
+from cutover.lab.topology import LabTopology
+
+
+def _args(**kw: object) -> argparse.Namespace:
+    base: dict[str, object] = {"activations": None, "matrix": False, "stalls": None,
+                               "loads": None}
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def test_condition_normalizes_and_rejects() -> None:
+    assert Condition(load="l2", stall="DST:2000").checked() == Condition("L2", "dst:2000")
+    with pytest.raises(InputError, match="load"):
+        Condition(load="L9").checked()
+    with pytest.raises(InputError, match="stall"):
+        Condition(stall="src:10").checked()
+    with pytest.raises(InputError, match="activation"):
+        Condition(activation="garp").checked()
+
+
+def test_conditions_are_the_product_of_the_options() -> None:
+    got = _conditions(_args(stalls=["none", "dst:2000"], loads=["L0", "L2"],
+                            activations=["rarp", "none"]))
+    assert len(got) == 8
+    assert Condition("L2", "dst:2000", "none") in got
+
+
+def test_matrix_covers_load_and_both_stalls() -> None:
+    got = _conditions(_args(matrix=True))
+    assert {(c.load, c.stall) for c in got} == {(c.load, c.stall) for c in MATRIX}
+    assert ("L2", "none") in {(c.load, c.stall) for c in got}
+    assert {"dst:2000", "peer:2000"} <= {c.stall for c in got}
+    with pytest.raises(InputError, match="matrix"):
+        _conditions(_args(matrix=True, loads=["L1"]))
+
+
+def test_load_levels_and_acls() -> None:
+    assert parse_load("l3") == "L3"
+    with pytest.raises(InputError):
+        parse_load("L4")
+    topo = LabTopology(prefix="cou")
+    l2 = _acl_args(topo, extra=0, groups=True)
+    assert l2.count("acl-add") == 5
+    assert any("$pg_sg_ip4" in a for a in l2)  # the remote-group ACL
+    l3 = _acl_args(topo, extra=20, groups=False)
+    assert l3.count("acl-add") == 20 and "pg-add" not in l3
