@@ -19,7 +19,8 @@ from cutover.errors import CutoverError, PrerequisiteError
 from cutover.lab.load import LOAD_LEVELS
 from cutover.migration.context import ACTIVATIONS, STRATEGIES
 
-console = Console(stderr=False)
+console = Console(width=None if sys.stdout.isatty() else 160)
+"""Piped or captured output (make demo, CI logs) gets a table wide enough to read."""
 err_console = Console(stderr=True)
 
 

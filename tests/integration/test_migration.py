@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from labkit import other_chassis, running_lab
 
 from cutover.bench.faults import StallPlan
 from cutover.errors import (
@@ -24,10 +25,9 @@ from cutover.errors import (
     WaitTimeout,
 )
 from cutover.guest.emulated import EmulatedHypervisor
-from cutover.lab import Lab, LabTopology, host
+from cutover.lab import Lab, host
 from cutover.migration.context import MigrationOptions
 from cutover.migration.orchestrator import MigrationReport, SiteClients, migrate
-from cutover.ovsdb.connection import close_all
 from cutover.probe.analysis import summarize
 from cutover.probe.client import Prober
 from cutover.site import Site
@@ -39,17 +39,7 @@ PREFIX = "cotm"
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    lab = Lab(LabTopology(prefix=PREFIX))
-    lab.down()  # a crashed earlier run may have left one
-    site = lab.up()
-    hv = EmulatedHypervisor(site)
-    for vm in site.vms:
-        hv.ensure_running(vm)
-    yield lab
-    close_all()
-    left = lab.down()
-    assert left == []
-    assert host.list_netns(PREFIX) == []
+    yield from running_lab(PREFIX)
 
 
 @pytest.fixture
@@ -63,15 +53,11 @@ def _links(site: Site, chassis: str) -> str:
     return host.run(["ip", "-n", netns, "-br", "link"])
 
 
-def _other(site: Site, vm: str) -> str:
-    here = site.vm_named(vm).chassis
-    client = site.clients[0].chassis
-    return next(c.name for c in site.chassis if c.name not in (here, client))
 
 
 def _run(lab: Lab, strategy: str, clients: SiteClients, **opts: float | str) -> MigrationReport:
     site = lab.site()
-    dst = _other(site, "vm1")
+    dst = other_chassis(site, "vm1")
     report = migrate(
         site, "vm1", dst, MigrationOptions(strategy=strategy, **opts),  # type: ignore[arg-type]
         EmulatedHypervisor(site), clients,
@@ -110,7 +96,8 @@ def test_bad_input_changes_nothing(lab: Lab, clients: SiteClients) -> None:
     with pytest.raises(InvalidMigration, match="already runs"):
         migrate(site, "vm1", vm.chassis, MigrationOptions(), hv, clients)
     with pytest.raises(InvalidMigration, match="strategy"):
-        migrate(site, "vm1", _other(site, "vm1"), MigrationOptions(strategy="x"), hv, clients)
+        migrate(site, "vm1", other_chassis(site, "vm1"), MigrationOptions(strategy="x"), hv,
+                clients)
     assert clients.nb.lsp_options(vm.lsp) == before
 
 
@@ -150,7 +137,7 @@ def test_claim_timeout_rolls_back_and_vm_keeps_its_network(
 ) -> None:
     site = lab.site()
     vm = site.vm_named("vm1")
-    src, dst = vm.chassis, _other(site, "vm1")
+    src, dst = vm.chassis, other_chassis(site, "vm1")
     injector = StallPlan.parse("dst:2500").injector(site, dst, site.clients[0].chassis)
     hv = EmulatedHypervisor(site)
     with Prober(site, site.clients[0], vm, 5.0) as prober:
@@ -203,7 +190,7 @@ def test_cli_errors_are_one_line_and_nonzero(lab: Lab) -> None:
 
 def test_cli_migrate_and_bench(lab: Lab, tmp_path: object) -> None:
     site = lab.site()
-    dst = _other(site, "vm1")
+    dst = other_chassis(site, "vm1")
     r = _cli("migrate", "vm1", "--to", dst, "--strategy", "claim", "--copy-ms", "100")
     assert r.returncode == 0, r.stderr
     assert lab.site().vm_named("vm1").chassis == dst

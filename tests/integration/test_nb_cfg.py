@@ -7,42 +7,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from labkit import other_chassis, running_lab
 
 from cutover.bench.faults import StallPlan
 from cutover.bench.results import RunResult
 from cutover.bench.runner import BenchPlan, run_bench
 from cutover.errors import InvalidMigration, MigrationAborted, WaitTimeout
 from cutover.guest.emulated import EmulatedHypervisor
-from cutover.lab import Lab, LabTopology, host
+from cutover.lab import Lab
 from cutover.migration.context import MigrationOptions
 from cutover.migration.orchestrator import SiteClients, migrate
-from cutover.ovsdb.connection import close_all
-from cutover.site import Site
 
 pytestmark = [pytest.mark.integration]
 
 
-def _build(prefix: str, n_chassis: int) -> Lab:
-    lab = Lab(LabTopology(prefix=prefix, n_chassis=n_chassis))
-    lab.down()  # a crashed earlier run may have left one
-    site = lab.up()
-    hv = EmulatedHypervisor(site)
-    for vm in site.vms:
-        hv.ensure_running(vm)
-    return lab
-
-
-def _teardown(lab: Lab, prefix: str) -> None:
-    close_all()
-    assert lab.down() == []
-    assert host.list_netns(prefix) == []
-
-
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    lab = _build("conb", 3)
-    yield lab
-    _teardown(lab, "conb")
+    yield from running_lab("conb")
 
 
 @pytest.fixture
@@ -50,17 +31,11 @@ def clients(lab: Lab) -> SiteClients:
     return SiteClients.connect(lab.site())
 
 
-def _other(site: Site, vm: str) -> str:
-    here = site.vm_named(vm).chassis
-    client = site.clients[0].chassis
-    return next(c.name for c in site.chassis if c.name not in (here, client))
-
-
 def test_nb_cfg_migration_waits_for_the_destination_to_catch_up(
     lab: Lab, clients: SiteClients
 ) -> None:
     site = lab.site()
-    dst = _other(site, "vm1")
+    dst = other_chassis(site, "vm1")
     before = clients.nb.nb_cfg()
     report = migrate(
         site, "vm1", dst, MigrationOptions(strategy="nb-cfg", copy_ms=100),
@@ -98,7 +73,7 @@ def test_disabled_nb_cfg_reporting_is_refused_before_anything_changes(
     ))
     try:
         with pytest.raises(InvalidMigration, match="never end"):
-            migrate(site, "vm1", _other(site, "vm1"), MigrationOptions(strategy="nb-cfg"),
+            migrate(site, "vm1", other_chassis(site, "vm1"), MigrationOptions(strategy="nb-cfg"),
                     EmulatedHypervisor(site), clients)
     finally:
         clients.nb.execute(clients.nb.api.db_remove(
@@ -112,7 +87,7 @@ def test_stalled_destination_times_out_and_rolls_back(
 ) -> None:
     site = lab.site()
     vm = site.vm_named("vm1")
-    src, dst = vm.chassis, _other(site, "vm1")
+    src, dst = vm.chassis, other_chassis(site, "vm1")
     injector = StallPlan.parse("dst:2500").injector(site, dst, site.clients[0].chassis)
     hv = EmulatedHypervisor(site)
     try:
@@ -161,9 +136,7 @@ def test_sb_writes_nb_cfg_makes_every_chassis_write(lab: Lab) -> None:
 
 @pytest.fixture(scope="module")
 def lab4() -> Iterator[Lab]:
-    lab = _build("cond", 4)
-    yield lab
-    _teardown(lab, "cond")
+    yield from running_lab("cond", n_chassis=4)
 
 
 def test_sb_writes_grow_with_the_chassis_count(lab4: Lab) -> None:

@@ -6,21 +6,18 @@ One lab for the module (prefix ``copa``); each test reads vm1's position from th
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from labkit import ofctl_children, other_chassis, running_lab
 
 from cutover.bench.faults import StallPlan
 from cutover.errors import MigrationAborted, WaitTimeout
 from cutover.guest.emulated import EmulatedHypervisor
-from cutover.lab import Lab, LabTopology, host
+from cutover.lab import Lab
 from cutover.migration.context import MigrationOptions
 from cutover.migration.orchestrator import SiteClients, migrate
-from cutover.ovsdb.connection import close_all
-from cutover.site import Site
 
 pytestmark = [pytest.mark.integration]
 
@@ -29,16 +26,7 @@ PREFIX = "copa"
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    lab = Lab(LabTopology(prefix=PREFIX))
-    lab.down()
-    site = lab.up()
-    hv = EmulatedHypervisor(site)
-    for vm in site.vms:
-        hv.ensure_running(vm)
-    yield lab
-    close_all()
-    assert lab.down() == []
-    assert host.list_netns(PREFIX) == []
+    yield from running_lab(PREFIX)
 
 
 @pytest.fixture
@@ -46,32 +34,14 @@ def clients(lab: Lab) -> SiteClients:
     return SiteClients.connect(lab.site())
 
 
-def _other(site: Site, vm: str) -> str:
-    here = site.vm_named(vm).chassis
-    client = site.clients[0].chassis
-    return next(c.name for c in site.chassis if c.name not in (here, client))
 
 
-def _ofctl_children() -> list[int]:
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if comm == "ovs-ofctl" and ppid == os.getpid():
-            found.append(int(pid))
-    return found
 
 
 def test_path_ready_migration_names_the_client_chassis(lab: Lab, clients: SiteClients) -> None:
     site = lab.site()
     client = site.clients[0].chassis
-    dst = _other(site, "vm1")
+    dst = other_chassis(site, "vm1")
     report = migrate(site, "vm1", dst, MigrationOptions(strategy="path-ready", copy_ms=100),
                      EmulatedHypervisor(site), clients)
     lab.save_site(site.with_vm_on("vm1", dst))
@@ -83,13 +53,13 @@ def test_path_ready_migration_names_the_client_chassis(lab: Lab, clients: SiteCl
     assert names.index("port-ready.seen") <= names.index("path-ready.seen")
     assert names.index(f"peer.ready {client}") < names.index("switchover")
     assert names.index("path-ready.seen") < names.index("switchover") < names.index("bound")
-    assert _ofctl_children() == []
+    assert ofctl_children() == []
 
 
 def test_ready_waits_for_the_frozen_peer(lab: Lab, clients: SiteClients) -> None:
     site = lab.site()
     client = site.clients[0].chassis
-    dst = _other(site, "vm1")
+    dst = other_chassis(site, "vm1")
     injector = StallPlan.parse("peer:2000").injector(site, dst, client)
     try:
         report = migrate(site, "vm1", dst, MigrationOptions(strategy="path-ready", copy_ms=100),
@@ -107,7 +77,7 @@ def test_ready_waits_for_the_frozen_peer(lab: Lab, clients: SiteClients) -> None
     assert at["port-ready.seen"] + 1000 < at[f"peer.ready {client}"]
     assert report.ready_wait_ms >= 1500
     assert report.detection_latency_ms is None  # the peer, not the destination, was last
-    assert _ofctl_children() == []
+    assert ofctl_children() == []
 
 
 def test_path_ready_timeout_names_the_peer_and_rolls_back(
@@ -116,7 +86,7 @@ def test_path_ready_timeout_names_the_peer_and_rolls_back(
     site = lab.site()
     vm = site.vm_named("vm1")
     client = site.clients[0].chassis
-    src, dst = vm.chassis, _other(site, "vm1")
+    src, dst = vm.chassis, other_chassis(site, "vm1")
     injector = StallPlan.parse("peer:2500").injector(site, dst, client)
     hv = EmulatedHypervisor(site)
     try:
@@ -131,7 +101,7 @@ def test_path_ready_timeout_names_the_peer_and_rolls_back(
     assert info.value.step == "wait-ready"
     assert client in cause.what
     assert f"{client}: 1 flows" in cause.seen and "does not reach" in cause.seen
-    assert _ofctl_children() == []
+    assert ofctl_children() == []
     assert clients.nb.requested_chassis(vm.lsp) == [src]
     assert clients.vswitch[dst].interface(vm.tap) is None
     assert hv.status(vm, dst) is None

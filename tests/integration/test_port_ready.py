@@ -5,24 +5,21 @@ One lab for the module (prefix ``cotp``); each test reads vm1's position from th
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from labkit import ofctl_children, other_chassis, running_lab
 
 from cutover.bench.faults import StallPlan
 from cutover.errors import MigrationAborted, WaitTimeout
 from cutover.guest.emulated import EmulatedHypervisor
-from cutover.lab import Lab, LabTopology, host
+from cutover.lab import Lab
 from cutover.migration.context import MigrationOptions
 from cutover.migration.orchestrator import SiteClients, migrate
-from cutover.ovsdb.connection import close_all
 from cutover.probe.analysis import summarize
 from cutover.probe.client import Prober
 from cutover.readiness.port_ready import PATH_FLOWS_ONLY, PATH_INSTALLED, rundir_for
-from cutover.site import Site
 
 pytestmark = [pytest.mark.integration]
 
@@ -31,16 +28,7 @@ PREFIX = "cotp"
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    lab = Lab(LabTopology(prefix=PREFIX))
-    lab.down()
-    site = lab.up()
-    hv = EmulatedHypervisor(site)
-    for vm in site.vms:
-        hv.ensure_running(vm)
-    yield lab
-    close_all()
-    assert lab.down() == []
-    assert host.list_netns(PREFIX) == []
+    yield from running_lab(PREFIX)
 
 
 @pytest.fixture
@@ -48,27 +36,8 @@ def clients(lab: Lab) -> SiteClients:
     return SiteClients.connect(lab.site())
 
 
-def _other(site: Site, vm: str) -> str:
-    here = site.vm_named(vm).chassis
-    client = site.clients[0].chassis
-    return next(c.name for c in site.chassis if c.name not in (here, client))
 
 
-def _ofctl_children() -> list[int]:
-    """ovs-ofctl processes started by this test process (flow monitors left behind)."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if comm == "ovs-ofctl" and ppid == os.getpid():
-            found.append(int(pid))
-    return found
 
 
 def test_rundir_matches_the_lab(lab: Lab) -> None:
@@ -79,7 +48,7 @@ def test_rundir_matches_the_lab(lab: Lab) -> None:
 
 def test_port_ready_migration_shows_the_flows(lab: Lab, clients: SiteClients) -> None:
     site = lab.site()
-    dst = _other(site, "vm1")
+    dst = other_chassis(site, "vm1")
     report = migrate(site, "vm1", dst, MigrationOptions(strategy="port-ready", copy_ms=100),
                      EmulatedHypervisor(site), clients)
     lab.save_site(site.with_vm_on("vm1", dst))
@@ -93,7 +62,7 @@ def test_port_ready_migration_shows_the_flows(lab: Lab, clients: SiteClients) ->
     if report.evidence.startswith(PATH_INSTALLED):
         assert report.detection_latency_ms is not None
         assert 0 <= report.detection_latency_ms < 1000
-    assert _ofctl_children() == []
+    assert ofctl_children() == []
     # the first probe towards a new VTEP may be lost while OVS resolves its ARP
     with Prober(lab.site(), site.clients[0], site.vm_named("vm1"), 5.0) as p:
         p.start()
@@ -104,7 +73,7 @@ def test_port_ready_migration_shows_the_flows(lab: Lab, clients: SiteClients) ->
 
 def test_ready_waits_for_the_frozen_controller(lab: Lab, clients: SiteClients) -> None:
     site = lab.site()
-    dst = _other(site, "vm1")
+    dst = other_chassis(site, "vm1")
     injector = StallPlan.parse("dst:2000").injector(site, dst, site.clients[0].chassis)
     try:
         report = migrate(site, "vm1", dst, MigrationOptions(strategy="port-ready", copy_ms=100),
@@ -123,7 +92,7 @@ def test_ready_waits_for_the_frozen_controller(lab: Lab, clients: SiteClients) -
 def test_port_ready_timeout_rolls_back(lab: Lab, clients: SiteClients) -> None:
     site = lab.site()
     vm = site.vm_named("vm1")
-    src, dst = vm.chassis, _other(site, "vm1")
+    src, dst = vm.chassis, other_chassis(site, "vm1")
     injector = StallPlan.parse("dst:2500").injector(site, dst, site.clients[0].chassis)
     hv = EmulatedHypervisor(site)
     with Prober(site, site.clients[0], vm, 5.0) as prober:
@@ -143,7 +112,7 @@ def test_port_ready_timeout_rolls_back(lab: Lab, clients: SiteClients) -> None:
     assert f"Interface {vm.tap} external_ids=" in cause.seen
     assert "additional_chassis=[]" in cause.seen
     assert "ovn-installed" not in cause.seen
-    assert _ofctl_children() == []
+    assert ofctl_children() == []
     assert clients.nb.requested_chassis(vm.lsp) == [src]
     assert clients.vswitch[dst].interface(vm.tap) is None
     assert hv.status(vm, dst) is None
@@ -163,7 +132,7 @@ def test_flows_only_path_when_ovn_installed_never_comes(lab: Lab, clients: SiteC
 
     site = lab.site()
     vm = site.vm_named("vm1")
-    src, dst = site.chassis_named(vm.chassis), site.chassis_named(_other(site, "vm1"))
+    src, dst = site.chassis_named(vm.chassis), site.chassis_named(other_chassis(site, "vm1"))
     plugger, binding = OvsTapPlugger(clients.vswitch), BindingController(clients.nb)
     check = PortReadyReadiness(clients.sb, clients.vswitch, grace_ms=200.0,
                                use_ovn_installed=False)
@@ -180,4 +149,4 @@ def test_flows_only_path_when_ovn_installed_never_comes(lab: Lab, clients: SiteC
     assert evidence.detail.startswith(PATH_FLOWS_ONLY)
     assert "blocked-awaiting-activation" in evidence.detail
     assert 200.0 <= evidence.seen_ms - started < 10_000.0
-    assert _ofctl_children() == []
+    assert ofctl_children() == []

@@ -95,7 +95,9 @@ def parse_flows(text: str) -> list[Flow]:
     return [f for f in (parse_flow(line) for line in text.splitlines()) if f is not None]
 
 
-def _num(value: str | None) -> int | None:
+def match_number(value: str | None) -> int | None:
+    """An exact numeric match field (``reg15=0x2``, ``metadata=3``); None if absent or
+    masked (a masked match is not about one port)."""
     if value is None or "/" in value:
         return None
     try:
@@ -149,8 +151,9 @@ def classify(in_port_flows: Sequence[Flow], reg15_flows: Sequence[Flow], ofport:
              port_key: int) -> PortFlows:
     """Judge the VIF's flows from the two filtered dumps (``table=0,in_port=ofport`` and
     ``reg15=port_key``); flows of other ports that slipped in are ignored."""
-    ins = [f for f in in_port_flows if f.table == 0 and _num(f.match.get("in_port")) == ofport]
-    regs = [f for f in reg15_flows if _num(f.match.get("reg15")) == port_key]
+    ins = [f for f in in_port_flows
+           if f.table == 0 and match_number(f.match.get("in_port")) == ofport]
+    regs = [f for f in reg15_flows if match_number(f.match.get("reg15")) == port_key]
     plain_in = [f for f in ins if not f.is_drop and "rarp" not in f.match
                 and f.priority < RARP_PRIORITY]
     out = [f for f in regs if f.outputs_to(ofport)]

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cutover.readiness.flows import Flow
+from cutover.readiness.flows import Flow, match_number
 
 FOLLOWED_TYPES = ("patch", "l3gateway")
 """Port_Binding types whose ``options:peer`` joins two datapaths."""
@@ -99,15 +99,6 @@ def output_ports(actions: str) -> list[int]:
     return [int(m) for m in _OUTPUT_RE.findall(actions)]
 
 
-def _num(value: str | None) -> int | None:
-    if value is None or "/" in value:
-        return None
-    try:
-        return int(value, 0)
-    except ValueError:
-        return None
-
-
 @dataclass(frozen=True)
 class PeerPath:
     """What one peer's flows for the VM's port do."""
@@ -140,8 +131,8 @@ def classify_peer(chassis: str, flows: Sequence[Flow], port_key: int, dp_key: in
                   tunnels: Mapping[int, str], dst_ips: Sequence[str]) -> PeerPath:
     """Judge a peer from its ``reg15=<port_key>,metadata=<dp_key>`` flows; ``tunnels`` maps
     the peer's tunnel ofports to their ``options:remote_ip``."""
-    mine = [f for f in flows if _num(f.match.get("reg15")) == port_key
-            and _num(f.match.get("metadata")) == dp_key]
+    mine = [f for f in flows if match_number(f.match.get("reg15")) == port_key
+            and match_number(f.match.get("metadata")) == dp_key]
     outs: dict[int, str | None] = {}
     for f in mine:
         if f.is_drop:

@@ -1,0 +1,55 @@
+"""What the integration modules share: a running lab with guests, and small probes of it.
+
+Each module still builds its own lab under its own prefix (a failing module cannot break
+the next one); this only keeps the build/teardown and the helpers in one place.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from cutover.guest.emulated import EmulatedHypervisor
+from cutover.lab import Lab, LabTopology, host
+from cutover.ovsdb.connection import close_all
+from cutover.site import Site
+
+
+def running_lab(prefix: str, n_chassis: int = 3) -> Iterator[Lab]:
+    """Build a lab with its guests running; on exit tear it down and check nothing is left
+    (use as ``yield from running_lab(PREFIX)`` in a module fixture)."""
+    lab = Lab(LabTopology(prefix=prefix, n_chassis=n_chassis))
+    lab.down()  # a crashed earlier run may have left one
+    site = lab.up()
+    hv = EmulatedHypervisor(site)
+    for vm in site.vms:
+        hv.ensure_running(vm)
+    yield lab
+    close_all()
+    assert lab.down() == []
+    assert host.list_netns(prefix) == []
+
+
+def other_chassis(site: Site, vm: str) -> str:
+    """The migration destination: neither the VM's chassis nor the client's."""
+    here = site.vm_named(vm).chassis
+    client = site.clients[0].chassis
+    return next(c.name for c in site.chassis if c.name not in (here, client))
+
+
+def ofctl_children() -> list[int]:
+    """ovs-ofctl processes started by this test process (flow monitors left behind)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if comm == "ovs-ofctl" and ppid == os.getpid():
+            found.append(int(pid))
+    return found
