@@ -80,8 +80,15 @@ def _copy_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ready-timeout", type=float, default=30.0, help="seconds")
 
 
+GIL_SWITCH_INTERVAL_S = 0.0005
+"""The OVSDB IDL threads, event threads and flow-monitor readers must hand an event on
+within a millisecond; CPython's default 5 ms GIL switch interval would add up to 5 ms per
+hand-off to every readiness detection."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     try:
         if os.geteuid() != 0:
             raise PrerequisiteError(

@@ -59,16 +59,31 @@ class StartIncoming(Step):
         ctx.timeline.mark("guest.aborted", f"running on {ctx.src.name}")
 
 
+class ArmReadiness(Step):
+    """Register the readiness waits (OVSDB events, OpenFlow monitors) right after the
+    plug: before the NB transaction that can make them true, so no event is missed, and
+    early enough that the monitor processes are up while the incoming guest starts rather
+    than on the critical path once the destination installs its flows."""
+
+    name = "arm-readiness"
+
+    def do(self, ctx: MigrationContext) -> None:
+        assert ctx.readiness is not None
+        ctx.readiness.arm(ctx.vm, ctx.src, ctx.dst)
+        ctx.timeline.mark("ready.armed", ctx.readiness.name)
+
+    def undo(self, ctx: MigrationContext) -> None:
+        assert ctx.readiness is not None
+        ctx.readiness.disarm()
+
+
 class PrepareNetwork(Step):
-    """Neutron: ``requested-chassis=src,dst`` (+ activation strategy); the readiness
-    waits are registered before that transaction so no event is missed."""
+    """Neutron: ``requested-chassis=src,dst`` (+ activation strategy)."""
 
     name = "prepare-network"
 
     def do(self, ctx: MigrationContext) -> None:
         ctx.prepare_started_ms = time.time() * 1000.0
-        if ctx.readiness is not None:
-            ctx.readiness.arm(ctx.vm, ctx.src, ctx.dst)
         if ctx.options.activation == "rarp":
             dst = ctx.dst.name
             ctx.passive.append(
@@ -86,8 +101,6 @@ class PrepareNetwork(Step):
         )
 
     def undo(self, ctx: MigrationContext) -> None:
-        if ctx.readiness is not None:
-            ctx.readiness.disarm()
         ctx.binding.revert(ctx.vm.lsp, ctx.src.name)
         ctx.timeline.mark("network.reverted", f"requested-chassis={ctx.src.name}")
 

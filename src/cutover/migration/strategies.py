@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from cutover.errors import InvalidMigration
 from cutover.migration.steps import (
     Activate,
+    ArmReadiness,
     CleanupSource,
     CopyMemory,
     PauseSource,
@@ -53,6 +54,7 @@ def build_steps(strategy: str) -> list[Step]:
     if strategy in ("claim", "nb-cfg", "port-ready", "path-ready"):
         return [
             PlugDestination(),
+            ArmReadiness(),
             StartIncoming(),
             PrepareNetwork(),
             WaitReady(),
