@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from cutover.bench.faults import StallInjector, StallPlan
 from cutover.guest.emulated import EmulatedHypervisor
 from cutover.lab import Lab, LabTopology, host
+from cutover.migration.orchestrator import SiteClients
 from cutover.ovsdb.connection import close_all
-from cutover.site import Site
+from cutover.site import Site, VmSpec
 
 
 def running_lab(prefix: str, n_chassis: int = 3) -> Iterator[Lab]:
@@ -53,3 +56,34 @@ def ofctl_children() -> list[int]:
         if comm == "ovs-ofctl" and ppid == os.getpid():
             found.append(int(pid))
     return found
+
+
+@contextmanager
+def stalled(site: Site, dst: str, spec: str) -> Iterator[StallInjector]:
+    """A stall (``dst:MS`` / ``peer:MS``) armed for one migration; on exit it is waited out
+    and the controller resumed, whatever the migration did."""
+    injector = StallPlan.parse(spec).injector(site, dst, site.clients[0].chassis)
+    try:
+        yield injector
+    finally:
+        injector.wait_over()
+        injector.finish()
+
+
+def links(site: Site, chassis: str) -> str:
+    """``ip -br link`` inside a chassis namespace."""
+    netns = site.chassis_named(chassis).netns
+    assert netns is not None
+    return host.run(["ip", "-n", netns, "-br", "link"])
+
+
+def assert_rolled_back(
+    clients: SiteClients, hv: EmulatedHypervisor, site: Site, vm: VmSpec, src: str, dst: str
+) -> None:
+    """A failed migration left nothing behind: the port pinned to its source again, no
+    activation option, no destination OVS port, TAP or incoming guest."""
+    assert clients.nb.requested_chassis(vm.lsp) == [src]
+    assert "activation-strategy" not in clients.nb.lsp_options(vm.lsp)
+    assert clients.vswitch[dst].interface(vm.tap) is None
+    assert vm.tap not in links(site, dst)
+    assert hv.status(vm, dst) is None

@@ -14,9 +14,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from labkit import other_chassis, running_lab
+from labkit import assert_rolled_back, links, other_chassis, running_lab, stalled
 
-from cutover.bench.faults import StallPlan
 from cutover.errors import (
     InvalidMigration,
     MigrationAborted,
@@ -25,7 +24,7 @@ from cutover.errors import (
     WaitTimeout,
 )
 from cutover.guest.emulated import EmulatedHypervisor
-from cutover.lab import Lab, host
+from cutover.lab import Lab
 from cutover.migration.context import MigrationOptions
 from cutover.migration.orchestrator import MigrationReport, SiteClients, migrate
 from cutover.probe.analysis import summarize
@@ -40,17 +39,6 @@ PREFIX = "cotm"
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
     yield from running_lab(PREFIX)
-
-
-@pytest.fixture
-def clients(lab: Lab) -> SiteClients:
-    return SiteClients.connect(lab.site())
-
-
-def _links(site: Site, chassis: str) -> str:
-    netns = site.chassis_named(chassis).netns
-    assert netns is not None
-    return host.run(["ip", "-n", netns, "-br", "link"])
 
 
 
@@ -117,7 +105,7 @@ def test_claim_migration_moves_the_port_and_cleans_the_source(
     assert clients.nb.requested_chassis(vm.lsp) == [report.dst]
     assert "activation-strategy" not in clients.nb.lsp_options(vm.lsp)
     assert clients.vswitch[src].interface(vm.tap) is None
-    assert vm.tap not in _links(site, src)
+    assert vm.tap not in links(site, src)
     sent, answered = _probe(site, 0.5)
     assert sent > 50 and answered >= 0.9 * sent  # the first probe may meet an unresolved tunnel
 
@@ -138,29 +126,18 @@ def test_claim_timeout_rolls_back_and_vm_keeps_its_network(
     site = lab.site()
     vm = site.vm_named("vm1")
     src, dst = vm.chassis, other_chassis(site, "vm1")
-    injector = StallPlan.parse("dst:2500").injector(site, dst, site.clients[0].chassis)
     hv = EmulatedHypervisor(site)
     with Prober(site, site.clients[0], vm, 5.0) as prober:
         prober.start()
-        try:
-            with pytest.raises(MigrationAborted) as info:
-                migrate(
-                    site, "vm1", dst, MigrationOptions(strategy="claim", ready_timeout_s=0.5),
-                    hv, clients, observers=[injector],
-                )
-        finally:
-            injector.wait_over()
-            injector.finish()
+        with stalled(site, dst, "dst:2500") as injector, pytest.raises(MigrationAborted) as info:
+            migrate(site, "vm1", dst, MigrationOptions(strategy="claim", ready_timeout_s=0.5),
+                    hv, clients, observers=[injector])
         samples = prober.stop()
     cause = info.value.cause
     assert isinstance(cause, WaitTimeout)
     assert "additional_chassis=[]" in cause.seen
     assert info.value.step == "wait-ready"
-    assert clients.nb.requested_chassis(vm.lsp) == [src]
-    assert "activation-strategy" not in clients.nb.lsp_options(vm.lsp)
-    assert clients.vswitch[dst].interface(vm.tap) is None
-    assert vm.tap not in _links(site, dst)
-    assert hv.status(vm, dst) is None
+    assert_rolled_back(clients, hv, site, vm, src, dst)
     # the VM never stopped answering on its source
     summary = summarize(samples, 5.0)
     assert summary.probes_sent > 50

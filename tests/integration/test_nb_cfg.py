@@ -7,9 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from labkit import other_chassis, running_lab
+from labkit import assert_rolled_back, other_chassis, running_lab, stalled
 
-from cutover.bench.faults import StallPlan
 from cutover.bench.results import RunResult
 from cutover.bench.runner import BenchPlan, run_bench
 from cutover.errors import InvalidMigration, MigrationAborted, WaitTimeout
@@ -24,11 +23,6 @@ pytestmark = [pytest.mark.integration]
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
     yield from running_lab("conb")
-
-
-@pytest.fixture
-def clients(lab: Lab) -> SiteClients:
-    return SiteClients.connect(lab.site())
 
 
 def test_nb_cfg_migration_waits_for_the_destination_to_catch_up(
@@ -88,26 +82,16 @@ def test_stalled_destination_times_out_and_rolls_back(
     site = lab.site()
     vm = site.vm_named("vm1")
     src, dst = vm.chassis, other_chassis(site, "vm1")
-    injector = StallPlan.parse("dst:2500").injector(site, dst, site.clients[0].chassis)
     hv = EmulatedHypervisor(site)
-    try:
-        with pytest.raises(MigrationAborted) as info:
-            migrate(
-                site, "vm1", dst, MigrationOptions(strategy="nb-cfg", ready_timeout_s=0.5),
-                hv, clients, observers=[injector],
-            )
-    finally:
-        injector.wait_over()
-        injector.finish()
+    with stalled(site, dst, "dst:2500") as injector, pytest.raises(MigrationAborted) as info:
+        migrate(site, "vm1", dst, MigrationOptions(strategy="nb-cfg", ready_timeout_s=0.5),
+                hv, clients, observers=[injector])
     cause = info.value.cause
     assert isinstance(cause, WaitTimeout)
     assert info.value.step == "wait-ready"
     assert "additional_chassis=[]" in cause.seen
     assert f"Chassis_Private {dst}: nb_cfg=" in cause.seen
-    assert clients.nb.requested_chassis(vm.lsp) == [src]
-    assert "activation-strategy" not in clients.nb.lsp_options(vm.lsp)
-    assert clients.vswitch[dst].interface(vm.tap) is None
-    assert hv.status(vm, dst) is None
+    assert_rolled_back(clients, hv, site, vm, src, dst)
 
 
 def _bench(lab: Lab) -> list[RunResult]:

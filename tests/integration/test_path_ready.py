@@ -10,9 +10,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from labkit import ofctl_children, other_chassis, running_lab
+from labkit import assert_rolled_back, ofctl_children, other_chassis, running_lab, stalled
 
-from cutover.bench.faults import StallPlan
 from cutover.errors import MigrationAborted, WaitTimeout
 from cutover.guest.emulated import EmulatedHypervisor
 from cutover.lab import Lab
@@ -27,11 +26,6 @@ PREFIX = "copa"
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
     yield from running_lab(PREFIX)
-
-
-@pytest.fixture
-def clients(lab: Lab) -> SiteClients:
-    return SiteClients.connect(lab.site())
 
 
 
@@ -60,13 +54,9 @@ def test_ready_waits_for_the_frozen_peer(lab: Lab, clients: SiteClients) -> None
     site = lab.site()
     client = site.clients[0].chassis
     dst = other_chassis(site, "vm1")
-    injector = StallPlan.parse("peer:2000").injector(site, dst, client)
-    try:
+    with stalled(site, dst, "peer:2000") as injector:
         report = migrate(site, "vm1", dst, MigrationOptions(strategy="path-ready", copy_ms=100),
                          EmulatedHypervisor(site), clients, observers=[injector])
-    finally:
-        injector.wait_over()
-        injector.finish()
     lab.save_site(site.with_vm_on("vm1", dst))
     window = injector.window_ms
     assert window is not None
@@ -87,24 +77,17 @@ def test_path_ready_timeout_names_the_peer_and_rolls_back(
     vm = site.vm_named("vm1")
     client = site.clients[0].chassis
     src, dst = vm.chassis, other_chassis(site, "vm1")
-    injector = StallPlan.parse("peer:2500").injector(site, dst, client)
     hv = EmulatedHypervisor(site)
-    try:
-        with pytest.raises(MigrationAborted) as info:
-            migrate(site, "vm1", dst, MigrationOptions(strategy="path-ready", ready_timeout_s=0.5),
-                    hv, clients, observers=[injector])
-    finally:
-        injector.wait_over()
-        injector.finish()
+    with stalled(site, dst, "peer:2500") as injector, pytest.raises(MigrationAborted) as info:
+        migrate(site, "vm1", dst, MigrationOptions(strategy="path-ready", ready_timeout_s=0.5),
+                hv, clients, observers=[injector])
     cause = info.value.cause
     assert isinstance(cause, WaitTimeout)
     assert info.value.step == "wait-ready"
     assert client in cause.what
     assert f"{client}: 1 flows" in cause.seen and "does not reach" in cause.seen
     assert ofctl_children() == []
-    assert clients.nb.requested_chassis(vm.lsp) == [src]
-    assert clients.vswitch[dst].interface(vm.tap) is None
-    assert hv.status(vm, dst) is None
+    assert_rolled_back(clients, hv, site, vm, src, dst)
     deadline = time.monotonic() + 3.0
     binding = clients.sb.binding(vm.lsp)
     while time.monotonic() < deadline and (binding is None or binding.additional):

@@ -9,9 +9,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from labkit import ofctl_children, other_chassis, running_lab
+from labkit import assert_rolled_back, ofctl_children, other_chassis, running_lab, stalled
 
-from cutover.bench.faults import StallPlan
 from cutover.errors import MigrationAborted, WaitTimeout
 from cutover.guest.emulated import EmulatedHypervisor
 from cutover.lab import Lab
@@ -29,11 +28,6 @@ PREFIX = "cotp"
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
     yield from running_lab(PREFIX)
-
-
-@pytest.fixture
-def clients(lab: Lab) -> SiteClients:
-    return SiteClients.connect(lab.site())
 
 
 
@@ -74,13 +68,9 @@ def test_port_ready_migration_shows_the_flows(lab: Lab, clients: SiteClients) ->
 def test_ready_waits_for_the_frozen_controller(lab: Lab, clients: SiteClients) -> None:
     site = lab.site()
     dst = other_chassis(site, "vm1")
-    injector = StallPlan.parse("dst:2000").injector(site, dst, site.clients[0].chassis)
-    try:
+    with stalled(site, dst, "dst:2000") as injector:
         report = migrate(site, "vm1", dst, MigrationOptions(strategy="port-ready", copy_ms=100),
                          EmulatedHypervisor(site), clients, observers=[injector])
-    finally:
-        injector.wait_over()
-        injector.finish()
     lab.save_site(site.with_vm_on("vm1", dst))
     window = injector.window_ms
     assert window is not None
@@ -93,18 +83,13 @@ def test_port_ready_timeout_rolls_back(lab: Lab, clients: SiteClients) -> None:
     site = lab.site()
     vm = site.vm_named("vm1")
     src, dst = vm.chassis, other_chassis(site, "vm1")
-    injector = StallPlan.parse("dst:2500").injector(site, dst, site.clients[0].chassis)
     hv = EmulatedHypervisor(site)
     with Prober(site, site.clients[0], vm, 5.0) as prober:
         prober.start()
-        try:
-            with pytest.raises(MigrationAborted) as info:
-                migrate(site, "vm1", dst,
-                        MigrationOptions(strategy="port-ready", ready_timeout_s=0.5),
-                        hv, clients, observers=[injector])
-        finally:
-            injector.wait_over()
-            injector.finish()
+        with stalled(site, dst, "dst:2500") as injector, pytest.raises(MigrationAborted) as info:
+            migrate(site, "vm1", dst,
+                    MigrationOptions(strategy="port-ready", ready_timeout_s=0.5),
+                    hv, clients, observers=[injector])
         samples = prober.stop()
     cause = info.value.cause
     assert isinstance(cause, WaitTimeout)
@@ -113,9 +98,7 @@ def test_port_ready_timeout_rolls_back(lab: Lab, clients: SiteClients) -> None:
     assert "additional_chassis=[]" in cause.seen
     assert "ovn-installed" not in cause.seen
     assert ofctl_children() == []
-    assert clients.nb.requested_chassis(vm.lsp) == [src]
-    assert clients.vswitch[dst].interface(vm.tap) is None
-    assert hv.status(vm, dst) is None
+    assert_rolled_back(clients, hv, site, vm, src, dst)
     summary = summarize(samples, 5.0)
     assert summary.probes_sent > 50 and summary.probes_lost <= 1
     time.sleep(0.5)
