@@ -15,7 +15,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from cutover.bench.faults import StallPlan
 from cutover.bench.report import summary_table, write_report
 from cutover.bench.runner import MATRIX, BenchPlan, Condition, run_bench
-from cutover.errors import InputError, LabNotUp
+from cutover.errors import InputError, LabNotUp, SwitchedOverIncomplete
 from cutover.guest.emulated import EmulatedHypervisor
 from cutover.lab.lab import Lab
 from cutover.lab.topology import LabTopology
@@ -104,6 +104,9 @@ def migrate(args: argparse.Namespace, console: Console) -> int:
             EmulatedHypervisor(site),
             observers=[injector],
         )
+    except SwitchedOverIncomplete:
+        lab_.save_site(site.with_vm_on(vm.name, args.dst))  # it runs there now
+        raise
     finally:
         injector.finish()
     lab_.save_site(site.with_vm_on(vm.name, args.dst))

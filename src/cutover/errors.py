@@ -24,6 +24,8 @@ The CLI prints ``Type: message`` and exits non-zero.
     +-- MigrationError             a migration step failed
         +-- MigrationAborted       ... and was rolled back (VM still on its source)
         +-- RollbackIncomplete     ... and some undo failed too (lists what is left)
+        +-- SwitchedOverIncomplete ... after the switchover: the VM runs on the
+                                   destination, the clean-up is unfinished
 """
 
 from __future__ import annotations
@@ -130,3 +132,18 @@ class RollbackIncomplete(MigrationError):
         self.step = step
         self.cause = cause
         self.leftovers = leftovers
+
+
+class SwitchedOverIncomplete(MigrationError):
+    """A step after the switchover failed: the VM runs on ``dst``; nothing is rolled back."""
+
+    def __init__(self, vm: str, src: str, dst: str, step: str, cause: BaseException) -> None:
+        super().__init__(
+            f"{vm} switched over to {dst} but step {step!r} failed afterwards "
+            f"({type(cause).__name__}: {cause}); the VM runs on {dst}: finish the clean-up "
+            f"of {src} by hand (its port and requested-chassis)"
+        )
+        self.vm = vm
+        self.dst = dst
+        self.step = step
+        self.cause = cause

@@ -13,8 +13,8 @@ from cutover.errors import (
     CutoverError,
     InvalidMigration,
     MigrationAborted,
-    MigrationError,
     RollbackIncomplete,
+    SwitchedOverIncomplete,
     UnknownChassis,
     UnknownVm,
 )
@@ -69,7 +69,7 @@ def test_failure_undoes_done_steps_in_reverse() -> None:
              Fake("d", log)]
     with pytest.raises(MigrationAborted) as info:
         run_steps(_ctx(), steps)
-    assert log == ["do a", "do b", "do c", "undo b", "undo a"]
+    assert log == ["do a", "do b", "do c", "undo c", "undo b", "undo a"]
     assert info.value.step == "c"
     assert "boom" in str(info.value) and "still runs on its source" in str(info.value)
 
@@ -79,19 +79,33 @@ def test_failed_undo_is_reported_and_the_rest_still_undone() -> None:
     steps = [Fake("a", log), Fake("b", log, undo_fail=True), Fake("c", log, fail=OSError("x"))]
     with pytest.raises(RollbackIncomplete) as info:
         run_steps(_ctx(), steps)
-    assert log == ["do a", "do b", "do c", "undo b", "undo a"]
-    assert info.value.leftovers == ["b: b left something"]
+    assert log == ["do a", "do b", "do c", "undo c", "undo b", "undo a"]
+    assert info.value.leftovers == ["b: CutoverError: b left something"]
+
+
+def test_a_foreign_error_in_an_undo_does_not_stop_the_rollback() -> None:
+    log: list[str] = []
+
+    class Broken(Fake):
+        def undo(self, ctx: MigrationContext) -> None:
+            log.append("undo broken")
+            raise TimeoutError("ip hung")
+
+    steps = [Fake("a", log), Broken("broken", log), Fake("c", log, fail=CutoverError("x"))]
+    with pytest.raises(RollbackIncomplete) as info:
+        run_steps(_ctx(), steps)
+    assert log[-2:] == ["undo broken", "undo a"]
+    assert "TimeoutError: ip hung" in info.value.leftovers[0]
 
 
 def test_no_rollback_after_the_point_of_no_return() -> None:
     log: list[str] = []
     steps = [Fake("a", log), Fake("switch", log, no_return=True),
              Fake("after", log, fail=CutoverError("late"))]
-    with pytest.raises(MigrationError) as info:
+    with pytest.raises(SwitchedOverIncomplete) as info:
         run_steps(_ctx(), steps)
-    assert not isinstance(info.value, MigrationAborted)
     assert log == ["do a", "do switch", "do after"]
-    assert "runs on hv2" in str(info.value)
+    assert "runs on hv2" in str(info.value) and info.value.dst == "hv2"
 
 
 def test_interrupt_rolls_back_then_propagates() -> None:
@@ -99,7 +113,7 @@ def test_interrupt_rolls_back_then_propagates() -> None:
     steps = [Fake("a", log), Fake("b", log, fail=KeyboardInterrupt())]
     with pytest.raises(KeyboardInterrupt):
         run_steps(_ctx(), steps)
-    assert log == ["do a", "do b", "undo a"]
+    assert log == ["do a", "do b", "undo b", "undo a"]
 
 
 def test_timeline_records_failure() -> None:

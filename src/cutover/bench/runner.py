@@ -19,7 +19,13 @@ from cutover.bench.environment import describe_environment
 from cutover.bench.faults import StallPlan
 from cutover.bench.results import BenchResult, RunResult, TimelineEvent
 from cutover.bench.sb_monitor import SbMonitor, SbWrites
-from cutover.errors import CutoverError, GuestError, InputError, MigrationError
+from cutover.errors import (
+    CutoverError,
+    GuestError,
+    InputError,
+    MigrationError,
+    SwitchedOverIncomplete,
+)
 from cutover.guest.base import Hypervisor
 from cutover.lab.load import LOAD_LEVELS, parse_load
 from cutover.migration.context import ACTIVATIONS, MigrationOptions
@@ -196,6 +202,7 @@ def _run_once(
     )
     report: MigrationReport | None = None
     error: str | None = None
+    moved = False
     with Prober(site, client, vm, plan.probe_interval_ms) as prober:
         prober.start()
         time.sleep(WARMUP_S)
@@ -205,6 +212,7 @@ def _run_once(
             report = migrate(site, vm.name, dst, options, hypervisor, clients, observers=[injector])
         except MigrationError as e:
             error = f"{type(e).__name__}: {e}"
+            moved = isinstance(e, SwitchedOverIncomplete)
         finally:
             injector.wait_over()
             injector.finish()
@@ -212,7 +220,7 @@ def _run_once(
         writes: SbWrites | None = sb_monitor.stop() if sb_monitor is not None else None
         samples = prober.stop()
     summary = summarize(samples, plan.probe_interval_ms)
-    if report is not None:
+    if report is not None or moved:
         site = site.with_vm_on(vm.name, dst)
     t0 = report.started_ms if report else (samples[0][1] if samples else 0.0)
     timeline = [TimelineEvent(t, n, d) for t, n, d in (report.timeline if report else [])]

@@ -15,27 +15,28 @@ from cutover.errors import PlugError
 _IP_TIMEOUT_S = 10.0
 
 
-def _ip(netns: str | None, *args: str) -> None:
-    argv = ["ip", *(["-n", netns] if netns else []), *args]
+def _run(argv: list[str], check: bool = True) -> bool:
+    """Run one command; translate every failure into PlugError. Returns success."""
     try:
-        subprocess.run(argv, check=True, capture_output=True, text=True, timeout=_IP_TIMEOUT_S)
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=_IP_TIMEOUT_S)
     except FileNotFoundError as e:
-        raise PlugError("'ip' not found: install the Debian package iproute2") from e
-    except subprocess.CalledProcessError as e:
-        raise PlugError(f"'{' '.join(argv)}' failed: {e.stderr.strip()}") from e
+        raise PlugError(f"{argv[0]!r} not found: install the Debian packages iproute2 "
+                        "and procps") from e
     except subprocess.TimeoutExpired as e:
         raise PlugError(f"'{' '.join(argv)}' did not finish in {_IP_TIMEOUT_S} s") from e
+    if check and r.returncode != 0:
+        raise PlugError(f"'{' '.join(argv)}' failed: {r.stderr.strip()}")
+    return r.returncode == 0
+
+
+def _ip(netns: str | None, *args: str, check: bool = True) -> bool:
+    return _run(["ip", *(["-n", netns] if netns else []), *args], check)
 
 
 def tap_exists(netns: str | None, name: str) -> bool:
     if netns is None:
         return Path("/sys/class/net", name).exists()
-    r = subprocess.run(
-        ["ip", "-n", netns, "link", "show", "dev", name],
-        capture_output=True,
-        timeout=_IP_TIMEOUT_S,
-    )
-    return r.returncode == 0
+    return _ip(netns, "link", "show", "dev", name, check=False)
 
 
 def create_tap(netns: str | None, name: str, mac: str, mtu: int) -> None:
@@ -46,9 +47,7 @@ def create_tap(netns: str | None, name: str, mac: str, mtu: int) -> None:
     _ip(netns, "tuntap", "add", "dev", name, "mode", "tap")
     _ip(netns, "link", "set", "dev", name, "address", mac, "mtu", str(mtu), "up")
     argv = ["sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1"]
-    if netns:
-        argv = ["ip", "netns", "exec", netns, *argv]
-    subprocess.run(argv, capture_output=True, timeout=_IP_TIMEOUT_S)
+    _run(["ip", "netns", "exec", netns, *argv] if netns else argv, check=False)
 
 
 def delete_tap(netns: str | None, name: str) -> None:

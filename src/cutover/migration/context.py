@@ -15,6 +15,8 @@ from cutover.site import ChassisEndpoint, Site, VmSpec
 
 STRATEGIES = ("legacy", "claim", "nb-cfg", "port-ready", "path-ready")
 ACTIVATIONS = ("rarp", "none")
+FLOW_STRATEGIES = ("port-ready", "path-ready")
+"""Strategies that read OpenFlow tables on the chassis (ovs-ofctl beside a unix: OVSDB)."""
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,15 @@ from dataclasses import dataclass
 
 from cutover.compute.plugger import OvsTapPlugger, Plugger
 from cutover.errors import (
-    CutoverError,
     InvalidMigration,
     MigrationAborted,
-    MigrationError,
     RollbackIncomplete,
+    SwitchedOverIncomplete,
 )
 from cutover.guest.base import Hypervisor
 from cutover.migration.context import (
     ACTIVATIONS,
+    FLOW_STRATEGIES,
     STRATEGIES,
     MigrationContext,
     MigrationOptions,
@@ -82,6 +82,14 @@ def validate(site: Site, vm_name: str, dst_name: str, options: MigrationOptions)
         raise InvalidMigration(
             f"unknown activation {options.activation!r}; choose one of {', '.join(ACTIVATIONS)}"
         )
+    if options.strategy in FLOW_STRATEGIES:
+        local = [c.name for c in site.chassis if not c.ovs_remote.startswith("unix:")]
+        if local:
+            raise InvalidMigration(
+                f"strategy {options.strategy} reads each chassis' OpenFlow tables with "
+                f"ovs-ofctl next to its unix: OVSDB socket, but {', '.join(local)} "
+                "are reached over the network; use claim or nb-cfg for them"
+            )
     if vm.chassis == dst_name:
         raise InvalidMigration(
             f"{vm_name} already runs on {dst_name}; choose another destination"
@@ -141,21 +149,23 @@ def run_steps(ctx: MigrationContext, steps: Sequence[Step]) -> None:
 
 
 def _fail(ctx: MigrationContext, step: Step, done: list[Step], cause: BaseException) -> None:
+    """Roll back: undo the failed step itself (it may have half-happened: a transaction
+    that timed out but committed, watches armed before a monitor failed) and then every
+    done step, in reverse. Undos are idempotent; one that fails is recorded and the rest
+    still run."""
     ctx.timeline.mark("failed", f"{step.name}: {type(cause).__name__}: {cause}")
     if any(s.point_of_no_return for s in done):
         if not isinstance(cause, Exception):
             raise cause
-        raise MigrationError(
-            f"{ctx.vm.name} switched over to {ctx.dst.name} but step {step.name!r} failed "
-            f"afterwards ({type(cause).__name__}: {cause}); the VM runs on {ctx.dst.name}, "
-            f"finish the clean-up of {ctx.src.name} by hand"
+        raise SwitchedOverIncomplete(
+            ctx.vm.name, ctx.src.name, ctx.dst.name, step.name, cause
         ) from cause
     leftovers: list[str] = []
-    for s in reversed(done):
+    for s in reversed([*done, step]):
         try:
             s.undo(ctx)
-        except CutoverError as e:
-            leftovers.append(f"{s.name}: {e}")
+        except Exception as e:  # keep undoing: one stuck undo must not strand the rest
+            leftovers.append(f"{s.name}: {type(e).__name__}: {e}")
     if not isinstance(cause, Exception):  # KeyboardInterrupt & co.: rolled back, re-raise
         raise cause
     if leftovers:

@@ -26,6 +26,3 @@ class BindingController:
 
     def revert(self, lsp: str, src: str) -> None:
         self._nb.set_requested_chassis(lsp, [src], None)
-
-    def requested(self, lsp: str) -> list[str]:
-        return self._nb.requested_chassis(lsp)

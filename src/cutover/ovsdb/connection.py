@@ -95,9 +95,16 @@ def close_all() -> None:
 
 
 class RowCondition(ovs_event.RowEvent):  # type: ignore[misc]
-    """Fires once when a row of ``table`` is created or updated to satisfy ``predicate``."""
+    """Fires once when a row of ``table`` is created or updated to satisfy ``predicate``.
+
+    Compared by identity: ovsdbapp's RowEvent equality is (class, table, events,
+    conditions), and its handler keeps events in a set, so two waits on one table would
+    otherwise collapse into one and cancelling either would drop the other.
+    """
 
     ONETIME = True
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
 
     def __init__(self, table: str, predicate: Callable[[Row], bool]) -> None:
         super().__init__((self.ROW_CREATE, self.ROW_UPDATE), table, None)

@@ -49,7 +49,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from cutover.errors import WaitTimeout
+from cutover.errors import InvalidMigration, WaitTimeout
 from cutover.ovsdb.connection import Watch, now_ms
 from cutover.ovsdb.sb import SbClient
 from cutover.ovsdb.vswitch import VswitchClient
@@ -74,8 +74,8 @@ CHECK_RETRY_MS = 100.0
 class _Peer:
     name: str
     ports: tuple[str, ...]
-    bridge: BridgeFlows | None
-    vswitch: VswitchClient | None
+    bridge: BridgeFlows
+    vswitch: VswitchClient
     monitor: FlowMonitor | None = None
     tunnel_watch: Watch | None = None
     dirty: bool = True
@@ -86,8 +86,6 @@ class _Peer:
     notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
-        if self.bridge is None or self.vswitch is None:
-            return f"{self.name}: not in the site, cannot be checked"
         text = str(self.last) if self.last is not None else f"{self.name}: not checked yet"
         if self.monitor is not None and self.monitor.error:
             text += f" (flow monitor: {self.monitor.error})"
@@ -125,12 +123,17 @@ class PathReadyReadiness:
             self._port_key, self._dp_key = int(me.tunnel_key), int(me.datapath.tunnel_key)
             peers = peer_chassis(binding_rows(rows), vm.lsp, src.name, dst.name)
         self._dst_ips = self._encap_ips(dst)
+        unknown = sorted(set(peers) - set(self._vswitch))
+        if unknown:
+            raise InvalidMigration(
+                f"chassis {', '.join(unknown)} host ports that send to {vm.lsp} but are not "
+                "in the site, so path-ready cannot check their flows; add them to the site "
+                "or use port-ready"
+            )
         for name, ports in peers.items():
-            vs = self._vswitch.get(name)
-            bridge = None
-            if vs is not None:
-                endpoint = ChassisEndpoint(name, vs.remote, dst.integration_bridge)
-                bridge = BridgeFlows(rundir_for(endpoint), endpoint.integration_bridge)
+            vs = self._vswitch[name]
+            endpoint = ChassisEndpoint(name, vs.remote, dst.integration_bridge)
+            bridge = BridgeFlows(rundir_for(endpoint), endpoint.integration_bridge)
             peer = _Peer(name, ports, bridge, vs)
             self._peers.append(peer)
             self._start(peer)
@@ -145,8 +148,6 @@ class PathReadyReadiness:
         return tuple(sorted(ips))
 
     def _start(self, peer: _Peer) -> None:
-        if peer.bridge is None or peer.vswitch is None:
-            return
         dst_ips = set(self._dst_ips)
 
         def tunnel_up(r: Any) -> bool:
@@ -211,7 +212,7 @@ class PathReadyReadiness:
                 t = now_ms()
                 if failure and not isinstance(failure[0], WaitTimeout):
                     raise failure[0]
-                peers_ready = all(p.ready_ms is not None for p in self._checkable())
+                peers_ready = all(p.ready_ms is not None for p in self._peers)
                 if result and peers_ready:
                     return self._evidence(result[0])
                 if t >= deadline or failure:
@@ -227,17 +228,13 @@ class PathReadyReadiness:
             worker.join(timeout=timeout_s + 5.0)
             self.disarm()
 
-    def _checkable(self) -> list[_Peer]:
-        return [p for p in self._peers if p.bridge is not None and p.vswitch is not None]
-
     def _check_peers(self) -> bool:
         """Re-dump the peers whose flows (or tunnels) changed; True if a retry is due (a
         dump failed, or a peer has no working flow monitor: bounded retries instead)."""
         retry = False
-        for peer in self._checkable():
+        for peer in self._peers:
             if peer.ready_ms is not None:
                 continue
-            assert peer.bridge is not None and peer.vswitch is not None
             if peer.monitor is not None:
                 peer.monitor.ready.wait(MONITOR_READY_S)
             with self._lock:
@@ -269,7 +266,7 @@ class PathReadyReadiness:
         return retry
 
     def _evidence(self, port: Evidence) -> Evidence:
-        peers = self._checkable()
+        peers = self._peers
         last_peer = max((p.ready_ms for p in peers if p.ready_ms is not None), default=None)
         seen = max(port.seen_ms, last_peer) if last_peer is not None else port.seen_ms
         committed = port.committed_ms if seen == port.seen_ms else None
