@@ -219,11 +219,9 @@ class Database:
         cond = RowCondition(table, predicate)
         handler = self.api.idl.notify_handler
         handler.watch_event(cond)
-        for row in self.rows(table):
-            if cond.match_fn(RowCondition.ROW_UPDATE, row, None):
-                cond.satisfy(idlutils.frozen_row(row))
-                break
-        return Watch(handler, cond, what, describe)
+        watch = Watch(handler, cond, what, describe)
+        watch.recheck(self.rows(table))
+        return watch
 
     @contextmanager
     def watch(

@@ -34,6 +34,10 @@ class BindingState:
     up: bool | None
     activated: tuple[str, ...]
 
+    def claimed_by(self, chassis: str) -> bool:
+        """``chassis`` holds the port, as the main or as an additional chassis."""
+        return chassis in self.additional or self.chassis == chassis
+
     def __str__(self) -> str:
         return (
             f"Port_Binding {self.lsp}: chassis={self.chassis or '[]'} "

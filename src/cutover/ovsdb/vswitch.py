@@ -17,6 +17,17 @@ from cutover.ovsdb.connection import DEFAULT_TIMEOUT_S, Database, open_api
 OVS_TABLES = ("Open_vSwitch", "Bridge", "Port", "Interface")
 
 
+def interface_ofport(row: Any) -> int | None:
+    """An Interface's OpenFlow port number, None until vswitchd has assigned a valid one
+    (the IDL gives an optional column as a 0- or 1-element list)."""
+    value = row.ofport
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if value is None or int(value) <= 0:
+        return None
+    return int(value)
+
+
 class VswitchClient(Database):
     def __init__(self, chassis: str, remote: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         api = open_api(ovs_impl.OvsdbIdl, remote, "Open_vSwitch", OVS_TABLES, timeout_s)

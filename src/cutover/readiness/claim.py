@@ -23,7 +23,7 @@ class ClaimReadiness:
     def arm(self, vm: VmSpec, src: ChassisEndpoint, dst: ChassisEndpoint) -> None:
         self._watch = self._sb.watch_binding(
             vm.lsp,
-            lambda b: dst.name in b.additional or b.chassis == dst.name,
+            lambda b: b.claimed_by(dst.name),
             f"chassis {dst.name} to claim the port as additional chassis",
         )
 

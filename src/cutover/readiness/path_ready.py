@@ -63,11 +63,13 @@ from cutover.readiness.peers import (
     peer_chassis,
     tunnel_ofports,
 )
-from cutover.readiness.port_ready import MONITOR_READY_S, PortReadyReadiness, rundir_for
+from cutover.readiness.port_ready import (
+    CHECK_RETRY_MS,
+    MONITOR_READY_S,
+    PortReadyReadiness,
+    rundir_for,
+)
 from cutover.site import ChassisEndpoint, VmSpec
-
-CHECK_RETRY_MS = 100.0
-"""A failed ``ovs-ofctl`` dump is retried after this long (bounded by the deadline)."""
 
 
 @dataclass

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cutover.ovsdb.vswitch import interface_ofport
 from cutover.readiness.flows import Flow, match_number
 
 FOLLOWED_TYPES = ("patch", "l3gateway")
@@ -150,7 +151,7 @@ def tunnel_ofports(interfaces: Iterable[Any], bridge_ports: Iterable[str]) -> di
         if r.type not in TUNNEL_TYPES or r.name not in on_bridge:
             continue
         ip = r.options.get("remote_ip")
-        ofport = r.ofport[0] if isinstance(r.ofport, list) and r.ofport else r.ofport
-        if ip and isinstance(ofport, int) and ofport > 0:
+        ofport = interface_ofport(r)
+        if ip and ofport is not None:
             out[ofport] = str(ip)
     return out

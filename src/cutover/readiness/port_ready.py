@@ -46,12 +46,11 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 from cutover.errors import WaitTimeout
 from cutover.ovsdb.connection import Watch, now_ms
 from cutover.ovsdb.sb import SbClient
-from cutover.ovsdb.vswitch import VswitchClient
+from cutover.ovsdb.vswitch import VswitchClient, interface_ofport
 from cutover.readiness.base import Evidence
 from cutover.readiness.flows import BridgeFlows, FlowCheckError, FlowMonitor, PortFlows
 from cutover.site import ChassisEndpoint, VmSpec
@@ -156,13 +155,13 @@ class PortReadyReadiness:
         )
         self._ofport = self._vs.register(
             "Interface",
-            lambda r: self._wake_if(r.name == tap and _ofport(r) is not None, "ofport"),
+            lambda r: self._wake_if(r.name == tap and interface_ofport(r) is not None, "ofport"),
             f"an ofport for {tap} at {dst.name}", describe_iface,
         )
         self._claim = self._sb.watch_binding(
             vm.lsp,
             lambda b: self._wake_if(
-                dst.name in b.additional or b.chassis == dst.name, "claim"
+                b.claimed_by(dst.name), "claim"
             ),
             f"chassis {dst.name} to claim the port",
         )
@@ -175,7 +174,7 @@ class PortReadyReadiness:
         if self._monitor is not None:
             return True
         row = self._vs.interface(self._vm.tap)
-        ofport = _ofport(row) if row is not None else None
+        ofport = interface_ofport(row) if row is not None else None
         key = self._port_key()
         if ofport is None or key is None:
             return False
@@ -290,12 +289,3 @@ class PortReadyReadiness:
             f"Interface {self._vm.tap} external_ids={ids}; {flows}; "
             f"{self._sb.describe_binding(self._vm.lsp)}{monitor}"
         )
-
-
-def _ofport(row: Any) -> int | None:
-    value = row.ofport
-    if isinstance(value, list):
-        value = value[0] if value else None
-    if value is None or int(value) <= 0:
-        return None
-    return int(value)
