@@ -18,6 +18,15 @@ from cutover.migration.orchestrator import SiteClients
 from cutover.ovsdb.connection import close_all
 from cutover.site import Site, VmSpec
 
+SUFFIX = os.environ.get("CUTOVER_TEST_SUFFIX", "")
+"""Appended to every integration test's lab prefix, so that two checkouts can run the
+suite at the same time on one machine (e.g. ``CUTOVER_TEST_SUFFIX=b``)."""
+
+
+def lab_prefix(base: str) -> str:
+    """The lab prefix a test module uses: ``base`` plus :data:`SUFFIX`."""
+    return base + SUFFIX
+
 
 def running_lab(prefix: str, n_chassis: int = 3) -> Iterator[Lab]:
     """Build a lab with its guests running; on exit tear it down and check nothing is left

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from labkit import lab_prefix
 from rich.progress import Progress
 
 from cutover.errors import LabAlreadyUp, LabBuildError, LabNotUp, PrerequisiteError
@@ -24,6 +25,8 @@ from cutover.lab import ControllerStall, Lab, LabTopology, host, topo_ovn
 from cutover.lab.chassis import vsctl
 from cutover.lab.topology import PortSpec
 from cutover.site import Site
+
+COTL = lab_prefix("cotl")
 
 pytestmark = [pytest.mark.integration]
 
@@ -92,6 +95,7 @@ def make_lab(tmp_path: Path) -> Iterator[Callable[[str], Lab]]:
     labs: list[Lab] = []
 
     def make(prefix: str) -> Lab:
+        prefix = lab_prefix(prefix)
         lab = Lab(LabTopology(prefix=prefix, lab_dir=tmp_path / prefix, timeout_s=20))
         labs.append(lab)
         return lab
@@ -104,7 +108,7 @@ def make_lab(tmp_path: Path) -> Iterator[Callable[[str], Lab]]:
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Site, float]]:
     """One lab for the read-only checks; built with a rich Progress to exercise that path."""
-    lab = Lab(LabTopology(prefix="cotl", lab_dir=tmp_path_factory.mktemp("lab") / "cotl"))
+    lab = Lab(LabTopology(prefix=COTL, lab_dir=tmp_path_factory.mktemp("lab") / COTL))
     t0 = time.monotonic()
     with Progress(disable=True) as progress:
         site = lab.up(progress=progress)
@@ -118,13 +122,13 @@ def test_up_builds_the_site(shared: tuple[Lab, Site, float]) -> None:
     topo = lab.topo
     assert took < 20
     assert site == Site.load(topo.site_path)
-    assert site.name == "cotl"
+    assert site.name == COTL
     assert site.nb_remote == f"unix:{topo.nb_sock}"
     assert site.sb_remote == f"unix:{topo.sb_sock}"
     assert [c.name for c in site.chassis] == ["hv1", "hv2", "hv3"]
     hv2 = site.chassis_named("hv2")
     assert hv2.ovs_remote == f"unix:{topo.dir}/hv2/db.sock"
-    assert hv2.netns == "cotl-hv2"
+    assert hv2.netns == f"{COTL}-hv2"
     assert hv2.encap_ip == "172.31.250.12"
     assert hv2.integration_bridge == "br-int"
     assert hv2.controller_ctl is not None and Path(hv2.controller_ctl).exists()
@@ -178,7 +182,7 @@ def test_up_again_is_refused_and_status_is_up(shared: tuple[Lab, Site, float]) -
         Lab(lab.topo).up()  # a fresh object sees it too (state is on disk, not in memory)
     st = lab.status()
     assert st.state == "up" and st.problems == ()
-    assert set(st.namespaces) == {"cotl-hv1", "cotl-hv2", "cotl-hv3", "cotl-ul"}
+    assert set(st.namespaces) == {f"{COTL}-{n}" for n in ("hv1", "hv2", "hv3", "ul")}
     assert all(all(d.values()) for d in st.daemons.values())
     assert set(st.daemons) == {"central", "hv1", "hv2", "hv3"}
 
@@ -192,7 +196,7 @@ def test_save_site_and_describe(shared: tuple[Lab, Site, float]) -> None:
     finally:
         lab.save_site(site)
     text = lab.status().describe()
-    assert text.startswith("lab cotl is up") and "hv2: ovsdb-server up" in text
+    assert text.startswith(f"lab {COTL} is up") and "hv2: ovsdb-server up" in text
 
 
 def test_down_removes_everything_and_twice_is_fine(make_lab: Callable[[str], Lab]) -> None:
@@ -228,7 +232,7 @@ def test_cli_killed_mid_build_is_cleaned(make_lab: Callable[[str], Lab], tmp_pat
     before = root_links()
     topo = make_lab("cotlk").topo
     code = ("from pathlib import Path; from cutover.lab import Lab, LabTopology; "
-            f"Lab(LabTopology(prefix='cotlk', lab_dir=Path('{topo.dir}'))).up()")
+            f"Lab(LabTopology(prefix='{topo.prefix}', lab_dir=Path('{topo.dir}'))).up()")
     proc = subprocess.Popen([sys.executable, "-c", code])
     manifest = topo.dir / "manifest.json"
     wait_until("a half-built lab",

@@ -6,6 +6,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
+from labkit import lab_prefix
 
 from cutover.errors import InputError
 from cutover.lab import Lab, LabTopology, load
@@ -18,7 +19,7 @@ def small_lab(monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
     monkeypatch.setattr(load, "SWITCHES", 2)
     monkeypatch.setattr(load, "PORTS_PER_SWITCH", 5)
     monkeypatch.setattr(load, "L3_EXTRA_ACLS", 2)
-    lab = Lab(LabTopology(prefix="cold"))
+    lab = Lab(LabTopology(prefix=lab_prefix("cold")))
     lab.down()
     lab.up()
     yield lab

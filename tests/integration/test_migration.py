@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from labkit import assert_rolled_back, links, other_chassis, running_lab, stalled
+from labkit import assert_rolled_back, lab_prefix, links, other_chassis, running_lab, stalled
 
 from cutover.errors import (
     InvalidMigration,
@@ -33,7 +33,7 @@ from cutover.site import Site
 
 pytestmark = [pytest.mark.integration]
 
-PREFIX = "cotm"
+PREFIX = lab_prefix("cotm")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,14 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from labkit import assert_rolled_back, ofctl_children, other_chassis, running_lab, stalled
+from labkit import (
+    assert_rolled_back,
+    lab_prefix,
+    ofctl_children,
+    other_chassis,
+    running_lab,
+    stalled,
+)
 
 from cutover.errors import MigrationAborted, WaitTimeout
 from cutover.guest.emulated import EmulatedHypervisor
@@ -20,7 +27,7 @@ from cutover.migration.orchestrator import SiteClients, migrate
 
 pytestmark = [pytest.mark.integration]
 
-PREFIX = "copa"
+PREFIX = lab_prefix("copa")
 
 
 @pytest.fixture(scope="module")

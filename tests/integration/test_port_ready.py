@@ -9,7 +9,14 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from labkit import assert_rolled_back, ofctl_children, other_chassis, running_lab, stalled
+from labkit import (
+    assert_rolled_back,
+    lab_prefix,
+    ofctl_children,
+    other_chassis,
+    running_lab,
+    stalled,
+)
 
 from cutover.errors import MigrationAborted, WaitTimeout
 from cutover.guest.emulated import EmulatedHypervisor
@@ -22,7 +29,7 @@ from cutover.readiness.port_ready import PATH_FLOWS_ONLY, PATH_INSTALLED, rundir
 
 pytestmark = [pytest.mark.integration]
 
-PREFIX = "cotp"
+PREFIX = lab_prefix("cotp")
 
 
 @pytest.fixture(scope="module")
