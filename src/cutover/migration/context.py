@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cutover import bounds
+from cutover.chassis.liveness import ControllerLiveness
 from cutover.compute.plugger import Plugger
 from cutover.guest.base import Hypervisor
 from cutover.migration.timeline import Timeline
@@ -57,5 +58,8 @@ class MigrationContext:
     ready_wait_ms: float = 0.0
     prepare_started_ms: float | None = None
     evidence: Evidence | None = None
+    liveness: ControllerLiveness | None = None
+    """Watches the ovn-controllers the readiness depends on (its ``vital()`` chassis) from
+    the arming until the migration ends; None for strategies that watch none."""
     passive: list[tuple[str, Watch]] = field(default_factory=list)
     """Watches that only annotate the timeline (e.g. "activated"), collected at the end."""
