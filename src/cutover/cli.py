@@ -24,7 +24,8 @@ from cutover import bounds
 from cutover.bench.faults import StallPlan
 from cutover.errors import CutoverError, InputError, PrerequisiteError
 from cutover.lab.load import LOAD_LEVELS
-from cutover.migration.context import ACTIVATIONS, STRATEGIES
+from cutover.migration.context import ACTIVATIONS
+from cutover.migration.strategies import STRATEGY_NAMES
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 """Piped or captured output (make demo, CI logs) gets a table wide enough to read."""
@@ -83,12 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     mig.add_argument("vm")
     mig.add_argument("--to", required=True, dest="dst", help="destination chassis")
     _migration_args(mig)
-    mig.add_argument("--strategy", default="claim", choices=STRATEGIES)
+    mig.add_argument("--strategy", default="claim", choices=STRATEGY_NAMES)
     mig.add_argument("--stall", default="none", type=_stall_spec,
                      help="ROLE:MS, e.g. dst:2000 (default none)")
 
     bench = sub.add_parser("bench", help="measure the blackout per strategy on the lab")
-    bench.add_argument("--strategy", action="append", choices=STRATEGIES, dest="strategies",
+    bench.add_argument("--strategy", action="append", choices=STRATEGY_NAMES, dest="strategies",
                        help="repeat for several (default: legacy and claim; all with --matrix)")
     bench.add_argument("--stall", action="append", dest="stalls", type=_stall_spec,
                        help="ROLE:MS, e.g. dst:2000 or peer:2000; repeat for several")

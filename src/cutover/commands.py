@@ -20,8 +20,9 @@ from cutover.errors import InputError, LabNotUp, SwitchedOverIncomplete
 from cutover.guest.emulated import EmulatedHypervisor
 from cutover.lab.lab import Lab
 from cutover.lab.topology import LabTopology
-from cutover.migration.context import STRATEGIES, MigrationOptions
+from cutover.migration.context import MigrationOptions
 from cutover.migration.orchestrator import migrate as run_migration
+from cutover.migration.strategies import STRATEGY_NAMES
 from cutover.site import Site
 
 
@@ -149,7 +150,7 @@ def _output_dir(out: Path) -> Path:
 
 
 def bench(args: argparse.Namespace, console: Console) -> int:
-    default = STRATEGIES if args.matrix else ("legacy", "claim")
+    default = STRATEGY_NAMES if args.matrix else ("legacy", "claim")
     strategies = tuple(args.strategies or default)
     plan = BenchPlan(  # validates every option before anything is built
         strategies=strategies,

@@ -58,7 +58,7 @@ def _ctx() -> MigrationContext:
     none = cast(Any, None)
     return MigrationContext(
         site=SITE, vm=SITE.vms[0], src=SITE.chassis[0], dst=SITE.chassis[1],
-        options=MigrationOptions(), binding=none, sb=none, plugger=none, hypervisor=none,
+        options=MigrationOptions(), binding=none, sb=none, chassis={}, hypervisor=none,
         readiness=None, timeline=Timeline(),
     )
 

@@ -21,6 +21,7 @@ from rich.progress import Progress, TaskID
 from cutover.errors import LabAlreadyUp, LabBuildError, LabError, LabNotUp, PrerequisiteError
 from cutover.lab import central, chassis, host, load, topo_ovn, underlay
 from cutover.lab.manifest import Manifest
+from cutover.ovsdb import connection
 from cutover.lab.topology import ChassisSpec, LabTopology, PortSpec
 from cutover.site import ChassisEndpoint, Site, VmSpec
 
@@ -325,6 +326,8 @@ class Lab:
         missed, then the lab dir. Safe to call any number of times, in any state.
         """
         topo = self.topo
+        lab_path = str(topo.dir) + "/"
+        connection.close_matching(lambda remote: lab_path in remote)
         steps = _Steps(progress, f"lab {topo.prefix} down", total=4)
         steps.advance("stopping guest processes")
         left = self._stop_guests()
