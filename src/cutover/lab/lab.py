@@ -21,8 +21,8 @@ from rich.progress import Progress, TaskID
 from cutover.errors import LabAlreadyUp, LabBuildError, LabError, LabNotUp, PrerequisiteError
 from cutover.lab import central, chassis, host, load, topo_ovn, underlay
 from cutover.lab.manifest import Manifest
-from cutover.ovsdb import connection
 from cutover.lab.topology import ChassisSpec, LabTopology, PortSpec
+from cutover.ovsdb import connection
 from cutover.site import ChassisEndpoint, Site, VmSpec
 
 LAB_MARK = ".cutover-lab"
