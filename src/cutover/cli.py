@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import NoReturn
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from cutover import bounds
@@ -175,17 +174,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _print_error(e: CutoverError) -> None:
     name = "InputError" if isinstance(e, _Refused) else type(e).__name__
     err_console.print(Text.assemble((name, "bold red"), ": ", str(e)), highlight=False)
-
-
-def timeline_table(rows: list[tuple[float, str, str]], title: str) -> Table:
-    """A migration's timeline; names and details are literal text, not markup."""
-    table = Table(title=Text(title))
-    table.add_column("t (ms)", justify="right")
-    table.add_column("event")
-    table.add_column("detail", overflow="fold")
-    for t, name, detail in rows:
-        table.add_row(f"{t:9.1f}", Text(name), Text(detail))
-    return table
 
 
 if __name__ == "__main__":

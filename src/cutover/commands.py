@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 from rich.text import Text
 
 from cutover.bench.faults import StallPlan
@@ -89,9 +90,18 @@ def _options(args: argparse.Namespace, strategy: str) -> MigrationOptions:
     )
 
 
-def migrate(args: argparse.Namespace, console: Console) -> int:
-    from cutover.cli import timeline_table
+def timeline_table(rows: list[tuple[float, str, str]], title: str) -> Table:
+    """A migration's timeline; names and details are literal text, not markup."""
+    table = Table(title=Text(title))
+    table.add_column("t (ms)", justify="right")
+    table.add_column("event")
+    table.add_column("detail", overflow="fold")
+    for t, name, detail in rows:
+        table.add_row(f"{t:9.1f}", Text(name), Text(detail))
+    return table
 
+
+def migrate(args: argparse.Namespace, console: Console) -> int:
     lab_ = _lab(args)
     site = lab_.site()
     vm = site.vm_named(args.vm)
