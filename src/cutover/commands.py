@@ -21,6 +21,7 @@ from cutover.errors import InputError, LabNotUp, SwitchedOverIncomplete
 from cutover.guest.emulated import EmulatedHypervisor
 from cutover.lab.lab import Lab
 from cutover.lab.topology import LabTopology
+from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
 from cutover.migration.orchestrator import migrate as run_migration
 from cutover.migration.strategies import STRATEGY_NAMES
@@ -105,18 +106,14 @@ def migrate(args: argparse.Namespace, console: Console) -> int:
     lab_ = _lab(args)
     site = lab_.site()
     vm = site.vm_named(args.vm)
+    options = _options(args, args.strategy)
     stall = StallPlan.parse(args.stall)
     client_chassis = site.clients[0].chassis if site.clients else args.dst
-    injector = stall.injector(site, args.dst, client_chassis)
+    clients = SiteClients.connect(site)
+    injector = stall.injector(clients.chassis, args.dst, client_chassis)
     try:
-        report = run_migration(
-            site,
-            args.vm,
-            args.dst,
-            _options(args, args.strategy),
-            EmulatedHypervisor(site),
-            observers=[injector],
-        )
+        report = run_migration(site, args.vm, args.dst, options, EmulatedHypervisor(site),
+                               clients, observers=[injector])  # fmt: skip
     except SwitchedOverIncomplete:
         lab_.save_site(site.with_vm_on(vm.name, args.dst))  # it runs there now
         raise
@@ -217,3 +214,17 @@ def bench(args: argparse.Namespace, console: Console) -> int:
         console.print(Text.assemble((f"run {r.run_index} {r.strategy} failed", "red"),
                                     f": {r.error}"))  # fmt: skip
     return 1 if failed else 0
+
+
+def agent(args: argparse.Namespace) -> int:
+    """Serve this node's agent until SIGTERM (the web stack is imported only here)."""
+    from cutover.agent.server import AgentConfig, serve
+
+    serve(AgentConfig(
+        chassis=args.chassis, ovs_remote=args.ovs_remote, sb_remote=args.sb_remote,
+        listen=args.listen, token_file=args.token_file, controller_ctl=args.controller_ctl,
+        integration_bridge=args.integration_bridge, tls_cert=args.tls_cert,
+        tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
+        allow_faults=args.allow_faults,
+    ))
+    return 0

@@ -78,7 +78,8 @@ def ofctl_children() -> list[int]:
 def stalled(site: Site, dst: str, spec: str) -> Iterator[StallInjector]:
     """A stall (``dst:MS`` / ``peer:MS``) armed for one migration; on exit it is waited out
     and the controller resumed, whatever the migration did."""
-    injector = StallPlan.parse(spec).injector(site, dst, site.clients[0].chassis)
+    chassis = SiteClients.connect(site).chassis
+    injector = StallPlan.parse(spec).injector(chassis, dst, site.clients[0].chassis)
     try:
         yield injector
     finally:

@@ -73,10 +73,16 @@ def _probe(site: Site, seconds: float) -> tuple[int, int]:
     return s.probes_sent, s.probes_sent - s.probes_lost
 
 
-def test_each_chassis_has_its_own_connection(clients: SiteClients) -> None:
+def test_each_chassis_has_its_own_connection(lab: Lab) -> None:
+    """Reached locally (no agent in the site), each chassis has its own OVSDB connection."""
+    from dataclasses import replace
+
     from cutover.chassis.local import LocalChassis
 
-    a, b = clients.chassis["hv1"], clients.chassis["hv2"]
+    site = lab.site()
+    local = replace(site, chassis=tuple(replace(c, agent=None) for c in site.chassis))
+    chassis = SiteClients.connect(local).chassis
+    a, b = chassis["hv1"], chassis["hv2"]
     assert isinstance(a, LocalChassis) and isinstance(b, LocalChassis)
     hv1, hv2 = a.vswitch, b.vswitch
     assert hv1.system_id() == "hv1"

@@ -19,7 +19,7 @@ from typing import Literal
 from rich.progress import Progress, TaskID
 
 from cutover.errors import LabAlreadyUp, LabBuildError, LabError, LabNotUp, PrerequisiteError
-from cutover.lab import central, chassis, host, load, topo_ovn, underlay
+from cutover.lab import agents, central, chassis, host, load, topo_ovn, underlay
 from cutover.lab.manifest import Manifest
 from cutover.lab.topology import ChassisSpec, LabTopology, PortSpec
 from cutover.ovsdb import connection
@@ -180,7 +180,7 @@ class Lab:
     def up(self, progress: Progress | ProgressFn | None = None) -> Site:
         """Build the whole lab and return its Site (also written to ``lab_dir/site.json``)."""
         topo = self.topo
-        steps = _Steps(progress, f"lab {topo.prefix} up", total=7 + topo.n_chassis)
+        steps = _Steps(progress, f"lab {topo.prefix} up", total=8 + topo.n_chassis)
         steps("checking prerequisites")
         host.check_prerequisites()
         if self.manifest.exists() and self._nb_alive():
@@ -246,6 +246,8 @@ class Lab:
         topo_ovn.wait_hv_sync(topo)
         topo_ovn.wait_bound(topo)
         self._wait_tunnels()
+        steps.advance("per-chassis agents")
+        agents.start_agents(topo, self.manifest)
         steps.advance("writing site.json")
         site = self._make_site()
         site.save(topo.site_path)
@@ -301,7 +303,9 @@ class Lab:
             chassis=tuple(
                 ChassisEndpoint(name=ch.name, ovs_remote=f"unix:{ch.db_sock}",
                                 integration_bridge=chassis.INTEGRATION_BRIDGE, netns=ch.netns,
-                                encap_ip=ch.encap_ip, controller_ctl=str(ch.controller_ctl))
+                                encap_ip=ch.encap_ip, controller_ctl=str(ch.controller_ctl),
+                                agent=f"unix:{agents.socket_path(ch)}",
+                                agent_token_file=str(agents.token_path(topo)))
                 for ch in topo.chassis
             ),
             vms=tuple(vm(p) for p in topo.vms),
