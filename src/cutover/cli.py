@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--chassis", type=int, default=3, help="number of chassis (>= 3)")
     lab_sub.add_parser("down", help="remove everything the lab created (idempotent)")
     lab_sub.add_parser("status", help="show what runs")
+    lab_sub.add_parser("restart-guests", help="start (or resume) each VM's guest on its chassis")
 
     mig = sub.add_parser("migrate", help="live-migrate a VM of the running lab")
     mig.add_argument("vm")
