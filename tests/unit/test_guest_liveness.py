@@ -140,4 +140,6 @@ def test_what_degrades_a_lab() -> None:
     assert rec("vm", "dead").describe() == (
         "vm1@hv1 dead (pid 7) - pidfile left, no process: killed or crashed"
     )
-    assert rec("client", "missing").describe() == "vm1@hv1 prober missing"
+    assert rec("client", "missing").describe() == (
+        "vm1@hv1 prober missing (it runs only while measuring)"
+    )

@@ -61,7 +61,8 @@ class GuestRecord:
         pid = f" (pid {self.pid})" if self.pid is not None else ""
         note = {
             "dead": " - pidfile left, no process: killed or crashed",
-            "missing": "" if self.role == "client" else " - no guest process",
+            "missing": " (it runs only while measuring)" if self.role == "client"
+            else " - no guest process",
         }.get(self.state, "")
         stray = ", stray: the site does not place it here" if self.role == "stray" else ""
         return f"{self.name}@{self.chassis} {what}{self.state}{pid}{note}{stray}"
