@@ -43,6 +43,15 @@ def lab() -> Iterator[Lab]:
     yield from running_lab(PREFIX)
 
 
+@pytest.fixture(autouse=True)
+def guests_running(lab: Lab) -> None:
+    """Every VM's guest runs before each test, even if an earlier one failed mid-way."""
+    site = lab.site()
+    hv = EmulatedHypervisor(site)
+    for vm in site.vms:
+        hv.ensure_running(vm)
+
+
 class KillDuringCopy:
     """Observer: SIGKILL the process of ``pidfile`` ``KILL_AFTER_S`` after the copy starts
     (read then: an incoming guest exists only from start-incoming on); records (monotonic)
