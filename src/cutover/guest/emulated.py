@@ -9,6 +9,7 @@ destination - coexist during a migration exactly like two QEMU processes do.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -76,14 +77,16 @@ class EmulatedHypervisor:
                 if pid is None:
                     raise GuestError(f"{guest!r} answers but has no pidfile; restart it")
                 watch.add(chassis, pid, MODULE)
+            started = time.monotonic()
             died = watch.wait(max(0.0, duration_ms) / 1000.0)
         if died is not None:
             chassis, pid, how = died
+            into_ms = (time.monotonic() - started) * 1000.0
             guest = self._handle(vm, chassis)
             raise GuestError(
-                f"the {ends[chassis]} guest {vm.name}@{chassis} (pid {pid}) died during the "
-                f"{duration_ms:.0f} ms memory copy: {how}; its log {guest.log_path} ends: "
-                f"{_last_lines(guest.log_tail())}"
+                f"the {ends[chassis]} guest {vm.name}@{chassis} (pid {pid}) died {into_ms:.0f} "
+                f"ms into the {duration_ms:.0f} ms memory copy: {how}; its log "
+                f"{guest.log_path} ends: {_last_lines(guest.log_tail())}"
             )
         self._require(vm, vm.chassis).request({"cmd": "status"}, self.request_timeout_s)
         self._require(vm, dst.name).request({"cmd": "status"}, self.request_timeout_s)
