@@ -24,15 +24,21 @@ from cutover.site import ChassisEndpoint, Site, VmSpec
 MODULE = "cutover_sleeper_og"
 
 
+def _start(tmp_path: Path, module: str, source: str) -> subprocess.Popen[bytes]:
+    """``python -m module`` running ``source``, once /proc shows it (exec'd)."""
+    (tmp_path / f"{module}.py").write_text(source)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", module], env=env)
+    deadline = time.monotonic() + 10
+    while b"-m" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+        assert time.monotonic() < deadline, f"{module} did not start"
+        time.sleep(0.01)
+    return proc
+
+
 @pytest.fixture
 def sleeper(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    (tmp_path / f"{MODULE}.py").write_text("import time\ntime.sleep(60)\n")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    proc = subprocess.Popen([sys.executable, "-m", MODULE], env=env)
-    deadline = time.monotonic() + 10
-    while b"-m" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes():  # exec'd yet?
-        assert time.monotonic() < deadline, "sleeper did not start"
-        time.sleep(0.01)
+    proc = _start(tmp_path, MODULE, "import time\ntime.sleep(60)\n")
     yield proc
     proc.kill()
     proc.wait()
@@ -51,9 +57,7 @@ def test_a_killed_process_ends_the_wait_at_once(sleeper: subprocess.Popen[bytes]
 
 
 def test_the_exit_status_of_a_child_is_reported(tmp_path: Path) -> None:
-    (tmp_path / f"{MODULE}x.py").write_text("import sys, time\ntime.sleep(0.3)\nsys.exit(3)\n")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    proc = subprocess.Popen([sys.executable, "-m", f"{MODULE}x"], env=env)
+    proc = _start(tmp_path, f"{MODULE}x", "import sys, time\ntime.sleep(1)\nsys.exit(3)\n")
     try:
         with ExitWatch() as watch:
             watch.add("hv2", proc.pid, f"{MODULE}x")

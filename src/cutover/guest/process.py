@@ -57,19 +57,31 @@ def liveness(module: str, pidfile: Path) -> tuple[Liveness, int | None]:
 
 def exit_note(pidfd: int) -> str:
     """How the process behind ``pidfd`` ended, if this process is its parent (``waitid`` with
-    WNOWAIT: the status stays for whoever reaps it); otherwise say it is unknown."""
+    WNOWAIT: the status stays for whoever reaps it); otherwise say it is unknown.
+
+    Call it only once the pidfd is readable (the process has exited): the kernel may signal
+    the pidfd a moment before the zombie is waitable, so this waits for it (no WNOHANG) -
+    that moment is microseconds, and a non-child fails at once with ECHILD.
+    """
     try:
-        info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOWAIT)
     except ChildProcessError:
         return "exit status unknown (not a child of this process)"
     except OSError as e:
         return f"exit status unknown ({e})"
     if info is None:
-        return "exit status not yet available"
+        return "exit status unknown"
     if info.si_code == os.CLD_EXITED:
         return f"exited with status {info.si_status}"
     name = signal.Signals(info.si_status).name
     return f"killed by {name}" + (" (core dumped)" if info.si_code == os.CLD_DUMPED else "")
+
+
+def _exited(pidfd: int) -> bool:
+    """The process of ``pidfd`` has exited (its pidfd is readable); does not block."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class ExitWatch:
@@ -83,25 +95,29 @@ class ExitWatch:
     def __init__(self) -> None:
         self._watched: dict[int, tuple[str, int]] = {}
         """pidfd -> (label, pid)."""
-        self._gone: list[tuple[str, int, int | None]] = []
-        """Already dead when added: (label, pid, pidfd or None)."""
+        self._gone: list[tuple[str, int, str]] = []
+        """Already gone when added: (label, pid, how)."""
 
     def add(self, label: str, pid: int, module: str) -> None:
         try:
-            fd: int | None = os.pidfd_open(pid)
+            fd = os.pidfd_open(pid)
         except ProcessLookupError:
-            fd = None
-        if fd is not None and runs_module(pid, module):
+            self._gone.append((label, pid, "already gone"))
+            return
+        if runs_module(pid, module):
             self._watched[fd] = (label, pid)
-        else:
-            self._gone.append((label, pid, fd))
+            return
+        try:
+            how = exit_note(fd) if _exited(fd) else f"pid {pid} no longer runs {module}"
+            self._gone.append((label, pid, how))
+        finally:
+            os.close(fd)
 
     def wait(self, timeout_s: float) -> tuple[str, int, str] | None:
         """Block up to ``timeout_s``; ``(label, pid, exit note)`` of the first process that
         exited (or was already gone when added), or None if all still run."""
         if self._gone:
-            label, pid, fd = self._gone[0]
-            return label, pid, "already gone" if fd is None else exit_note(fd)
+            return self._gone[0]
         poller = select.poll()
         for fd in self._watched:
             poller.register(fd, select.POLLIN)
@@ -114,7 +130,7 @@ class ExitWatch:
         return label, pid, exit_note(ready[0][0])
 
     def close(self) -> None:
-        for fd in [*self._watched, *(f for _, _, f in self._gone if f is not None)]:
+        for fd in self._watched:
             os.close(fd)
         self._watched.clear()
         self._gone.clear()
