@@ -11,6 +11,8 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
 
 from cutover.bench.faults import StallPlan
 from cutover.bench.report import summary_table, write_report
@@ -19,8 +21,9 @@ from cutover.errors import InputError, LabNotUp, SwitchedOverIncomplete
 from cutover.guest.emulated import EmulatedHypervisor
 from cutover.lab.lab import Lab
 from cutover.lab.topology import LabTopology
-from cutover.migration.context import STRATEGIES, MigrationOptions
+from cutover.migration.context import MigrationOptions
 from cutover.migration.orchestrator import migrate as run_migration
+from cutover.migration.strategies import STRATEGY_NAMES
 from cutover.site import Site
 
 
@@ -57,24 +60,24 @@ def lab_up(lab: Lab, console: Console) -> Site:
 def lab(args: argparse.Namespace, console: Console) -> int:
     if args.lab_command == "up":
         site = lab_up(_lab(args, args.chassis), console)
-        console.print(
-            f"lab [bold]{site.name}[/] up: chassis {', '.join(c.name for c in site.chassis)}; "
+        console.print(Text(
+            f"lab {site.name} up: chassis {', '.join(c.name for c in site.chassis)}; "
             f"VMs {', '.join(f'{v.name}@{v.chassis}' for v in site.vms)}; "
             f"client {', '.join(f'{c.name}@{c.chassis}' for c in site.clients)}"
-        )
+        ))
         return 0
     if args.lab_command == "down":
         left = _lab(args).down()
         if left:
             for item in left:
-                console.print(f"left behind: {item}")
+                console.print(Text(f"left behind: {item}"))
             return 1
         console.print(f"lab {args.prefix} is down; nothing left behind")
         return 0
     if args.lab_command == "restart-guests":
         return restart_guests(_lab(args), console)
     status = _lab(args).status()
-    console.print(status.describe())
+    console.print(Text(status.describe()))
     return 0
 
 
@@ -99,12 +102,22 @@ def _options(args: argparse.Namespace, strategy: str) -> MigrationOptions:
         copy_ms=args.copy_ms,
         pause_ms=args.pause_ms,
         ready_timeout_s=args.ready_timeout,
+        activation_timeout_s=args.activation_timeout,
     )
 
 
-def migrate(args: argparse.Namespace, console: Console) -> int:
-    from cutover.cli import timeline_table
+def timeline_table(rows: list[tuple[float, str, str]], title: str) -> Table:
+    """A migration's timeline; names and details are literal text, not markup."""
+    table = Table(title=Text(title))
+    table.add_column("t (ms)", justify="right")
+    table.add_column("event")
+    table.add_column("detail", overflow="fold")
+    for t, name, detail in rows:
+        table.add_row(f"{t:9.1f}", Text(name), Text(detail))
+    return table
 
+
+def migrate(args: argparse.Namespace, console: Console) -> int:
     lab_ = _lab(args)
     site = lab_.site()
     vm = site.vm_named(args.vm)
@@ -128,10 +141,10 @@ def migrate(args: argparse.Namespace, console: Console) -> int:
     lab_.save_site(site.with_vm_on(vm.name, args.dst))
     console.print(timeline_table(report.timeline, f"{report.vm}: {report.src} -> {report.dst} "
                                  f"({report.strategy})"))
-    console.print(
+    console.print(Text(
         f"migrated in {report.migration_ms:.0f} ms; waited {report.ready_wait_ms:.0f} ms "
         f"for readiness ({report.evidence or 'no wait'})"
-    )
+    ))
     return 0
 
 
@@ -149,29 +162,49 @@ def _conditions(args: argparse.Namespace) -> tuple[Condition, ...]:
     )
 
 
+def _output_dir(out: Path) -> Path:
+    """``--out``, created now: a bench must not run for minutes and then fail to write."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a directory for bench.json and the report")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(
+            f"--out {out}: cannot create it ({e.strerror}); give another directory"
+        ) from None
+    return out
+
+
 def bench(args: argparse.Namespace, console: Console) -> int:
-    default = STRATEGIES if args.matrix else ("legacy", "claim")
+    default = STRATEGY_NAMES if args.matrix else ("legacy", "claim")
     strategies = tuple(args.strategies or default)
-    conditions = _conditions(args)  # reject bad specs before building anything
-    lab_ = _lab(args, args.chassis)
+    plan = BenchPlan(  # validates every option before anything is built
+        strategies=strategies,
+        conditions=_conditions(args),
+        runs=args.runs,
+        probe_interval_ms=args.interval_ms,
+        copy_ms=args.copy_ms,
+        pause_ms=args.pause_ms,
+        ready_timeout_s=args.ready_timeout,
+        activation_timeout_s=args.activation_timeout,
+    )
+    out = _output_dir(args.out)
+    lab_ = _lab(args, args.chassis or 3)
     built = False
     try:
         site = lab_.site()
     except LabNotUp:
         site = lab_up(lab_, console)
         built = True
-    plan = BenchPlan(
-        strategies=strategies,
-        conditions=conditions,
-        runs=args.runs,
-        probe_interval_ms=args.interval_ms,
-        copy_ms=args.copy_ms,
-        pause_ms=args.pause_ms,
-        ready_timeout_s=args.ready_timeout,
-    )
+    else:
+        if args.chassis is not None and args.chassis != len(site.chassis):
+            raise InputError(
+                f"lab {site.name} runs {len(site.chassis)} chassis but --chassis is "
+                f"{args.chassis}: drop --chassis, or 'cutover lab down' first"
+            )
     try:
         with _progress(console) as progress:
-            total = args.runs * len(strategies) * len(conditions)
+            total = plan.runs * len(plan.strategies) * len(plan.conditions)
             task = progress.add_task("benchmark", total=total)
 
             def step(msg: str) -> None:
@@ -192,11 +225,11 @@ def bench(args: argparse.Namespace, console: Console) -> int:
     finally:
         if built and not args.keep_lab:
             lab_.down()
-    out: Path = args.out
     paths = write_report(result, out)
     console.print(summary_table(result))
     console.print(f"results: {paths.json}  report: {paths.markdown}")
     failed = [r for r in result.runs if r.error]
     for r in failed:
-        console.print(f"[red]run {r.run_index} {r.strategy} failed[/]: {r.error}")
+        console.print(Text.assemble((f"run {r.run_index} {r.strategy} failed", "red"),
+                                    f": {r.error}"))  # fmt: skip
     return 1 if failed else 0

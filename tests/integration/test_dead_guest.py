@@ -24,8 +24,9 @@ from labkit import assert_rolled_back, lab_prefix, other_chassis, running_lab
 from cutover.errors import GuestError, MigrationAborted
 from cutover.guest.emulated import EmulatedHypervisor
 from cutover.lab import Lab
+from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
-from cutover.migration.orchestrator import SiteClients, migrate
+from cutover.migration.orchestrator import migrate
 from cutover.probe.analysis import summarize
 from cutover.probe.client import Prober
 from cutover.site import VmSpec

@@ -22,6 +22,7 @@ from labkit import (
     running_lab,
     stalled,
     sync_chassis,
+    vswitch,
 )
 
 from cutover.errors import (
@@ -33,8 +34,9 @@ from cutover.errors import (
 )
 from cutover.guest.emulated import EmulatedHypervisor
 from cutover.lab import Lab
+from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
-from cutover.migration.orchestrator import MigrationReport, SiteClients, migrate
+from cutover.migration.orchestrator import MigrationReport, migrate
 from cutover.ovsdb.sb import binding_state
 from cutover.probe.analysis import summarize
 from cutover.probe.client import Prober
@@ -74,7 +76,11 @@ def _probe(site: Site, seconds: float) -> tuple[int, int]:
 
 
 def test_each_chassis_has_its_own_connection(clients: SiteClients) -> None:
-    hv1, hv2 = clients.vswitch["hv1"], clients.vswitch["hv2"]
+    from cutover.chassis.local import LocalChassis
+
+    a, b = clients.chassis["hv1"], clients.chassis["hv2"]
+    assert isinstance(a, LocalChassis) and isinstance(b, LocalChassis)
+    hv1, hv2 = a.vswitch, b.vswitch
     assert hv1.system_id() == "hv1"
     assert hv2.system_id() == "hv2"
     assert type(hv1.api) is not type(hv2.api)
@@ -113,7 +119,7 @@ def test_claim_migration_moves_the_port_and_cleans_the_source(
     assert binding.chassis == report.dst and binding.additional == ()
     assert clients.nb.requested_chassis(vm.lsp) == [report.dst]
     assert "activation-strategy" not in clients.nb.lsp_options(vm.lsp)
-    assert clients.vswitch[src].interface(vm.tap) is None
+    assert vswitch(site, src).interface(vm.tap) is None
     assert vm.tap not in links(site, src)
     sent, answered = _probe(site, 0.5)
     assert sent > 50 and answered >= 0.9 * sent  # the first probe may meet an unresolved tunnel
@@ -172,13 +178,20 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_errors_are_one_line_and_nonzero(lab: Lab) -> None:
+    """Bad requests exit 2, other failures 1; each prints one ``Type: message`` line."""
+    before = lab.site()
     r = _cli("migrate", "nosuch", "--to", "hv2")
-    assert r.returncode == 1
-    assert r.stderr.startswith("UnknownVm: ")
+    assert r.returncode == 2
+    assert r.stderr.startswith("UnknownVm: ") and r.stderr.count("\n") == 1
     r = _cli("lab", "up")
     assert r.returncode == 1 and r.stderr.startswith("LabAlreadyUp: ")
     r = _cli("migrate", "vm1", "--to", "hv2", "--stall", "dst:abc")
-    assert r.returncode == 1 and r.stderr.startswith("InputError: ")
+    assert r.returncode == 2 and r.stderr.startswith("InputError: ")
+    # an option that conflicts with the running lab: refused before anything runs
+    r = _cli("bench", "--chassis", "4", "--runs", "1")
+    assert r.returncode == 2 and "runs 3 chassis but --chassis is 4" in r.stderr
+    assert r.stderr.count("\n") == 1
+    assert lab.site() == before and lab.status().state == "up"
 
 
 def test_cli_migrate_and_bench(lab: Lab, tmp_path: object) -> None:
@@ -200,6 +213,8 @@ def test_cli_migrate_and_bench(lab: Lab, tmp_path: object) -> None:
     for run in result.runs:
         assert run.error is None
         assert run.probes_sent > 100
-        assert run.blackout_ms >= 0
+        # the source is paused 30 ms before the switchover: at least that long silent
+        assert run.blackout_ms >= 30.0 and run.max_rtt_ms is not None
+        assert run.loss_outage_ms <= run.blackout_ms + run.probe_interval_ms
         assert any(e.event == "switchover" for e in run.timeline)
     assert (Path(out) / "blackout.png").stat().st_size > 0

@@ -52,7 +52,7 @@ def _abort(hv: FakeHypervisor) -> MigrationAborted:
     ctx = MigrationContext(
         site=SITE, vm=SITE.vms[0], src=SITE.chassis[0], dst=SITE.chassis[1],
         options=MigrationOptions(), binding=cast(Any, None), sb=cast(Any, None),
-        plugger=cast(Any, None), hypervisor=cast(Any, hv), readiness=None, timeline=Timeline(),
+        chassis={}, hypervisor=cast(Any, hv), readiness=None, timeline=Timeline(),
     )
     with pytest.raises(MigrationAborted) as info:
         run_steps(ctx, [Failing()])
