@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="number of chassis (3-99)")
     lab_sub.add_parser("down", help="remove everything the lab created (idempotent)")
     lab_sub.add_parser("status", help="show what runs")
+    lab_sub.add_parser("restart-guests", help="start (or resume) each VM's guest on its chassis")
 
     agent = sub.add_parser("agent", help="serve the per-chassis agent API (run on each node)")
     agent.add_argument("--chassis", required=True, help="this node's OVN chassis name")

@@ -75,8 +75,24 @@ def lab(args: argparse.Namespace, console: Console) -> int:
             return 1
         console.print(f"lab {args.prefix} is down; nothing left behind")
         return 0
+    if args.lab_command == "restart-guests":
+        return restart_guests(_lab(args), console)
     status = _lab(args).status()
     console.print(Text(status.describe()))
+    return 0
+
+
+def restart_guests(lab: Lab, console: Console) -> int:
+    """Start each VM's guest that is dead or missing on its chassis, resume a paused one
+    (the remedy a MigrationAborted names when the source guest died)."""
+    site = lab.site()
+    hypervisor = EmulatedHypervisor(site)
+    for vm in site.vms:
+        before = hypervisor.guest_state(vm, vm.chassis)
+        hypervisor.ensure_running(vm)
+        after = hypervisor.guest_state(vm, vm.chassis)
+        console.print(f"guest {vm.name}@{vm.chassis}: {before.state} -> {after}",
+                      markup=False, highlight=False)
     return 0
 
 

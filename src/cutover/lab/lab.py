@@ -19,6 +19,7 @@ from typing import Literal
 from rich.progress import Progress, TaskID
 
 from cutover.errors import LabAlreadyUp, LabBuildError, LabError, LabNotUp, PrerequisiteError
+from cutover.guest.inventory import GuestRecord, guests_of
 from cutover.lab import agents, central, chassis, host, load, topo_ovn, underlay
 from cutover.lab.manifest import Manifest
 from cutover.lab.topology import ChassisSpec, LabTopology, PortSpec
@@ -47,16 +48,29 @@ class LabStatus:
     """Existing namespaces with the lab prefix."""
     problems: tuple[str, ...] = ()
     """Why the lab is stale (empty when up or down)."""
+    guests: tuple[GuestRecord, ...] = ()
+    """Each VM's guest and each client's prober (read when the lab is up)."""
+
+    @property
+    def degraded(self) -> tuple[str, ...]:
+        """Guests that make an up lab unhealthy (a VM's guest dead or missing, ...): the
+        lab's OVN still works, so ``state`` stays ``up`` and ``site()`` still answers."""
+        return tuple(f"guest {g.describe()}" for g in self.guests if g.degrades)
 
     def describe(self) -> str:
-        """A few lines for a person: state, namespaces, each group's daemons, problems."""
-        lines = [f"lab {self.prefix} is {self.state} ({self.lab_dir})"]
+        """A few lines for a person: state, namespaces, each group's daemons, guests,
+        problems."""
+        degraded = f", degraded: {'; '.join(self.degraded)}" if self.degraded else ""
+        lines = [f"lab {self.prefix} is {self.state}{degraded} ({self.lab_dir})"]
         if self.namespaces:
             lines.append(f"  namespaces: {', '.join(self.namespaces)}")
         for group, daemons in self.daemons.items():
             alive = ", ".join(f"{n} {'up' if ok else 'DEAD'}" for n, ok in daemons.items())
             lines.append(f"  {group}: {alive}")
+        lines += [f"  guest: {g.describe()}" for g in self.guests]
         lines += [f"  problem: {p}" for p in self.problems]
+        if self.degraded:
+            lines.append("  run 'cutover lab restart-guests' to start the VMs' guests again")
         if self.state == "stale":
             lines.append("  run 'cutover lab down' (then 'cutover lab up') to clear it")
         return "\n".join(lines)
@@ -125,8 +139,9 @@ class Lab:
             state = "stale"
         else:
             state = "down"
+        guests = guests_of(topo.site_path) if state == "up" else ()
         return LabStatus(state=state, prefix=topo.prefix, lab_dir=topo.dir, daemons=daemons,
-                         namespaces=namespaces, problems=tuple(problems))
+                         namespaces=namespaces, problems=tuple(problems), guests=guests)
 
     def restart_controller(self, name: str) -> int:
         """Start chassis ``name``'s ovn-controller again after it died (fault tests); returns
