@@ -10,6 +10,7 @@ is refused: the API plugs devices on a hypervisor.
 from __future__ import annotations
 
 import os
+import signal
 import ssl
 import stat
 from dataclasses import dataclass
@@ -122,7 +123,14 @@ def serve(config: AgentConfig) -> None:
                       ssl_keyfile=str(config.tls_key))  # fmt: skip
         if config.tls_client_ca:
             kwargs.update(ssl_ca_certs=str(config.tls_client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the
+    # handler it found: with the default one the process would die right there, before
+    # the clean-up below (published verdicts, os-vif's privsep daemon). Found: ours.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     try:
         uvicorn.run(app, **kwargs)  # type: ignore[arg-type]
     finally:
         service.close()
+        if config.listen.startswith("unix:"):
+            Path(config.listen[len("unix:"):]).unlink(missing_ok=True)
