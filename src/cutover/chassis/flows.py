@@ -212,21 +212,68 @@ class BridgeFlows:
         return FlowMonitor(self, target.filters, on_change)
 
 
+WATCHES_PER_MONITOR = 2
+"""``ovs-ofctl monitor`` takes at most 3 arguments (``BR [MISSLEN] [invalid_ttl]
+[watch:...]`` in its command table): the bridge and two ``watch:`` specs per process."""
+
+
 class FlowMonitor:
-    """``ovs-ofctl monitor BR watch:...``: an OpenFlow flow monitor used as a wake-up.
+    """``ovs-ofctl monitor BR watch:...``: OpenFlow flow monitors used as a wake-up.
 
     Every flow added/modified/deleted that matches one of ``specs`` calls ``on_change``
     (the dump stays the source of truth: the monitor prints no priorities on OVS 3.1, so
     it cannot tell the classification flow from the drop with the same match). ``ready``
     is set once the switch has answered every monitor request (the initial replies), so a
-    check made after it cannot miss a later change.
+    check made after it cannot miss a later change. One ``ovs-ofctl`` process serves at
+    most :data:`WATCHES_PER_MONITOR` specs; more specs start more processes.
     """
 
     def __init__(self, bridge: BridgeFlows, specs: Sequence[str],
                  on_change: Callable[[], None]) -> None:
-        self._on_change = on_change
-        self._expected = len(specs)
         self.ready = threading.Event()
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._procs: list[_MonitorProcess] = []
+        chunks = [specs[i:i + WATCHES_PER_MONITOR]
+                  for i in range(0, len(specs), WATCHES_PER_MONITOR)]  # fmt: skip
+        self._pending = len(chunks)
+        if not chunks:
+            self.ready.set()
+        try:
+            for chunk in chunks:
+                self._procs.append(_MonitorProcess(bridge, chunk, on_change, self._one_ready))
+        except FlowCheckError:
+            self.stop()
+            raise
+
+    def _one_ready(self) -> None:
+        with self._lock:
+            self._pending -= 1
+            if self._pending <= 0:
+                self.ready.set()
+
+    @property
+    def error(self) -> str | None:
+        return next((p.error for p in self._procs if p.error is not None), None)
+
+    @property
+    def alive(self) -> bool:
+        return all(p.alive for p in self._procs)
+
+    def stop(self) -> None:
+        for p in self._procs:
+            p.stop()
+
+
+class _MonitorProcess:
+    """One ``ovs-ofctl monitor`` process (see :class:`FlowMonitor`)."""
+
+    def __init__(self, bridge: BridgeFlows, specs: Sequence[str],
+                 on_change: Callable[[], None], on_ready: Callable[[], None]) -> None:
+        self._on_change = on_change
+        self._on_ready = on_ready
+        self._expected = len(specs)
+        self._ready = False
         self.error: str | None = None
         argv = [_ofctl(), "--no-names", "monitor", bridge.bridge,
                 *(f"watch:{s}" for s in specs)]
@@ -240,6 +287,11 @@ class FlowMonitor:
         self._thread = threading.Thread(target=self._read, name="flow-monitor", daemon=True)
         self._thread.start()
 
+    def _set_ready(self) -> None:
+        if not self._ready:
+            self._ready = True
+            self._on_ready()
+
     def _read(self) -> None:
         assert self._proc.stdout is not None
         replies = 0
@@ -247,14 +299,14 @@ class FlowMonitor:
             if "FLOW_MONITOR reply" in line and "xid=0x0)" not in line:
                 replies += 1
                 if replies >= self._expected:
-                    self.ready.set()
+                    self._set_ready()
             elif "event=" in line:
                 self._on_change()
-            elif line.strip() and not self.ready.is_set():
+            elif line.strip() and not self._ready:
                 self.error = line.strip()
-        if not self.ready.is_set() and self.error is None:
+        if not self._ready and self.error is None:
             self.error = "ovs-ofctl monitor exited"
-        self.ready.set()
+        self._set_ready()
         self._on_change()
 
     @property

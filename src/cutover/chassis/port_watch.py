@@ -128,11 +128,14 @@ class LocalPortWatch:
         self._changed = threading.Event()
         self._dirty = threading.Event()
         """Set by the flow monitor: this port's flows changed since the last dump."""
-        self._seen: set[str] = set()
+        self._seen: dict[str, float] = {}
+        """flag -> when the IDL thread saw it (the Watch's own time is set later, in the
+        event thread, so it may still be missing when the evidence is built)."""
         self._monitor: FlowMonitor | None = None
         self._target: PortTarget | None = None
         self._last: PortFlows | None = None
-        self._decision: Decision | None = None
+        self._decision: tuple[Decision, bool, bool] | None = None
+        """The last verdict, with the ovn-installed and claim flags it was made with."""
         self._physical_ms: float | None = None
         """When the physical flows were first seen (for the evidence: how far the
         logical pipeline lagged behind them)."""
@@ -166,7 +169,7 @@ class LocalPortWatch:
         """Called by the watches' predicates in the IDL thread: record the fact *before*
         waking the wait (a Watch only marks itself fired later, in the event thread)."""
         if ok:
-            self._seen.add(flag)
+            self._seen.setdefault(flag, now_ms())
             self._changed.set()
         return ok
 
@@ -223,9 +226,9 @@ class LocalPortWatch:
                     complete_since = None
                 if flows is not None and flows.physical and self._physical_ms is None:
                     self._physical_ms = t
-                d = decide("installed" in self._seen, "claim" in self._seen, flows,
-                           complete_since, t, self._grace_ms)
-                self._decision = d
+                installed, claimed = "installed" in self._seen, "claim" in self._seen
+                d = decide(installed, claimed, flows, complete_since, t, self._grace_ms)
+                self._decision = (d, installed, claimed)
                 if d.ready:
                     assert d.path is not None and flows is not None
                     return self._evidence(d.path, flows, t, complete_since)
@@ -233,7 +236,9 @@ class LocalPortWatch:
                     raise WaitTimeout(f"the flows of {self.lsp} on {self.chassis}", timeout_s,
                                       self.describe())
                 recheck = d.recheck_at_ms
-                if self._error is not None:  # the dump failed: retry, an event may not come
+                monitor_down = self._monitor is not None and not self._monitor.alive
+                if self._error is not None or monitor_down:
+                    # a dump failed, or nothing would wake us on a flow change: retry
                     recheck = t + CHECK_RETRY_MS
                 until = min(deadline, recheck or deadline)
                 self._changed.wait(max(0.0, (until - t) / 1000.0))
@@ -279,22 +284,24 @@ class LocalPortWatch:
             detail += (f"; the L2 lookup was seen {complete_ms - self._physical_ms:.1f} ms "
                        "after the physical flows")  # fmt: skip
         marks: list[tuple[str, float, str]] = []
-        for name, w in (("claim", self._claim), ("ovn-installed", self._installed)):
-            if w.fired and w.seen_ms is not None:
-                marks.append((f"{CHECK}.{name}", w.seen_ms, w.what))
-        if installed_ts is not None and self._installed.seen_ms is not None:
-            detail += (
-                f"; ovn-installed event seen {self._installed.seen_ms - installed_ts:.1f} ms "
-                "after ovn-installed-ts"
-            )
+        for name, flag, w in (("claim", "claim", self._claim),
+                              ("ovn-installed", "installed", self._installed)):  # fmt: skip
+            if flag in self._seen:
+                marks.append((f"{CHECK}.{name}", self._seen[flag], w.what))
+        installed_ms = self._seen.get("installed")
+        if installed_ts is not None and installed_ms is not None:
+            detail += (f"; ovn-installed event seen {installed_ms - installed_ts:.1f} ms "
+                       "after ovn-installed-ts")  # fmt: skip
         return Evidence(CHECK, seen, detail, committed_ms=installed_ts, marks=tuple(marks))
 
     def describe(self) -> str:
         ids = self._vs.interface_external_ids(self.tap)
         flows = str(self._last) if self._last else "no flow check (port not claimed yet)"
-        d = self._decision
-        if d is not None and d.waiting_for:
-            flows = f"waiting for {', '.join(d.waiting_for)}; {flows}"
+        if self._decision is not None and self._decision[0].waiting_for:
+            d, installed, claimed = self._decision
+            flows = (f"last verdict with ovn-installed {'seen' if installed else 'not seen'} "
+                     f"and the claim {'seen' if claimed else 'not seen'}: waiting for "
+                     f"{', '.join(d.waiting_for)}; {flows}")  # fmt: skip
         monitor = ""
         if self._monitor is not None and self._monitor.error:
             monitor = f"; flow monitor: {self._monitor.error}"
