@@ -175,6 +175,7 @@ def test_port_ready_waits_for_the_claim_and_the_logical_flows(
             # ovn-installed came first; the claim only once the SB ran again
             assert marks["port-ready.ovn-installed"] < marks["port-ready.claim"], marks
             assert "the L2 lookup was seen" in ev.detail, ev.detail
+            assert "EARLY ovn-installed: a flow check started" in ev.detail, ev.detail
         print(f"\nfirst-port race on this build: {'reproduced' if raced else 'not seen'}; "
               f"{ev.detail}")
     finally:

@@ -139,6 +139,11 @@ class LocalPortWatch:
         self._physical_ms: float | None = None
         """When the physical flows were first seen (for the evidence: how far the
         logical pipeline lagged behind them)."""
+        self._dump_started_ms: float | None = None
+        """Since when the last flow check's result is known to hold."""
+        self._fooled_ms: float | None = None
+        """Latest start of a flow check that began after ``ovn-installed`` was seen and
+        still found the port's L2 lookup missing: the early-ovn-installed race, observed."""
         self._checks = 0
         self._error: str | None = None
         self._interrupted: BaseException | None = None
@@ -226,6 +231,11 @@ class LocalPortWatch:
                     complete_since = None
                 if flows is not None and flows.physical and self._physical_ms is None:
                     self._physical_ms = t
+                installed_ms = self._seen.get("installed")
+                if (flows is not None and flows.physical and not flows.lookup.present
+                        and installed_ms is not None and self._dump_started_ms is not None
+                        and self._dump_started_ms > installed_ms):
+                    self._fooled_ms = self._dump_started_ms
                 installed, claimed = "installed" in self._seen, "claim" in self._seen
                 d = decide(installed, claimed, flows, complete_since, t, self._grace_ms)
                 self._decision = (d, installed, claimed)
@@ -258,8 +268,10 @@ class LocalPortWatch:
         assert self._monitor is not None and self._target is not None
         self._monitor.ready.wait(MONITOR_READY_S)
         if self._last is not None and not self._dirty.is_set() and self._monitor.alive:
+            self._dump_started_ms = now_ms()  # unchanged since: the last dump is current
             return self._last
         self._dirty.clear()
+        self._dump_started_ms = now_ms()
         try:
             self._last = self._bridge.port_flows(self._target)
         except FlowCheckError as e:
@@ -289,6 +301,11 @@ class LocalPortWatch:
             if flag in self._seen:
                 marks.append((f"{CHECK}.{name}", self._seen[flag], w.what))
         installed_ms = self._seen.get("installed")
+        if installed_ms is not None and self._fooled_ms is not None:
+            # what a check trusting ovn-installed and the physical flows would have taken
+            detail += ("; EARLY ovn-installed: a flow check started "
+                       f"{self._fooled_ms - installed_ms:.1f} ms after it still found no L2 "
+                       "lookup")  # fmt: skip
         if installed_ts is not None and installed_ms is not None:
             detail += (f"; ovn-installed event seen {installed_ms - installed_ts:.1f} ms "
                        "after ovn-installed-ts")  # fmt: skip
