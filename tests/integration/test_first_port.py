@@ -153,8 +153,11 @@ def test_port_ready_waits_for_the_claim_and_the_logical_flows(
             # ... and the wait has judged exactly that state without declaring ready
             deadline = time.monotonic() + (FROZEN_MAX_S - (time.monotonic() - t_frozen))
             judged = "last verdict with ovn-installed seen and the claim not seen: "
-            while time.monotonic() < deadline and judged not in (seen := watch.describe()):
+            early = "EARLY ovn-installed observed"
+            while time.monotonic() < deadline and not (
+                    judged in (seen := watch.describe()) and early in seen):  # fmt: skip
                 time.sleep(0.05)
+            assert early in seen, seen
             assert f"{judged}waiting for {WAIT_CLAIM}, {WAIT_LOOKUP}" in seen, seen
             assert "ingress=True egress=True" in seen and "l2-lookup=False" in seen, seen
             assert "flow monitor" not in seen, seen  # it runs: flow changes wake the wait

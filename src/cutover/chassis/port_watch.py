@@ -319,6 +319,8 @@ class LocalPortWatch:
             flows = (f"last verdict with ovn-installed {'seen' if installed else 'not seen'} "
                      f"and the claim {'seen' if claimed else 'not seen'}: waiting for "
                      f"{', '.join(d.waiting_for)}; {flows}")  # fmt: skip
+        if self._fooled_ms is not None:
+            flows += "; EARLY ovn-installed observed (a flow check after it found no L2 lookup)"
         monitor = ""
         if self._monitor is not None and self._monitor.error:
             monitor = f"; flow monitor: {self._monitor.error}"
