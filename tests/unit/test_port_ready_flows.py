@@ -13,9 +13,13 @@ and port key on datapath 2."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
+import pytest
+
+from cutover.chassis.base import Vif
 from cutover.chassis.flows import PortFlows, PortTarget, classify, parse_flow, parse_flows
-from cutover.chassis.local import rundir_for
+from cutover.chassis.local import LocalChassis, rundir_for
 from cutover.chassis.lookup import classify_lookup, lookup_match, reg15_written
 from cutover.chassis.port_watch import (
     PATH_FLOWS_ONLY,
@@ -24,6 +28,8 @@ from cutover.chassis.port_watch import (
     WAIT_LOOKUP,
     decide,
 )
+from cutover.errors import InvalidMigration
+from cutover.ovsdb.sb import SbClient
 from cutover.site import ChassisEndpoint
 
 DATA = Path(__file__).parent / "data"
@@ -192,3 +198,11 @@ def test_decide_flows_only_path_after_grace() -> None:
 def test_rundir_is_where_the_db_socket_lives() -> None:
     ch = ChassisEndpoint(name="hv2", ovs_remote="unix:/tmp/cutover/x/hv2/db.sock")
     assert rundir_for(ch) == "/tmp/cutover/x/hv2"
+
+
+def test_port_ready_needs_the_vifs_mac() -> None:
+    """Without the MAC the port's L2 lookup cannot be checked: refused before arming."""
+    ch = LocalChassis(ChassisEndpoint(name="hv2", ovs_remote="unix:/nonexistent/db.sock"),
+                      sb=cast(SbClient, object()))  # never reached
+    with pytest.raises(InvalidMigration, match="needs the VIF's MAC"):
+        ch.watch_port(Vif("ls-vm1", "tap-vm1", "", ""))

@@ -8,8 +8,7 @@ Why not the other signals:
   ``activation-strategy=rarp`` it is set while the port is still blocked, and whether it is
   set at all for an *additional* chassis depends on the OVN build (upstream: only from
   23.09, commit 842138e62; Debian's 23.03.1 does set it - a backport). So it can neither
-  be required nor trusted alone.
-
+  be required nor trusted alone;
 - nor can the physical flows: a chassis that gets its first port on a logical switch
   installs them, and sets ``ovn-installed``, before the switch's logical flows have
   arrived and before its claim is committed (released OVN builds; reproduced here on
@@ -21,10 +20,10 @@ orchestrator when it reaches the chassis locally):
 1. Armed before the NB transaction that adds the destination to requested-chassis: a local
    Open_vSwitch ``Interface`` watch for ``external_ids:ovn-installed="true"`` on the TAP,
    an SB watch for the claim, and a watch for the TAP's ofport.
-2. Once the ofport, the port's tunnel key and its datapath's key are known, an OpenFlow
-   flow monitor (``ovs-ofctl monitor br-int watch:table=0,in_port=OFPORT watch:reg15=KEY
-   watch:metadata=DP,dl_dst=MAC``) wakes the wait on every change of this port's flows,
-   physical or logical - no polling.
+2. Once the ofport, the port's tunnel key and its datapath's key are known, OpenFlow flow
+   monitors (``ovs-ofctl monitor br-int watch:table=0,in_port=OFPORT watch:reg15=KEY``
+   and ``... watch:metadata=DP,dl_dst=MAC``: two watches per process at most) wake the
+   wait on every change of this port's flows, physical or logical - no polling.
 3. On every wake-up, the three filtered ``dump-flows`` are classified
    (:mod:`cutover.chassis.flows`): ready needs the table-0 flow from the port's ofport,
    the output-table flow ``reg15=KEY -> output:OFPORT``, AND the port's L2 lookup
