@@ -18,9 +18,17 @@ from typing import Literal
 
 from rich.progress import Progress, TaskID
 
-from cutover.errors import LabAlreadyUp, LabBuildError, LabError, LabNotUp, PrerequisiteError
-from cutover.lab import central, chassis, host, load, topo_ovn, underlay
+from cutover.errors import (
+    CutoverError,
+    LabAlreadyUp,
+    LabBuildError,
+    LabError,
+    LabNotUp,
+    PrerequisiteError,
+)
+from cutover.lab import central, chassis, host, load, rootfs, topo_ovn, underlay
 from cutover.lab.manifest import Manifest
+from cutover.lab.ovn_install import HOST_OVN, OvnInstall
 from cutover.lab.topology import ChassisSpec, LabTopology, PortSpec
 from cutover.site import ChassisEndpoint, Site, VmSpec
 
@@ -46,10 +54,14 @@ class LabStatus:
     """Existing namespaces with the lab prefix."""
     problems: tuple[str, ...] = ()
     """Why the lab is stale (empty when up or down)."""
+    ovn: Mapping[str, str] = field(default_factory=dict)
+    """The running lab's OVN install and versions (``site.json``'s ``extra["ovn"]``)."""
 
     def describe(self) -> str:
         """A few lines for a person: state, namespaces, each group's daemons, problems."""
         lines = [f"lab {self.prefix} is {self.state} ({self.lab_dir})"]
+        if self.ovn:
+            lines.append(f"  {ovn_line(self.ovn)}")
         if self.namespaces:
             lines.append(f"  namespaces: {', '.join(self.namespaces)}")
         for group, daemons in self.daemons.items():
@@ -125,7 +137,8 @@ class Lab:
         else:
             state = "down"
         return LabStatus(state=state, prefix=topo.prefix, lab_dir=topo.dir, daemons=daemons,
-                         namespaces=namespaces, problems=tuple(problems))
+                         namespaces=namespaces, problems=tuple(problems),
+                         ovn=_recorded_ovn(topo.site_path))
 
     def _nb_alive(self) -> bool:
         return any(p.group == central.GROUP and p.name == central.NB_DAEMON
@@ -167,8 +180,12 @@ class Lab:
         """Build the whole lab and return its Site (also written to ``lab_dir/site.json``)."""
         topo = self.topo
         steps = _Steps(progress, f"lab {topo.prefix} up", total=7 + topo.n_chassis)
+        if topo.ovn != HOST_OVN:
+            steps(f"OVN {topo.ovn}: Debian root (built once, then cached)")
+            rootfs.ensure_root(topo.ovn, lambda msg, _done: steps(msg))
         steps("checking prerequisites")
-        host.check_prerequisites()
+        install = rootfs.install_for(topo.ovn)
+        host.check_prerequisites(install)
         if self.manifest.exists() and self._nb_alive():
             problems = self.status().problems
             degraded = f" (degraded: {'; '.join(problems)})" if problems else ""
@@ -233,7 +250,7 @@ class Lab:
         topo_ovn.wait_bound(topo)
         self._wait_tunnels()
         steps.advance("writing site.json")
-        site = self._make_site()
+        site = self._make_site(rootfs.install_for(topo.ovn))
         site.save(topo.site_path)
         return site
 
@@ -273,8 +290,9 @@ class Lab:
             host.wait_for(f"{topo.n_chassis - 1} Geneve tunnels on {ch.name}",
                           all_tunnels(ch), topo.timeout_s)
 
-    def _make_site(self) -> Site:
+    def _make_site(self, install: OvnInstall) -> Site:
         topo = self.topo
+        ofctl = tuple(install.argv("ovs-ofctl"))
 
         def vm(p: PortSpec) -> VmSpec:
             return VmSpec(name=p.name, lsp=p.lsp, mac=p.mac, ip=p.ip, chassis=p.chassis,
@@ -287,7 +305,8 @@ class Lab:
             chassis=tuple(
                 ChassisEndpoint(name=ch.name, ovs_remote=f"unix:{ch.db_sock}",
                                 integration_bridge=chassis.INTEGRATION_BRIDGE, netns=ch.netns,
-                                encap_ip=ch.encap_ip, controller_ctl=str(ch.controller_ctl))
+                                encap_ip=ch.encap_ip, controller_ctl=str(ch.controller_ctl),
+                                ofctl=ofctl)
                 for ch in topo.chassis
             ),
             vms=tuple(vm(p) for p in topo.vms),
@@ -299,6 +318,8 @@ class Lab:
                 "underlay_netns": topo.underlay_netns,
                 "ovs_rundir": {ch.name: str(ch.dir) for ch in topo.chassis},
                 "vm_uuid": {p.name: p.vm_uuid for p in topo.ports},
+                "ovn": {"install": install.name, "from": install.describe(),
+                        **install.versions()},
             },
         )
 
@@ -361,6 +382,21 @@ class Lab:
             except LabError as e:
                 left.append(f"netns {ns}: {e}")
         return left
+
+
+def ovn_line(ovn: Mapping[str, str]) -> str:
+    """``OVN 25.03.0, OVS 3.5.0 (--ovn 25.03: Debian root ...)`` for a status line."""
+    return (f"OVN {ovn.get('ovn', '?')}, OVS {ovn.get('ovs', '?')} "
+            f"(--ovn {ovn.get('install', '?')}: {ovn.get('from', '?')})")
+
+
+def _recorded_ovn(site_path: Path) -> dict[str, str]:
+    """What ``lab up`` recorded about its OVN install ({} when there is no site)."""
+    try:
+        recorded = Site.load(site_path).extra.get("ovn", {})
+    except CutoverError:
+        return {}
+    return {str(k): str(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
 
 
 def _recent_log_errors(lab_dir: Path, limit: int = 5) -> list[str]:
