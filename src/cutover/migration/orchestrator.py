@@ -7,7 +7,7 @@ the seams (Hypervisor, Plugger); it never imports the lab.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cutover.compute.plugger import OvsTapPlugger, Plugger
 from cutover.errors import (
@@ -31,7 +31,7 @@ from cutover.network.binding import BindingController
 from cutover.ovsdb.nb import NbClient
 from cutover.ovsdb.sb import SbClient
 from cutover.ovsdb.vswitch import VswitchClient
-from cutover.site import Site
+from cutover.site import ChassisEndpoint, Site
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,8 @@ class SiteClients:
     nb: NbClient
     sb: SbClient
     vswitch: dict[str, VswitchClient]
+    chassis: dict[str, ChassisEndpoint] = field(default_factory=dict)
+    """The site's chassis by name (e.g. each one's ``ovs-ofctl`` for the flow checks)."""
 
     @classmethod
     def connect(cls, site: Site) -> SiteClients:
@@ -67,6 +69,7 @@ class SiteClients:
             nb=NbClient(site.nb_remote),
             sb=SbClient(site.sb_remote),
             vswitch={c.name: VswitchClient(c.name, c.ovs_remote) for c in site.chassis},
+            chassis={c.name: c for c in site.chassis},
         )
 
 

@@ -77,5 +77,5 @@ def readiness_for(strategy: str, clients: SiteClients) -> ReadinessCheck | None:
     if strategy == "port-ready":
         return PortReadyReadiness(clients.sb, clients.vswitch)
     if strategy == "path-ready":
-        return PathReadyReadiness(clients.sb, clients.vswitch)
+        return PathReadyReadiness(clients.sb, clients.vswitch, endpoints=clients.chassis)
     raise InvalidMigration(f"unknown strategy {strategy!r}")

@@ -175,8 +175,12 @@ def classify(in_port_flows: Sequence[Flow], reg15_flows: Sequence[Flow], ofport:
     )
 
 
-def _ofctl() -> str:
-    return shutil.which("ovs-ofctl") or "ovs-ofctl"
+def _ofctl(command: Sequence[str]) -> list[str]:
+    """The argv prefix of ``ovs-ofctl``: a bare name is looked up on PATH, a longer command
+    (e.g. a newer OVS started through its root's loader) is used as it is."""
+    if len(command) == 1 and "/" not in command[0]:
+        return [shutil.which(command[0]) or command[0]]
+    return list(command)
 
 
 def _env(rundir: str) -> dict[str, str]:
@@ -186,9 +190,12 @@ def _env(rundir: str) -> dict[str, str]:
 class BridgeFlows:
     """``ovs-ofctl`` against one chassis' integration bridge."""
 
-    def __init__(self, rundir: str, bridge: str = "br-int") -> None:
+    def __init__(self, rundir: str, bridge: str = "br-int",
+                 ofctl: Sequence[str] = ("ovs-ofctl",)) -> None:
+        """``ofctl``: the chassis' ``ovs-ofctl`` command (``ChassisEndpoint.ofctl``)."""
         self.rundir = rundir
         self.bridge = bridge
+        self.ofctl = _ofctl(ofctl)
 
     def dump(self, match: str) -> list[Flow]:
         return self.dump_many([match])[0]
@@ -197,7 +204,7 @@ class BridgeFlows:
         """One filtered ``dump-flows`` per match, run concurrently: each ``ovs-ofctl`` is a
         process start (~5 ms here), and the detection latency pays for them in series
         otherwise."""
-        argvs = [[_ofctl(), "--no-names", "--no-stats", "dump-flows", self.bridge, m]
+        argvs = [[*self.ofctl, "--no-names", "--no-stats", "dump-flows", self.bridge, m]
                  for m in matches]
         procs: list[tuple[list[str], subprocess.Popen[str]]] = []
         try:
@@ -250,7 +257,7 @@ class FlowMonitor:
         self._expected = len(specs)
         self.ready = threading.Event()
         self.error: str | None = None
-        argv = [_ofctl(), "--no-names", "monitor", bridge.bridge,
+        argv = [*bridge.ofctl, "--no-names", "monitor", bridge.bridge,
                 *(f"watch:{s}" for s in specs)]
         try:
             self._proc = subprocess.Popen(

@@ -46,6 +46,7 @@ Interface type and ``options:remote_ip`` read from the peer's local Open_vSwitch
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,7 +101,11 @@ class PathReadyReadiness:
     name = "path-ready"
 
     def __init__(self, sb: SbClient, vswitch: dict[str, VswitchClient],
-                 port_ready: ReadinessCheck | None = None) -> None:
+                 port_ready: ReadinessCheck | None = None,
+                 endpoints: Mapping[str, ChassisEndpoint] | None = None) -> None:
+        """``endpoints``: the site's chassis by name, so each peer's flows are read with
+        that chassis' own ``ovs-ofctl`` (without them: the one on PATH)."""
+        self._endpoints = dict(endpoints or {})
         self._sb = sb
         self._vswitch = vswitch
         self._port: ReadinessCheck = port_ready or PortReadyReadiness(sb, vswitch)
@@ -134,8 +139,10 @@ class PathReadyReadiness:
             )
         for name, ports in peers.items():
             vs = self._vswitch[name]
-            endpoint = ChassisEndpoint(name, vs.remote, dst.integration_bridge)
-            bridge = BridgeFlows(rundir_for(endpoint), endpoint.integration_bridge)
+            endpoint = self._endpoints.get(name) or ChassisEndpoint(
+                name, vs.remote, dst.integration_bridge)
+            bridge = BridgeFlows(rundir_for(endpoint), endpoint.integration_bridge,
+                                 endpoint.ofctl)
             peer = _Peer(name, ports, bridge, vs)
             self._peers.append(peer)
             self._start(peer)

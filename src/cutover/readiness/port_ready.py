@@ -136,7 +136,7 @@ class PortReadyReadiness:
         self.disarm()
         self._vm, self._dst = vm, dst
         self._vs = self._vswitch[dst.name]
-        self._bridge = BridgeFlows(rundir_for(dst), dst.integration_bridge)
+        self._bridge = BridgeFlows(rundir_for(dst), dst.integration_bridge, dst.ofctl)
         self._last, self._checks, self._error = None, 0, None
         self._seen: set[str] = set()
         self._dirty.clear()
