@@ -15,8 +15,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from cutover.errors import CutoverError, PrerequisiteError
+from cutover.errors import CutoverError, InputError, PrerequisiteError
 from cutover.lab.load import LOAD_LEVELS
+from cutover.lab.ovn_install import parse_ovn
 from cutover.migration.context import ACTIVATIONS, STRATEGIES
 
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -37,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     lab_sub = lab.add_subparsers(dest="lab_command", required=True)
     up = lab_sub.add_parser("up", help="build central + chassis namespaces + guests")
     up.add_argument("--chassis", type=int, default=3, help="number of chassis (>= 3)")
+    up.add_argument("--ovn", default="host", help=OVN_HELP)
     lab_sub.add_parser("down", help="remove everything the lab created (idempotent)")
     lab_sub.add_parser("status", help="show what runs")
 
@@ -63,10 +65,22 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--interval-ms", type=float, default=2.0, help="probe interval")
     bench.add_argument("--chassis", type=int, default=3,
                        help="chassis of a lab the bench builds itself (>= 3)")
+    bench.add_argument("--ovn", action="append", dest="ovns", help=OVN_HELP
+                       + "; repeat to compare versions (one lab each, built in turn)")
     bench.add_argument("--keep-lab", action="store_true",
                        help="leave a lab that the bench built running afterwards")
     _copy_args(bench)
     return p
+
+
+OVN_HELP = ("OVN/OVS to run: host (this machine's packages), 25.03 (Debian trixie) or 26.03 "
+            "(Debian sid), built once into a cached Debian root")
+
+
+def _ovn_values(args: argparse.Namespace) -> list[str]:
+    """Every ``--ovn`` value given (to validate before anything is built)."""
+    return [*([args.ovn] if getattr(args, "ovn", None) else []),
+            *(getattr(args, "ovns", None) or [])]
 
 
 def _migration_args(p: argparse.ArgumentParser) -> None:
@@ -89,6 +103,13 @@ hand-off to every readiness detection."""
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    try:
+        for value in _ovn_values(args):
+            parse_ovn(value)
+    except InputError as e:  # a usage error like argparse's: exit 2, nothing built
+        err_console.print(f"[bold red]{type(e).__name__}[/]: {e}", highlight=False,
+                          soft_wrap=True)
+        return 2
     try:
         if os.geteuid() != 0:
             raise PrerequisiteError(

@@ -10,14 +10,17 @@ import argparse
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from cutover.bench.environment import lab_ovn
 from cutover.bench.faults import StallPlan
 from cutover.bench.report import summary_table, write_report
 from cutover.bench.runner import MATRIX, BenchPlan, Condition, run_bench
 from cutover.errors import InputError, LabNotUp, SwitchedOverIncomplete
 from cutover.guest.emulated import EmulatedHypervisor
-from cutover.lab.lab import Lab
+from cutover.lab import rootfs
+from cutover.lab.lab import Lab, ovn_line
+from cutover.lab.ovn_install import HOST_OVN
 from cutover.lab.topology import LabTopology
 from cutover.migration.context import STRATEGIES, MigrationOptions
 from cutover.migration.orchestrator import migrate as run_migration
@@ -34,12 +37,26 @@ def _progress(console: Console) -> Progress:
     )
 
 
-def _lab(args: argparse.Namespace, n_chassis: int = 3) -> Lab:
-    return Lab(LabTopology(prefix=args.prefix, n_chassis=n_chassis))
+def _lab(args: argparse.Namespace, n_chassis: int = 3, ovn: str = HOST_OVN) -> Lab:
+    return Lab(LabTopology(prefix=args.prefix, n_chassis=n_chassis, ovn=ovn))
+
+
+def ensure_ovn(ovn: str, console: Console) -> None:
+    """Build (once) the Debian root of a newer OVN with a progress bar; no-op for ``host``
+    or a root already in the cache."""
+    if rootfs.is_complete(rootfs.install_for(ovn)):
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task(f"Debian root for OVN {ovn}", total=1.0)
+        install = rootfs.ensure_root(
+            ovn, lambda msg, done: progress.update(task, description=msg, completed=done))
+    console.print(f"OVN {ovn}: Debian root ready at {install.root}")
 
 
 def lab_up(lab: Lab, console: Console) -> Site:
     """Build the lab and start its guests; a failed start tears the lab down again."""
+    ensure_ovn(lab.topo.ovn, console)
     with _progress(console) as progress:
         task = progress.add_task("building the OVN lab")
         site = lab.up(progress=lambda msg: progress.update(task, description=msg))
@@ -56,11 +73,12 @@ def lab_up(lab: Lab, console: Console) -> Site:
 
 def lab(args: argparse.Namespace, console: Console) -> int:
     if args.lab_command == "up":
-        site = lab_up(_lab(args, args.chassis), console)
+        site = lab_up(_lab(args, args.chassis, args.ovn), console)
         console.print(
             f"lab [bold]{site.name}[/] up: chassis {', '.join(c.name for c in site.chassis)}; "
             f"VMs {', '.join(f'{v.name}@{v.chassis}' for v in site.vms)}; "
-            f"client {', '.join(f'{c.name}@{c.chassis}' for c in site.clients)}"
+            f"client {', '.join(f'{c.name}@{c.chassis}' for c in site.clients)}; "
+            f"{ovn_line(lab_ovn(site.extra))}"
         )
         return 0
     if args.lab_command == "down":

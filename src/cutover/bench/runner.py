@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from cutover.bench.environment import describe_environment
+from cutover.bench.environment import describe_environment, lab_ovn, site_environment
 from cutover.bench.faults import StallPlan
 from cutover.bench.results import BenchResult, RunResult, TimelineEvent
 from cutover.bench.sb_monitor import SbMonitor, SbWrites
@@ -106,7 +106,7 @@ def run_bench(
     home, away = vm.chassis, _destination(site, vm, client)
     result = BenchResult(
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        environment=describe_environment(),
+        environment={**describe_environment(), **site_environment(site.extra)},
         params={
             "strategies": list(plan.strategies),
             "conditions": [c.__dict__ for c in conditions],
@@ -231,6 +231,7 @@ def _run_once(
         timeline.append(TimelineEvent(round(window[1] - t0, 3), "stall.end", stall.spec))
     timeline.sort(key=lambda e: e.t_ms)
     run = RunResult(
+        ovn=lab_ovn(site.extra).get("ovn", ""),
         strategy=strategy,
         guest=plan.guest,
         stall=stall.spec,
