@@ -12,9 +12,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from cutover.bench import versions
 from cutover.bench.environment import lab_ovn
 from cutover.bench.faults import StallPlan
 from cutover.bench.report import summary_table, write_report
+from cutover.bench.results import BenchResult
 from cutover.bench.runner import MATRIX, BenchPlan, Condition, run_bench
 from cutover.errors import InputError, LabNotUp, SwitchedOverIncomplete
 from cutover.guest.emulated import EmulatedHypervisor
@@ -155,13 +157,13 @@ def bench(args: argparse.Namespace, console: Console) -> int:
     default = STRATEGIES if args.matrix else ("legacy", "claim")
     strategies = tuple(args.strategies or default)
     conditions = _conditions(args)  # reject bad specs before building anything
-    lab_ = _lab(args, args.chassis)
-    built = False
-    try:
-        site = lab_.site()
-    except LabNotUp:
-        site = lab_up(lab_, console)
-        built = True
+    ovns: list[str | None] = list(dict.fromkeys(args.ovns)) if args.ovns else [None]
+    if len(ovns) > 1 and _lab(args).status().state != "down":
+        raise InputError(
+            f"bench --ovn {' --ovn '.join(str(o) for o in ovns)} builds one lab per version "
+            f"under prefix {args.prefix!r}, but that lab exists: run 'cutover lab down' or "
+            "use another --prefix"
+        )
     plan = BenchPlan(
         strategies=strategies,
         conditions=conditions,
@@ -171,13 +173,48 @@ def bench(args: argparse.Namespace, console: Console) -> int:
         pause_ms=args.pause_ms,
         ready_timeout_s=args.ready_timeout,
     )
+    results = [_bench_on(args, console, plan, ovn, keep=args.keep_lab and ovn == ovns[-1])
+               for ovn in ovns]
+    result = results[0] if len(results) == 1 else versions.merge(results)
+    out: Path = args.out
+    paths = write_report(result, out)
+    console.print(summary_table(result))
+    if len(results) > 1:
+        console.print(versions.comparison_table(result))
+    console.print(f"results: {paths.json}  report: {paths.markdown}")
+    failed = [r for r in result.runs if r.error]
+    for r in failed:
+        console.print(f"[red]run {r.run_index} {r.strategy} failed[/]: {r.error}")
+    return 1 if failed else 0
+
+
+def _bench_on(
+    args: argparse.Namespace, console: Console, plan: BenchPlan, ovn: str | None, keep: bool
+) -> BenchResult:
+    """The plan on the running lab (``ovn`` None, or the lab runs that OVN), else on a lab
+    built for it and removed afterwards unless ``keep`` (``--keep-lab``: the last version's
+    lab stays up)."""
+    lab_ = _lab(args, args.chassis, ovn or HOST_OVN)
+    built = False
+    try:
+        site = lab_.site()
+    except LabNotUp:
+        site = lab_up(lab_, console)
+        built = True
+    running = lab_ovn(site.extra).get("install", HOST_OVN)
+    if ovn is not None and running != ovn:
+        raise InputError(
+            f"lab {args.prefix!r} runs --ovn {running}, not {ovn}: run 'cutover lab down' "
+            "first or use another --prefix"
+        )
     try:
         with _progress(console) as progress:
-            total = args.runs * len(strategies) * len(conditions)
-            task = progress.add_task("benchmark", total=total)
+            total = plan.runs * len(plan.strategies) * len(plan.conditions)
+            where = f"OVN {lab_ovn(site.extra).get('ovn', running)}"
+            task = progress.add_task(f"benchmark on {where}", total=total)
 
             def step(msg: str) -> None:
-                progress.update(task, description=msg)
+                progress.update(task, description=f"{where}: {msg}")
 
             def saved(new_site: Site) -> None:
                 lab_.save_site(new_site)
@@ -190,15 +227,7 @@ def bench(args: argparse.Namespace, console: Console) -> int:
                     progress.advance(task)
                 step(msg)
 
-            result = run_bench(site, plan, EmulatedHypervisor(site), saved, load, measured)
+            return run_bench(site, plan, EmulatedHypervisor(site), saved, load, measured)
     finally:
-        if built and not args.keep_lab:
+        if built and not keep:
             lab_.down()
-    out: Path = args.out
-    paths = write_report(result, out)
-    console.print(summary_table(result))
-    console.print(f"results: {paths.json}  report: {paths.markdown}")
-    failed = [r for r in result.runs if r.error]
-    for r in failed:
-        console.print(f"[red]run {r.run_index} {r.strategy} failed[/]: {r.error}")
-    return 1 if failed else 0

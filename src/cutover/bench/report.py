@@ -37,6 +37,7 @@ from cutover.bench.stats import (
     summarize,
     varying_fields,
 )
+from cutover.bench.versions import markdown_section
 
 SUMMARY_HEADERS: tuple[str, ...] = (
     "strategy", "condition", "n", "median blackout ms", "min ms", "max ms",
@@ -145,6 +146,7 @@ def render_markdown(result: BenchResult, paths: ReportPaths) -> str:
         "",
         *_md_table(list(SUMMARY_HEADERS), summary_rows(result)),
         "",
+        *markdown_section(result),
         "## Ratios of median blackout between strategies",
         "",
         *_ratio_lines(groups),
