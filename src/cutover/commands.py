@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from cutover.bench import versions
 from cutover.bench.environment import lab_ovn
@@ -53,7 +54,7 @@ def ensure_ovn(ovn: str, console: Console) -> None:
         task = progress.add_task(f"Debian root for OVN {ovn}", total=1.0)
         install = rootfs.ensure_root(
             ovn, lambda msg, done: progress.update(task, description=msg, completed=done))
-    console.print(f"OVN {ovn}: Debian root ready at {install.root}")
+    console.print(Text(f"OVN {ovn}: Debian root ready at {install.root}"))
 
 
 def lab_up(lab: Lab, console: Console) -> Site:
@@ -76,23 +77,23 @@ def lab_up(lab: Lab, console: Console) -> Site:
 def lab(args: argparse.Namespace, console: Console) -> int:
     if args.lab_command == "up":
         site = lab_up(_lab(args, args.chassis, args.ovn), console)
-        console.print(
-            f"lab [bold]{site.name}[/] up: chassis {', '.join(c.name for c in site.chassis)}; "
+        console.print(Text(
+            f"lab {site.name} up: chassis {', '.join(c.name for c in site.chassis)}; "
             f"VMs {', '.join(f'{v.name}@{v.chassis}' for v in site.vms)}; "
             f"client {', '.join(f'{c.name}@{c.chassis}' for c in site.clients)}; "
             f"{ovn_line(lab_ovn(site.extra))}"
-        )
+        ))
         return 0
     if args.lab_command == "down":
         left = _lab(args).down()
         if left:
             for item in left:
-                console.print(f"left behind: {item}")
+                console.print(Text(f"left behind: {item}"))
             return 1
         console.print(f"lab {args.prefix} is down; nothing left behind")
         return 0
     status = _lab(args).status()
-    console.print(status.describe())
+    console.print(Text(status.describe()))
     return 0
 
 
@@ -103,6 +104,7 @@ def _options(args: argparse.Namespace, strategy: str) -> MigrationOptions:
         copy_ms=args.copy_ms,
         pause_ms=args.pause_ms,
         ready_timeout_s=args.ready_timeout,
+        activation_timeout_s=args.activation_timeout,
     )
 
 
@@ -132,10 +134,10 @@ def migrate(args: argparse.Namespace, console: Console) -> int:
     lab_.save_site(site.with_vm_on(vm.name, args.dst))
     console.print(timeline_table(report.timeline, f"{report.vm}: {report.src} -> {report.dst} "
                                  f"({report.strategy})"))
-    console.print(
+    console.print(Text(
         f"migrated in {report.migration_ms:.0f} ms; waited {report.ready_wait_ms:.0f} ms "
         f"for readiness ({report.evidence or 'no wait'})"
-    )
+    ))
     return 0
 
 
@@ -153,10 +155,33 @@ def _conditions(args: argparse.Namespace) -> tuple[Condition, ...]:
     )
 
 
+def _output_dir(out: Path) -> Path:
+    """``--out``, created now: a bench must not run for minutes and then fail to write."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a directory for bench.json and the report")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(
+            f"--out {out}: cannot create it ({e.strerror}); give another directory"
+        ) from None
+    return out
+
+
 def bench(args: argparse.Namespace, console: Console) -> int:
     default = STRATEGIES if args.matrix else ("legacy", "claim")
     strategies = tuple(args.strategies or default)
-    conditions = _conditions(args)  # reject bad specs before building anything
+    plan = BenchPlan(  # validates every option before anything is built
+        strategies=strategies,
+        conditions=_conditions(args),
+        runs=args.runs,
+        probe_interval_ms=args.interval_ms,
+        copy_ms=args.copy_ms,
+        pause_ms=args.pause_ms,
+        ready_timeout_s=args.ready_timeout,
+        activation_timeout_s=args.activation_timeout,
+    )
+    out = _output_dir(args.out)
     ovns: list[str | None] = list(dict.fromkeys(args.ovns)) if args.ovns else [None]
     if len(ovns) > 1 and _lab(args).status().state != "down":
         raise InputError(
@@ -164,19 +189,9 @@ def bench(args: argparse.Namespace, console: Console) -> int:
             f"under prefix {args.prefix!r}, but that lab exists: run 'cutover lab down' or "
             "use another --prefix"
         )
-    plan = BenchPlan(
-        strategies=strategies,
-        conditions=conditions,
-        runs=args.runs,
-        probe_interval_ms=args.interval_ms,
-        copy_ms=args.copy_ms,
-        pause_ms=args.pause_ms,
-        ready_timeout_s=args.ready_timeout,
-    )
     results = [_bench_on(args, console, plan, ovn, keep=args.keep_lab and ovn == ovns[-1])
                for ovn in ovns]
     result = results[0] if len(results) == 1 else versions.merge(results)
-    out: Path = args.out
     paths = write_report(result, out)
     console.print(summary_table(result))
     if len(results) > 1:
@@ -184,7 +199,8 @@ def bench(args: argparse.Namespace, console: Console) -> int:
     console.print(f"results: {paths.json}  report: {paths.markdown}")
     failed = [r for r in result.runs if r.error]
     for r in failed:
-        console.print(f"[red]run {r.run_index} {r.strategy} failed[/]: {r.error}")
+        console.print(Text.assemble((f"run {r.run_index} {r.strategy} failed", "red"),
+                                    f": {r.error}"))  # fmt: skip
     return 1 if failed else 0
 
 
@@ -194,23 +210,29 @@ def _bench_on(
     """The plan on the running lab (``ovn`` None, or the lab runs that OVN), else on a lab
     built for it and removed afterwards unless ``keep`` (``--keep-lab``: the last version's
     lab stays up)."""
-    lab_ = _lab(args, args.chassis, ovn or HOST_OVN)
+    lab_ = _lab(args, args.chassis or 3, ovn or HOST_OVN)
     built = False
     try:
         site = lab_.site()
     except LabNotUp:
         site = lab_up(lab_, console)
         built = True
-    running = lab_ovn(site.extra).get("install", HOST_OVN)
-    if ovn is not None and running != ovn:
-        raise InputError(
-            f"lab {args.prefix!r} runs --ovn {running}, not {ovn}: run 'cutover lab down' "
-            "first or use another --prefix"
-        )
+    else:
+        if args.chassis is not None and args.chassis != len(site.chassis):
+            raise InputError(
+                f"lab {site.name} runs {len(site.chassis)} chassis but --chassis is "
+                f"{args.chassis}: drop --chassis, or 'cutover lab down' first"
+            )
+        running = lab_ovn(site.extra).get("install", HOST_OVN)
+        if ovn is not None and running != ovn:
+            raise InputError(
+                f"lab {site.name} runs --ovn {running}, not {ovn}: drop --ovn, or "
+                "'cutover lab down' first, or use another --prefix"
+            )
+    where = f"OVN {lab_ovn(site.extra).get('ovn', '?')}"
     try:
         with _progress(console) as progress:
             total = plan.runs * len(plan.strategies) * len(plan.conditions)
-            where = f"OVN {lab_ovn(site.extra).get('ovn', running)}"
             task = progress.add_task(f"benchmark on {where}", total=total)
 
             def step(msg: str) -> None:

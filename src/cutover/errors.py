@@ -20,6 +20,8 @@ The CLI prints ``Type: message`` and exits non-zero.
     +-- OvsdbError                 a transaction or connection failed
     +-- WaitTimeout                a wait ran out; carries the state it saw
     +-- GuestError                 a guest / prober process misbehaved
+    +-- MeasurementError           a bench run cannot measure (no baseline, site != SB,
+    |                              the VM never answered again): the run fails, loudly
     +-- PlugError                  a TAP or OVS port could not be created or removed
     +-- MigrationError             a migration step failed
         +-- MigrationAborted       ... and was rolled back (VM still on its source)
@@ -96,6 +98,10 @@ class WaitTimeout(CutoverError):
 
 class GuestError(CutoverError):
     """A guest or prober process did not answer or died."""
+
+
+class MeasurementError(CutoverError):
+    """A bench run could not produce an honest number; the run is recorded as failed."""
 
 
 class PlugError(CutoverError):

@@ -20,7 +20,7 @@ def run(ovn: str, strategy: str, blackout: float, path: str = "", table: int = 6
     return RunResult(strategy=strategy, guest="emulated", stall="none", activation="rarp",
                      load="L0", vm="vm1", src="hv1", dst="hv2", run_index=0,
                      probe_interval_ms=2.0, probes_sent=100, probes_lost=3,
-                     blackout_ms=blackout, migration_ms=300.0,
+                     blackout_ms=blackout, loss_outage_ms=blackout, migration_ms=300.0,
                      ready_wait_ms=kw.get("ready", 10.0),
                      detection_latency_ms=kw.get("detect"), sb_writes=kw.get("sb", 6),
                      error=error, extra={"evidence": evidence}, ovn=ovn)
