@@ -90,6 +90,7 @@ def test_cli_rejects_an_unknown_ovn_before_building(tmp_path: Path) -> None:
          "24.99"], capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("InputError: argument --ovn: '24.99'")
+    assert proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("InputError: argument --ovn: '24.99'")
     assert not Path(f"/tmp/cutover/{prefix}").exists()
     assert host.list_netns(prefix) == []

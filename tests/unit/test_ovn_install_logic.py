@@ -191,7 +191,8 @@ def test_cli_rejects_a_bad_ovn_with_exit_2(capsys: pytest.CaptureFixture[str]) -
     assert cli.main(["--prefix", "ovx", "lab", "up", "--ovn", "24.99"]) == 2
     assert cli.main(["--prefix", "ovx", "bench", "--ovn", "host", "--ovn", "9"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 2 and err.startswith("InputError: argument --ovn: '24.99' is not available")
+    assert err.count("\n") == 2
+    assert err.startswith("InputError: argument --ovn: '24.99' is not available")
 
 
 def test_site_round_trips_the_ofctl_command(tmp_path: Path) -> None:
