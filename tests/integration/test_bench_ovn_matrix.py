@@ -48,7 +48,7 @@ def test_bench_compares_versions_in_one_invocation(tmp_path: Path) -> None:
         r = _cli("bench", "--ovn", "host", "--runs", "1", "--out", str(tmp_path / "x"))
         assert r.returncode == 2  # a bad request: nothing measured
         assert "runs --ovn 25.03, not host" in r.stderr
-        assert not (tmp_path / "x").exists()
+        assert not (tmp_path / "x" / "bench.json").exists()
     finally:
         assert lab.down() == []
     assert host.list_netns(PREFIX) == []
