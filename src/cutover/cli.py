@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import NoReturn
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from cutover import bounds
@@ -25,7 +24,8 @@ from cutover.bench.faults import StallPlan
 from cutover.errors import CutoverError, InputError, PrerequisiteError
 from cutover.lab.load import LOAD_LEVELS
 from cutover.lab.ovn_install import parse_ovn
-from cutover.migration.context import ACTIVATIONS, STRATEGIES
+from cutover.migration.context import ACTIVATIONS
+from cutover.migration.strategies import STRATEGY_NAMES
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 """Piped or captured output (make demo, CI logs) gets a table wide enough to read."""
@@ -96,12 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     mig.add_argument("vm")
     mig.add_argument("--to", required=True, dest="dst", help="destination chassis")
     _migration_args(mig)
-    mig.add_argument("--strategy", default="claim", choices=STRATEGIES)
+    mig.add_argument("--strategy", default="claim", choices=STRATEGY_NAMES)
     mig.add_argument("--stall", default="none", type=_stall_spec,
                      help="ROLE:MS, e.g. dst:2000 (default none)")
 
     bench = sub.add_parser("bench", help="measure the blackout per strategy on the lab")
-    bench.add_argument("--strategy", action="append", choices=STRATEGIES, dest="strategies",
+    bench.add_argument("--strategy", action="append", choices=STRATEGY_NAMES, dest="strategies",
                        help="repeat for several (default: legacy and claim; all with --matrix)")
     bench.add_argument("--stall", action="append", dest="stalls", type=_stall_spec,
                        help="ROLE:MS, e.g. dst:2000 or peer:2000; repeat for several")
@@ -189,17 +189,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _print_error(e: CutoverError) -> None:
     name = "InputError" if isinstance(e, _Refused) else type(e).__name__
     err_console.print(Text.assemble((name, "bold red"), ": ", str(e)), highlight=False)
-
-
-def timeline_table(rows: list[tuple[float, str, str]], title: str) -> Table:
-    """A migration's timeline; names and details are literal text, not markup."""
-    table = Table(title=Text(title))
-    table.add_column("t (ms)", justify="right")
-    table.add_column("event")
-    table.add_column("detail", overflow="fold")
-    for t, name, detail in rows:
-        table.add_row(f"{t:9.1f}", Text(name), Text(detail))
-    return table
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 from rich.text import Text
 
 from cutover.bench import versions
@@ -25,8 +26,9 @@ from cutover.lab import rootfs
 from cutover.lab.lab import Lab, ovn_line
 from cutover.lab.ovn_install import HOST_OVN
 from cutover.lab.topology import LabTopology
-from cutover.migration.context import STRATEGIES, MigrationOptions
+from cutover.migration.context import MigrationOptions
 from cutover.migration.orchestrator import migrate as run_migration
+from cutover.migration.strategies import STRATEGY_NAMES
 from cutover.site import Site
 
 
@@ -108,9 +110,18 @@ def _options(args: argparse.Namespace, strategy: str) -> MigrationOptions:
     )
 
 
-def migrate(args: argparse.Namespace, console: Console) -> int:
-    from cutover.cli import timeline_table
+def timeline_table(rows: list[tuple[float, str, str]], title: str) -> Table:
+    """A migration's timeline; names and details are literal text, not markup."""
+    table = Table(title=Text(title))
+    table.add_column("t (ms)", justify="right")
+    table.add_column("event")
+    table.add_column("detail", overflow="fold")
+    for t, name, detail in rows:
+        table.add_row(f"{t:9.1f}", Text(name), Text(detail))
+    return table
 
+
+def migrate(args: argparse.Namespace, console: Console) -> int:
     lab_ = _lab(args)
     site = lab_.site()
     vm = site.vm_named(args.vm)
@@ -169,7 +180,7 @@ def _output_dir(out: Path) -> Path:
 
 
 def bench(args: argparse.Namespace, console: Console) -> int:
-    default = STRATEGIES if args.matrix else ("legacy", "claim")
+    default = STRATEGY_NAMES if args.matrix else ("legacy", "claim")
     strategies = tuple(args.strategies or default)
     plan = BenchPlan(  # validates every option before anything is built
         strategies=strategies,

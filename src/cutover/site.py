@@ -35,6 +35,11 @@ class ChassisEndpoint:
     """The command that runs this chassis' ``ovs-ofctl`` (an argv prefix): the flow
     checks must speak the OpenFlow dialect of the OVS that runs there, e.g. a newer OVS's
     own binary started through its root's loader."""
+    agent: str | None = None
+    """The chassis' cutover agent: ``unix:/path/agent.sock`` or ``https://host:port``.
+    When set, the orchestrator acts on the chassis only through it."""
+    agent_token_file: str | None = None
+    """File (mode 0600) holding the bearer token the agent requires."""
 
 
 @dataclass(frozen=True)

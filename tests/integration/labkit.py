@@ -14,8 +14,9 @@ from pathlib import Path
 from cutover.bench.faults import StallInjector, StallPlan
 from cutover.guest.emulated import EmulatedHypervisor
 from cutover.lab import Lab, LabTopology, host
-from cutover.migration.orchestrator import SiteClients
+from cutover.migration.clients import SiteClients
 from cutover.ovsdb.connection import close_all
+from cutover.ovsdb.vswitch import VswitchClient
 from cutover.site import Site, VmSpec
 
 SUFFIX = os.environ.get("CUTOVER_TEST_SUFFIX", "")
@@ -48,6 +49,12 @@ def running_lab(prefix: str, n_chassis: int = 3) -> Iterator[Lab]:
     close_all()
     assert lab.down() == []
     assert host.list_netns(prefix) == []
+
+
+def vswitch(site: Site, chassis: str) -> VswitchClient:
+    """The local Open_vSwitch DB of a lab chassis, for a test to look at (the migration
+    itself reaches chassis only through the chassis seam)."""
+    return VswitchClient(chassis, site.chassis_named(chassis).ovs_remote)
 
 
 def other_chassis(site: Site, vm: str) -> str:
@@ -107,6 +114,6 @@ def assert_rolled_back(
     activation option, no destination OVS port, TAP or incoming guest."""
     assert clients.nb.requested_chassis(vm.lsp) == [src]
     assert "activation-strategy" not in clients.nb.lsp_options(vm.lsp)
-    assert clients.vswitch[dst].interface(vm.tap) is None
+    assert vswitch(site, dst).interface(vm.tap) is None
     assert vm.tap not in links(site, dst)
     assert hv.status(vm, dst) is None

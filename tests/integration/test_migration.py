@@ -14,7 +14,15 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from labkit import assert_rolled_back, lab_prefix, links, other_chassis, running_lab, stalled
+from labkit import (
+    assert_rolled_back,
+    lab_prefix,
+    links,
+    other_chassis,
+    running_lab,
+    stalled,
+    vswitch,
+)
 
 from cutover.errors import (
     InvalidMigration,
@@ -25,8 +33,9 @@ from cutover.errors import (
 )
 from cutover.guest.emulated import EmulatedHypervisor
 from cutover.lab import Lab
+from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
-from cutover.migration.orchestrator import MigrationReport, SiteClients, migrate
+from cutover.migration.orchestrator import MigrationReport, migrate
 from cutover.probe.analysis import summarize
 from cutover.probe.client import Prober
 from cutover.site import Site
@@ -65,7 +74,11 @@ def _probe(site: Site, seconds: float) -> tuple[int, int]:
 
 
 def test_each_chassis_has_its_own_connection(clients: SiteClients) -> None:
-    hv1, hv2 = clients.vswitch["hv1"], clients.vswitch["hv2"]
+    from cutover.chassis.local import LocalChassis
+
+    a, b = clients.chassis["hv1"], clients.chassis["hv2"]
+    assert isinstance(a, LocalChassis) and isinstance(b, LocalChassis)
+    hv1, hv2 = a.vswitch, b.vswitch
     assert hv1.system_id() == "hv1"
     assert hv2.system_id() == "hv2"
     assert type(hv1.api) is not type(hv2.api)
@@ -104,7 +117,7 @@ def test_claim_migration_moves_the_port_and_cleans_the_source(
     assert binding.chassis == report.dst and binding.additional == ()
     assert clients.nb.requested_chassis(vm.lsp) == [report.dst]
     assert "activation-strategy" not in clients.nb.lsp_options(vm.lsp)
-    assert clients.vswitch[src].interface(vm.tap) is None
+    assert vswitch(site, src).interface(vm.tap) is None
     assert vm.tap not in links(site, src)
     sent, answered = _probe(site, 0.5)
     assert sent > 50 and answered >= 0.9 * sent  # the first probe may meet an unresolved tunnel

@@ -14,8 +14,9 @@ from cutover.bench.runner import BenchPlan, run_bench
 from cutover.errors import InvalidMigration, MigrationAborted, WaitTimeout
 from cutover.guest.emulated import EmulatedHypervisor
 from cutover.lab import Lab
+from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
-from cutover.migration.orchestrator import SiteClients, migrate
+from cutover.migration.orchestrator import migrate
 
 pytestmark = [pytest.mark.integration]
 

@@ -17,7 +17,8 @@ import pytest
 from labkit import OVN, lab_prefix, running_lab
 
 from cutover.bench.environment import site_environment
-from cutover.lab import Lab, host, unixctl
+from cutover.chassis import unixctl
+from cutover.lab import Lab, host
 from cutover.lab.rootfs import install_for
 
 pytestmark = [pytest.mark.integration]

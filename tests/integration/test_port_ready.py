@@ -18,14 +18,16 @@ from labkit import (
     stalled,
 )
 
+from cutover.chassis.local import rundir_for
 from cutover.errors import MigrationAborted, WaitTimeout
 from cutover.guest.emulated import EmulatedHypervisor
 from cutover.lab import Lab
+from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
-from cutover.migration.orchestrator import SiteClients, migrate
+from cutover.migration.orchestrator import migrate
 from cutover.probe.analysis import summarize
 from cutover.probe.client import Prober
-from cutover.readiness.port_ready import PATH_FLOWS_ONLY, PATH_INSTALLED, rundir_for
+from cutover.readiness.port_ready import PATH_FLOWS_ONLY, PATH_INSTALLED
 
 pytestmark = [pytest.mark.integration]
 
@@ -116,17 +118,17 @@ def test_port_ready_timeout_rolls_back(lab: Lab, clients: SiteClients) -> None:
 def test_flows_only_path_when_ovn_installed_never_comes(lab: Lab, clients: SiteClients) -> None:
     """What a build without ovn-installed for an additional chassis gets: the flows on the
     bridge, once the grace for ovn-installed has passed."""
-    from cutover.compute.plugger import OvsTapPlugger
+    from cutover.chassis.base import Vif
+    from cutover.chassis.local import LocalChassis
     from cutover.network.binding import BindingController
     from cutover.readiness.port_ready import PortReadyReadiness
 
     site = lab.site()
     vm = site.vm_named("vm1")
     src, dst = site.chassis_named(vm.chassis), site.chassis_named(other_chassis(site, "vm1"))
-    plugger, binding = OvsTapPlugger(clients.vswitch), BindingController(clients.nb)
-    check = PortReadyReadiness(clients.sb, clients.vswitch, grace_ms=200.0,
-                               use_ovn_installed=False)
-    plugger.plug(vm, dst)
+    chassis, binding = LocalChassis(dst, clients.sb, grace_ms=200.0), BindingController(clients.nb)
+    check = PortReadyReadiness({dst.name: chassis}, use_ovn_installed=False)
+    chassis.plug(Vif.of(vm))
     try:
         check.arm(vm, src, dst)
         started = time.time() * 1000.0
@@ -135,7 +137,7 @@ def test_flows_only_path_when_ovn_installed_never_comes(lab: Lab, clients: SiteC
     finally:
         check.disarm()
         binding.revert(vm.lsp, src.name)
-        plugger.unplug(vm, dst)
+        chassis.unplug(Vif.of(vm))
     assert evidence.detail.startswith(PATH_FLOWS_ONLY)
     assert "blocked-awaiting-activation" in evidence.detail
     assert 200.0 <= evidence.seen_ms - started < 10_000.0

@@ -74,8 +74,6 @@ def test_a_good_baseline_passes() -> None:
     ],
 )
 def test_no_baseline_fails(sent: int, received: int, ago_ms: float | None, match: str) -> None:
-    # the last reply's time is taken when the test runs, not when it is collected (the
-    # integration tests may run minutes in between)
     last = None if ago_ms is None else now() - ago_ms
     with pytest.raises(MeasurementError, match=match):
         check_baseline(ProbeStatus("sending", sent, received, last), VM, CLIENT)

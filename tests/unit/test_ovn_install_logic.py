@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cutover import cli
+from cutover.chassis.flows import BridgeFlows
 from cutover.errors import InputError, LabBuildError, PrerequisiteError
 from cutover.lab import apt_sources, rootfs
 from cutover.lab.ovn_install import (
@@ -21,7 +22,6 @@ from cutover.lab.ovn_install import (
     suite_for,
 )
 from cutover.lab.topology import LabTopology
-from cutover.readiness.flows import BridgeFlows
 from cutover.site import ChassisEndpoint, Site
 
 DEB822 = """\

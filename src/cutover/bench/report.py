@@ -41,9 +41,8 @@ from cutover.bench.stats import (
 from cutover.bench.versions import markdown_section
 
 SUMMARY_HEADERS: tuple[str, ...] = (
-    "strategy", "condition", "n", "median blackout ms", "min ms", "max ms",
-    "median loss outage ms", "median lost", "median max RTT ms", "median duplicates",
-    "median ready-wait ms", "median migration ms", "failed",
+    "strategy", "condition", "n", "blackout ms", "min ms", "max ms", "loss outage ms",
+    "lost", "max RTT ms", "dups", "ready-wait ms", "migration ms", "failed",
 )  # fmt: skip
 
 HOW_MEASURED = (
@@ -128,8 +127,8 @@ def summary_table(result: BenchResult) -> Table:
     """The summary as a rich table, for the CLI to print."""
     ok = sum(r.ok for r in result.runs)
     table = Table(
-        title=f"Blackout per strategy: medians over {ok} successful runs, "
-        f"{_interval_text(result.runs)}",
+        title=f"Blackout per strategy: medians over {ok} successful runs (min and max of "
+        f"the blackout beside it), {_interval_text(result.runs)}",
     )
     for i, header in enumerate(SUMMARY_HEADERS):
         table.add_column(header, justify="left" if i < 2 else "right")
@@ -156,7 +155,8 @@ def render_markdown(result: BenchResult, paths: ReportPaths) -> str:
         "",
         "## Summary",
         "",
-        "Times in ms. Medians over successful runs; `failed` runs are excluded from them.",
+        "Times in ms. Every column but `n`, `min ms`, `max ms` and `failed` is a median over "
+        "the successful runs (`dups`: duplicate replies); `failed` runs are excluded.",
         "",
         *_md_table(list(SUMMARY_HEADERS), summary_rows(result)),
         "",
@@ -235,7 +235,8 @@ def _blackout_figure(result: BenchResult) -> Figure:
     varying = varying_fields(conditions)
     slot = len(strategies) + 1  # one empty slot separates condition groups
     colors = _colors(strategies, "tab10")
-    fig = Figure(figsize=(max(6.5, 2.2 + 0.55 * slot * len(conditions)), 5.0), layout="tight")
+    fig = Figure(figsize=(max(6.5, 2.2 + 0.55 * slot * len(conditions)), 5.0),
+                 layout="constrained")
     ax = fig.add_subplot()
     for g in groups:
         x = conditions.index(g.condition()) * slot + strategies.index(g.get("strategy"))
@@ -291,7 +292,9 @@ def _timeline_figure(result: BenchResult) -> Figure:
     varying = varying_fields(conditions)
     events = _events_in_time_order(runs)
     colors = _colors(events, "tab10")
-    fig = Figure(figsize=(11.0, 1.8 + 0.32 * len(runs)), layout="tight")
+    # tall enough for one lane per run AND for the legend beside them (one row per event)
+    height = max(2.2 + 0.32 * len(runs), 1.4 + 0.19 * (len(events) + 2))
+    fig = Figure(figsize=(11.0, height), layout="constrained")
     ax = fig.add_subplot()
     for lane, run in enumerate(runs):
         for start, end in _silences(run):

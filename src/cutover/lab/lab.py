@@ -30,6 +30,7 @@ from cutover.lab import central, chassis, host, load, rootfs, topo_ovn, underlay
 from cutover.lab.manifest import Manifest
 from cutover.lab.ovn_install import HOST_OVN, OvnInstall
 from cutover.lab.topology import ChassisSpec, LabTopology, PortSpec
+from cutover.ovsdb import connection
 from cutover.site import ChassisEndpoint, Site, VmSpec
 
 LAB_MARK = ".cutover-lab"
@@ -139,6 +140,19 @@ class Lab:
         return LabStatus(state=state, prefix=topo.prefix, lab_dir=topo.dir, daemons=daemons,
                          namespaces=namespaces, problems=tuple(problems),
                          ovn=_recorded_ovn(topo.site_path))
+
+    def restart_controller(self, name: str) -> int:
+        """Start chassis ``name``'s ovn-controller again after it died (fault tests); returns
+        the new pid. LabError if the old one still runs: stop it first."""
+        spec = next((c for c in self.topo.chassis if c.name == name), None)
+        if spec is None:
+            raise LabError(f"lab {self.topo.prefix} has no chassis {name}")
+        running = [p for p in self.manifest.processes()
+                   if p.group == name and p.name == chassis.CONTROLLER
+                   and host.is_ours(p.pid, p.marker)]  # fmt: skip
+        if running:
+            raise LabError(f"ovn-controller of {name} still runs (pid {running[0].pid})")
+        return chassis.start_controller(self.topo, spec, self.manifest)
 
     def _nb_alive(self) -> bool:
         return any(p.group == central.GROUP and p.name == central.NB_DAEMON
@@ -333,6 +347,8 @@ class Lab:
         missed, then the lab dir. Safe to call any number of times, in any state.
         """
         topo = self.topo
+        lab_path = str(topo.dir) + "/"
+        connection.close_matching(lambda remote: lab_path in remote)
         steps = _Steps(progress, f"lab {topo.prefix} down", total=4)
         steps.advance("stopping guest processes")
         left = self._stop_guests()
