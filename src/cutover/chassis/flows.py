@@ -5,8 +5,9 @@ OVN version numbers its tables:
 
 - ingress, table 0: ``in_port=<ofport>`` -> load the logical datapath/inport, resubmit;
 - egress, the "logical to physical" output table: ``reg15=<port key>,metadata=<dp key>``
-  -> ``output:<ofport>`` (table 65 on OVN 23.03; the number differs on 24.x/25.x, so the
-  table is *found* as the one holding the ``output:<ofport>`` flow, never hard-coded).
+  -> ``output:<ofport>`` (table 65 on Debian's 23.03.1, 25.03.0 and 26.03.1 alike, as
+  measured; OVN may renumber its tables in any release, so the table is *found* as the one
+  holding the ``output:<ofport>`` flow, never hard-coded).
 
 With ``activation-strategy=rarp`` on an additional chassis it adds, until the RARP
 arrives, a higher-priority drop with the same match in both places and a priority-1010
