@@ -70,6 +70,21 @@ def test_partial_or_foreign_flows_are_not_installed() -> None:
     assert "not-installed" in str(classify([], [], 5, 1))
 
 
+def test_half_installed_rarp_blocks_are_not_ready() -> None:
+    """Seen on OVN 25.03 right after ``ovn-installed``: the egress drop is in place, the
+    ingress drop and the RARP-to-controller flow are not yet."""
+    plain_in = [f for f in parse_flows(BLOCKED_IN_PORT) if f.priority == 100]
+    flows = classify(plain_in, parse_flows(BLOCKED_REG15), 5, 1)
+    assert flows.ingress and flows.egress and flows.egress_blocked
+    assert not flows.ingress_blocked and not flows.rarp_to_controller
+    assert flows.partially_blocked and not flows.installed
+    assert flows.state == "partially-blocked" and "partially-blocked" in str(flows)
+    assert not decide(installed=True, claimed=True, flows=flows, complete_since_ms=None,
+                      now=0.0).ready
+    # the same port once the controller added the rest: ready
+    assert _flows().installed and not _flows().partially_blocked
+
+
 def _flows(installed: bool = True) -> PortFlows:
     if installed:
         return classify(parse_flows(BLOCKED_IN_PORT), parse_flows(BLOCKED_REG15), 5, 1)

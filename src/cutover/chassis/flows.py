@@ -126,14 +126,27 @@ class PortFlows:
 
     @property
     def installed(self) -> bool:
-        return self.ingress and self.egress
+        """Both physical flows are there, and the rarp blocks are all there or all gone."""
+        return self.ingress and self.egress and not self.partially_blocked
 
     @property
     def blocked(self) -> bool:
         return self.ingress_blocked or self.egress_blocked
 
     @property
+    def partially_blocked(self) -> bool:
+        """Some of the rarp activation flows but not all three (ingress drop, egress drop,
+        RARP-to-controller): ovn-controller adds them together (physical.c), so this is a
+        half-installed state. OVN 25.03 was seen setting ``ovn-installed`` with only the
+        egress drop in place; a switchover then could lose the RARP that lifts the block
+        (no flow would send it to the controller), so it is not ready."""
+        return self.blocked and not (
+            self.ingress_blocked and self.egress_blocked and self.rarp_to_controller)
+
+    @property
     def state(self) -> str:
+        if self.ingress and self.egress and self.partially_blocked:
+            return "partially-blocked"
         if not self.installed:
             return "not-installed"
         return "blocked-awaiting-activation" if self.blocked else "open"
