@@ -91,6 +91,27 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--ovn", type=_ovn, default="host", help=OVN_HELP)
     lab_sub.add_parser("down", help="remove everything the lab created (idempotent)")
     lab_sub.add_parser("status", help="show what runs")
+    lab_sub.add_parser("restart-guests", help="start (or resume) each VM's guest on its chassis")
+
+    agent = sub.add_parser("agent", help="serve the per-chassis agent API (run on each node)")
+    agent.add_argument("--chassis", required=True, help="this node's OVN chassis name")
+    agent.add_argument("--ovs-remote", required=True, help="unix:/path/db.sock of this node")
+    agent.add_argument("--sb-remote", required=True, help="the OVN SB, where readiness is "
+                       "published")
+    agent.add_argument("--controller-ctl", help="ovn-controller's unixctl socket")
+    agent.add_argument("--integration-bridge", default="br-int")
+    agent.add_argument("--ofctl", default="ovs-ofctl",
+                       help="this node's ovs-ofctl command, e.g. a newer OVS through its "
+                       "root's loader (shell words; default: ovs-ofctl on PATH)")
+    agent.add_argument("--listen", required=True, help="unix:/path or https://ADDRESS:PORT")
+    agent.add_argument("--token-file", required=True, type=Path,
+                       help="bearer token every request must carry (mode 0600)")
+    agent.add_argument("--tls-cert", type=Path)
+    agent.add_argument("--tls-key", type=Path)
+    agent.add_argument("--tls-client-ca", type=Path,
+                       help="require client certificates signed by this CA")
+    agent.add_argument("--allow-faults", action="store_true",
+                       help="allow controller pause/resume (fault injection; labs only)")
 
     mig = sub.add_parser("migrate", help="live-migrate a VM of the running lab")
     mig.add_argument("vm")
@@ -170,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return commands.migrate(args, console)
         if args.command == "bench":
             return commands.bench(args, console)
+        if args.command == "agent":
+            return commands.agent(args)
         raise AssertionError(args.command)
     except InputError as e:
         _print_error(e)

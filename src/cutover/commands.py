@@ -7,6 +7,7 @@ the lab (it is the top floor), the migration core never does.
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from rich.console import Console
@@ -26,6 +27,7 @@ from cutover.lab import rootfs
 from cutover.lab.lab import Lab, ovn_line
 from cutover.lab.ovn_install import HOST_OVN
 from cutover.lab.topology import LabTopology
+from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
 from cutover.migration.orchestrator import migrate as run_migration
 from cutover.migration.strategies import STRATEGY_NAMES
@@ -94,8 +96,24 @@ def lab(args: argparse.Namespace, console: Console) -> int:
             return 1
         console.print(f"lab {args.prefix} is down; nothing left behind")
         return 0
+    if args.lab_command == "restart-guests":
+        return restart_guests(_lab(args), console)
     status = _lab(args).status()
     console.print(Text(status.describe()))
+    return 0
+
+
+def restart_guests(lab: Lab, console: Console) -> int:
+    """Start each VM's guest that is dead or missing on its chassis, resume a paused one
+    (the remedy a MigrationAborted names when the source guest died)."""
+    site = lab.site()
+    hypervisor = EmulatedHypervisor(site)
+    for vm in site.vms:
+        before = hypervisor.guest_state(vm, vm.chassis)
+        hypervisor.ensure_running(vm)
+        after = hypervisor.guest_state(vm, vm.chassis)
+        console.print(f"guest {vm.name}@{vm.chassis}: {before.state} -> {after}",
+                      markup=False, highlight=False)
     return 0
 
 
@@ -125,18 +143,14 @@ def migrate(args: argparse.Namespace, console: Console) -> int:
     lab_ = _lab(args)
     site = lab_.site()
     vm = site.vm_named(args.vm)
+    options = _options(args, args.strategy)
     stall = StallPlan.parse(args.stall)
     client_chassis = site.clients[0].chassis if site.clients else args.dst
-    injector = stall.injector(site, args.dst, client_chassis)
+    clients = SiteClients.connect(site)
+    injector = stall.injector(clients.chassis, args.dst, client_chassis)
     try:
-        report = run_migration(
-            site,
-            args.vm,
-            args.dst,
-            _options(args, args.strategy),
-            EmulatedHypervisor(site),
-            observers=[injector],
-        )
+        report = run_migration(site, args.vm, args.dst, options, EmulatedHypervisor(site),
+                               clients, observers=[injector])  # fmt: skip
     except SwitchedOverIncomplete:
         lab_.save_site(site.with_vm_on(vm.name, args.dst))  # it runs there now
         raise
@@ -264,3 +278,18 @@ def _bench_on(
     finally:
         if built and not keep:
             lab_.down()
+
+
+def agent(args: argparse.Namespace) -> int:
+    """Serve this node's agent until SIGTERM (the web stack is imported only here)."""
+    from cutover.agent.server import AgentConfig, serve
+
+    serve(AgentConfig(
+        chassis=args.chassis, ovs_remote=args.ovs_remote, sb_remote=args.sb_remote,
+        listen=args.listen, token_file=args.token_file, controller_ctl=args.controller_ctl,
+        integration_bridge=args.integration_bridge, ofctl=tuple(shlex.split(args.ofctl)),
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
+        allow_faults=args.allow_faults,
+    ))
+    return 0

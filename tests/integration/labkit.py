@@ -17,6 +17,7 @@ from cutover.lab import Lab, LabTopology, host
 from cutover.migration.clients import SiteClients
 from cutover.ovsdb.connection import close_all
 from cutover.ovsdb.vswitch import VswitchClient
+from cutover.readiness.nb_cfg import describe_chassis_private
 from cutover.site import Site, VmSpec
 
 SUFFIX = os.environ.get("CUTOVER_TEST_SUFFIX", "")
@@ -92,7 +93,8 @@ def ofctl_children() -> list[int]:
 def stalled(site: Site, dst: str, spec: str) -> Iterator[StallInjector]:
     """A stall (``dst:MS`` / ``peer:MS``) armed for one migration; on exit it is waited out
     and the controller resumed, whatever the migration did."""
-    injector = StallPlan.parse(spec).injector(site, dst, site.clients[0].chassis)
+    chassis = SiteClients.connect(site).chassis
+    injector = StallPlan.parse(spec).injector(chassis, dst, site.clients[0].chassis)
     try:
         yield injector
     finally:
@@ -117,3 +119,34 @@ def assert_rolled_back(
     assert vswitch(site, dst).interface(vm.tap) is None
     assert vm.tap not in links(site, dst)
     assert hv.status(vm, dst) is None
+
+
+def sync_chassis(clients: SiteClients, chassis: str, timeout_s: float = 30.0) -> int:
+    """Return once ``chassis``' ovn-controller has processed every NB change made so far
+    (a positive sync point for proving a negative): bump ``NB_Global.nb_cfg`` and wait -
+    a Watch registered before the bump - until its ``Chassis_Private.nb_cfg`` reaches it.
+
+    ovn-controller reports an nb_cfg only after computing and installing the flows of that
+    SB state, and it commits the SB writes of that computation (claims, releases) in an
+    earlier or the same transaction; the SB delivers one client's transactions in order.
+    So when this returns, a Watch on the bad state registered before the action has fired
+    if the controller made it happen. Returns the nb_cfg reached; WaitTimeout (with the
+    row seen) if the controller does not catch up - a hung controller fails, not passes.
+    """
+    target: list[int] = []
+
+    def caught_up(row: object) -> bool:
+        return bool(target and row.name == chassis  # type: ignore[attr-defined]
+                    and int(row.nb_cfg) >= target[0])  # type: ignore[attr-defined]
+
+    watch = clients.sb.register(
+        "Chassis_Private", caught_up, f"Chassis_Private {chassis} to reach the bumped nb_cfg",
+        lambda: describe_chassis_private(clients.sb, chassis),
+    )
+    try:
+        target.append(clients.nb.bump_nb_cfg())
+        watch.recheck(clients.sb.rows("Chassis_Private"))
+        watch.wait(timeout_s)
+    finally:
+        watch.cancel()
+    return target[0]

@@ -16,6 +16,7 @@ from labkit import (
     other_chassis,
     running_lab,
     stalled,
+    sync_chassis,
 )
 
 from cutover.chassis.local import rundir_for
@@ -25,6 +26,7 @@ from cutover.lab import Lab
 from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
 from cutover.migration.orchestrator import migrate
+from cutover.ovsdb.sb import binding_state
 from cutover.probe.analysis import summarize
 from cutover.probe.client import Prober
 from cutover.readiness.port_ready import PATH_FLOWS_ONLY, PATH_INSTALLED
@@ -93,6 +95,10 @@ def test_port_ready_timeout_rolls_back(lab: Lab, clients: SiteClients) -> None:
     vm = site.vm_named("vm1")
     src, dst = vm.chassis, other_chassis(site, "vm1")
     hv = EmulatedHypervisor(site)
+    # armed before anything happens: fires if the SB ever shows another chassis on the port
+    other = clients.sb.watch_binding(
+        vm.lsp, lambda b: b.chassis != src or bool(b.additional), "a chassis besides the source"
+    )
     with Prober(site, site.clients[0], vm, 5.0) as prober:
         prober.start()
         with stalled(site, dst, "dst:2500") as injector, pytest.raises(MigrationAborted) as info:
@@ -100,6 +106,11 @@ def test_port_ready_timeout_rolls_back(lab: Lab, clients: SiteClients) -> None:
                     MigrationOptions(strategy="port-ready", ready_timeout_s=0.5),
                     hv, clients, observers=[injector])
         samples = prober.stop()
+    # the stall is over: the destination's controller catches up with the migration and its
+    # rollback; a claim it made on the way would have fired the watch before this returns
+    sync_chassis(clients, dst)
+    other.cancel()
+    assert not other.fired, f"after the rollback: {other.row and binding_state(other.row)}"
     cause = info.value.cause
     assert isinstance(cause, WaitTimeout)
     assert info.value.step == "wait-ready"
@@ -110,8 +121,7 @@ def test_port_ready_timeout_rolls_back(lab: Lab, clients: SiteClients) -> None:
     assert_rolled_back(clients, hv, site, vm, src, dst)
     summary = summarize(samples, 5.0)
     assert summary.probes_sent > 50 and summary.probes_lost <= 1
-    time.sleep(0.5)
-    binding = clients.sb.binding(vm.lsp)
+    binding = clients.sb.binding(vm.lsp)  # read after the sync point above
     assert binding is not None and binding.chassis == src and binding.additional == ()
 
 

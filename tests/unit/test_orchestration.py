@@ -71,7 +71,7 @@ def test_failure_undoes_done_steps_in_reverse() -> None:
         run_steps(_ctx(), steps)
     assert log == ["do a", "do b", "do c", "undo c", "undo b", "undo a"]
     assert info.value.step == "c"
-    assert "boom" in str(info.value) and "still runs on its source" in str(info.value)
+    assert "boom" in str(info.value) and "rolled back" in str(info.value)
 
 
 def test_failed_undo_is_reported_and_the_rest_still_undone() -> None:

@@ -222,7 +222,7 @@ def _run_once(
     client = site.client_named(plan.client)
     dst = _destination(site, vm, client)
     stall = StallPlan.parse(cond.stall)
-    injector = stall.injector(site, dst, client.chassis)
+    injector = stall.injector(clients.chassis, dst, client.chassis)
     options = MigrationOptions(
         strategy=strategy,
         activation=cond.activation,

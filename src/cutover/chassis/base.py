@@ -33,19 +33,6 @@ from cutover.site import VmSpec
 DEFAULT_MTU = 1442
 """Geneve overhead on a 1500-byte underlay, as Neutron computes it for OVN."""
 
-PUBLISH_PREFIX = "cutover"
-"""Readiness the agents publish: ``Chassis_Private(<chassis>).external_ids`` keys
-``cutover-port-ready:<logical port>`` and ``cutover-path-ready:<logical port>``."""
-
-
-def port_ready_key(lsp: str) -> str:
-    return f"{PUBLISH_PREFIX}-port-ready:{lsp}"
-
-
-def path_ready_key(lsp: str) -> str:
-    return f"{PUBLISH_PREFIX}-path-ready:{lsp}"
-
-
 @dataclass(frozen=True)
 class Vif:
     """A VM's interface as os-vif plugs it (``VIFOpenVSwitch`` with ``create_tap``)."""
@@ -93,6 +80,9 @@ class Watch(Protocol):
 
     def cancel(self) -> None:
         """Stop watching and withdraw anything published for it (idempotent)."""
+
+    def describe(self) -> str:
+        """What the wait sees right now (for a timeout's message)."""
 
 
 class ControllerWatch(Protocol):

@@ -13,9 +13,30 @@ method raises :class:`~cutover.errors.GuestError` (or
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cutover.site import ChassisEndpoint, VmSpec
+
+
+@dataclass(frozen=True)
+class GuestState:
+    """What runs of a VM on one chassis, as the hypervisor sees it right now.
+
+    ``state`` is ``running``, ``paused``, ``incoming`` (waiting for a migration), ``dead``
+    (its process is gone without a clean stop), ``missing`` (no guest at all) or
+    ``unknown`` (it could not be asked); ``detail`` says what was seen, for messages.
+    """
+
+    state: str
+    detail: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def __str__(self) -> str:
+        return f"{self.state} ({self.detail})" if self.detail else self.state
 
 
 class Hypervisor(Protocol):
@@ -29,7 +50,10 @@ class Hypervisor(Protocol):
         """The destination TAP now exists: the incoming guest takes hold of it."""
 
     def copy_memory(self, vm: VmSpec, dst: ChassisEndpoint, duration_ms: float) -> None:
-        """Pre-copy; returns when only the final switchover is left. The source keeps running."""
+        """Pre-copy; returns when only the final switchover is left. The source keeps running.
+
+        If the source or the incoming guest dies meanwhile, raises GuestError at once (not
+        when the copy would have ended), naming the guest, its chassis and how it ended."""
 
     def pause_source(self, vm: VmSpec) -> float:
         """Stop the source's vCPUs (it stops answering); returns the wall ms it paused at."""
@@ -48,3 +72,7 @@ class Hypervisor(Protocol):
 
     def stop(self, vm: VmSpec, chassis: str) -> None:
         """Stop the guest of ``vm`` on ``chassis`` if there is one."""
+
+    def guest_state(self, vm: VmSpec, chassis: str) -> GuestState:
+        """What runs of ``vm`` on ``chassis``; changes nothing and never raises (a guest that
+        cannot be asked is ``unknown``). The orchestrator reports it after a rollback."""

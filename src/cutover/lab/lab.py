@@ -26,7 +26,8 @@ from cutover.errors import (
     LabNotUp,
     PrerequisiteError,
 )
-from cutover.lab import central, chassis, host, load, rootfs, topo_ovn, underlay
+from cutover.guest.inventory import GuestRecord, guests_of
+from cutover.lab import agents, central, chassis, host, load, rootfs, topo_ovn, underlay
 from cutover.lab.manifest import Manifest
 from cutover.lab.ovn_install import HOST_OVN, OvnInstall
 from cutover.lab.topology import ChassisSpec, LabTopology, PortSpec
@@ -55,12 +56,22 @@ class LabStatus:
     """Existing namespaces with the lab prefix."""
     problems: tuple[str, ...] = ()
     """Why the lab is stale (empty when up or down)."""
+    guests: tuple[GuestRecord, ...] = ()
+    """Each VM's guest and each client's prober (read when the lab is up)."""
     ovn: Mapping[str, str] = field(default_factory=dict)
     """The running lab's OVN install and versions (``site.json``'s ``extra["ovn"]``)."""
 
+    @property
+    def degraded(self) -> tuple[str, ...]:
+        """Guests that make an up lab unhealthy (a VM's guest dead or missing, ...): the
+        lab's OVN still works, so ``state`` stays ``up`` and ``site()`` still answers."""
+        return tuple(f"guest {g.describe()}" for g in self.guests if g.degrades)
+
     def describe(self) -> str:
-        """A few lines for a person: state, namespaces, each group's daemons, problems."""
-        lines = [f"lab {self.prefix} is {self.state} ({self.lab_dir})"]
+        """A few lines for a person: state, namespaces, each group's daemons, guests,
+        problems."""
+        degraded = f", degraded: {'; '.join(self.degraded)}" if self.degraded else ""
+        lines = [f"lab {self.prefix} is {self.state}{degraded} ({self.lab_dir})"]
         if self.ovn:
             lines.append(f"  {ovn_line(self.ovn)}")
         if self.namespaces:
@@ -68,7 +79,10 @@ class LabStatus:
         for group, daemons in self.daemons.items():
             alive = ", ".join(f"{n} {'up' if ok else 'DEAD'}" for n, ok in daemons.items())
             lines.append(f"  {group}: {alive}")
+        lines += [f"  guest: {g.describe()}" for g in self.guests]
         lines += [f"  problem: {p}" for p in self.problems]
+        if self.degraded:
+            lines.append("  run 'cutover lab restart-guests' to start the VMs' guests again")
         if self.state == "stale":
             lines.append("  run 'cutover lab down' (then 'cutover lab up') to clear it")
         return "\n".join(lines)
@@ -137,8 +151,9 @@ class Lab:
             state = "stale"
         else:
             state = "down"
+        guests = guests_of(topo.site_path) if state == "up" else ()
         return LabStatus(state=state, prefix=topo.prefix, lab_dir=topo.dir, daemons=daemons,
-                         namespaces=namespaces, problems=tuple(problems),
+                         namespaces=namespaces, problems=tuple(problems), guests=guests,
                          ovn=_recorded_ovn(topo.site_path))
 
     def restart_controller(self, name: str) -> int:
@@ -193,7 +208,7 @@ class Lab:
     def up(self, progress: Progress | ProgressFn | None = None) -> Site:
         """Build the whole lab and return its Site (also written to ``lab_dir/site.json``)."""
         topo = self.topo
-        steps = _Steps(progress, f"lab {topo.prefix} up", total=7 + topo.n_chassis)
+        steps = _Steps(progress, f"lab {topo.prefix} up", total=8 + topo.n_chassis)
         if topo.ovn != HOST_OVN:
             steps(f"OVN {topo.ovn}: Debian root (built once, then cached)")
             rootfs.ensure_root(topo.ovn, lambda msg, _done: steps(msg))
@@ -263,6 +278,8 @@ class Lab:
         topo_ovn.wait_hv_sync(topo)
         topo_ovn.wait_bound(topo)
         self._wait_tunnels()
+        steps.advance("per-chassis agents")
+        agents.start_agents(topo, self.manifest)
         steps.advance("writing site.json")
         site = self._make_site(rootfs.install_for(topo.ovn))
         site.save(topo.site_path)
@@ -320,7 +337,8 @@ class Lab:
                 ChassisEndpoint(name=ch.name, ovs_remote=f"unix:{ch.db_sock}",
                                 integration_bridge=chassis.INTEGRATION_BRIDGE, netns=ch.netns,
                                 encap_ip=ch.encap_ip, controller_ctl=str(ch.controller_ctl),
-                                ofctl=ofctl)
+                                ofctl=ofctl, agent=f"unix:{agents.socket_path(ch)}",
+                                agent_token_file=str(agents.token_path(topo)))
                 for ch in topo.chassis
             ),
             vms=tuple(vm(p) for p in topo.vms),

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from cutover.chassis.base import Chassis
 from cutover.chassis.local import LocalChassis
-from cutover.errors import InputError
 from cutover.ovsdb.nb import NbClient
 from cutover.ovsdb.sb import SbClient
 from cutover.site import ChassisEndpoint, Site
@@ -34,8 +33,7 @@ class SiteClients:
 def chassis_for(endpoint: ChassisEndpoint, sb: SbClient) -> Chassis:
     """The seam's implementation for ``endpoint``: its agent if it has one, else local."""
     if endpoint.agent:
-        raise InputError(
-            f"chassis {endpoint.name} names an agent ({endpoint.agent}), which this cutover "
-            "cannot reach yet; remove it from the site to reach the chassis locally"
-        )
+        from cutover.chassis.agent_client import AgentChassis  # httpx only when needed
+
+        return AgentChassis(endpoint, sb)
     return LocalChassis(endpoint, sb)

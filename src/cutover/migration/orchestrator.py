@@ -15,7 +15,7 @@ from cutover.errors import (
     RollbackIncomplete,
     SwitchedOverIncomplete,
 )
-from cutover.guest.base import Hypervisor
+from cutover.guest.base import GuestState, Hypervisor
 from cutover.migration.clients import SiteClients
 from cutover.migration.context import ACTIVATIONS, MigrationContext, MigrationOptions
 from cutover.migration.steps import Step
@@ -150,7 +150,19 @@ def _fail(ctx: MigrationContext, step: Step, done: list[Step], cause: BaseExcept
         raise cause
     if leftovers:
         raise RollbackIncomplete(ctx.vm.name, step.name, cause, leftovers) from cause
-    raise MigrationAborted(ctx.vm.name, step.name, cause) from cause
+    guest = _source_guest(ctx)
+    raise MigrationAborted(
+        ctx.vm.name, step.name, cause, ctx.src.name, guest.state, guest.detail
+    ) from cause
+
+
+def _source_guest(ctx: MigrationContext) -> GuestState:
+    """What runs of the VM on its source after a rollback, so the error says what is true
+    (a dead source guest is a common reason to abort). Never raises."""
+    try:
+        return ctx.hypervisor.guest_state(ctx.vm, ctx.src.name)
+    except Exception as e:  # a broken driver must not mask the migration's own error
+        return GuestState("unknown", f"the hypervisor could not tell: {type(e).__name__}: {e}")
 
 
 def _collect_passive(ctx: MigrationContext) -> None:
