@@ -3,11 +3,13 @@ on this machine, OVS 3.1 / OVN 23.03.1) and the run-time version-path decision."
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from cutover.chassis.flows import PortFlows, classify, parse_flow, parse_flows
 from cutover.chassis.local import rundir_for
-from cutover.chassis.port_watch import PATH_FLOWS_ONLY, PATH_INSTALLED, decide
+from cutover.chassis.port_watch import PATH_FLOWS_ONLY, PATH_INSTALLED, complete, decide
+from cutover.ovsdb.sb import BindingState
 from cutover.site import ChassisEndpoint
 
 DATA = Path(__file__).parent / "data"
@@ -112,3 +114,27 @@ def test_decide_flows_only_path_after_grace() -> None:
 def test_rundir_is_where_the_db_socket_lives() -> None:
     ch = ChassisEndpoint(name="hv2", ovs_remote="unix:/tmp/cutover/x/hv2/db.sock")
     assert rundir_for(ch) == "/tmp/cutover/x/hv2"
+
+
+def test_open_flows_are_not_ready_while_the_port_awaits_its_rarp() -> None:
+    """Seen on OVN 26.03: ``ovn-installed`` on the plain port flows, the rarp blocks added
+    in a later iteration. While the SB says the port awaits activation here, only the
+    blocked state is complete."""
+    open_flows = classify(parse_flows(OPEN_IN_PORT), parse_flows(OPEN_REG15), 3, 1)
+    assert open_flows.installed and not open_flows.blocked
+    assert complete(open_flows) and not complete(open_flows, awaits_rarp=True)
+    assert not decide(installed=True, claimed=True, flows=open_flows, complete_since_ms=0.0,
+                      now=1000.0, awaits_rarp=True).ready
+    assert decide(installed=True, claimed=True, flows=_flows(), complete_since_ms=0.0,
+                  now=1.0, awaits_rarp=True).ready
+    assert decide(installed=True, claimed=True, flows=open_flows, complete_since_ms=0.0,
+                  now=1.0).ready  # activation none, or already activated: open is right
+
+
+def test_binding_awaits_activation() -> None:
+    b = BindingState("p", "hv1", (), "hv1", ("hv2",), True, (), "rarp")
+    assert b.awaits_activation("hv2")  # requested: northd wrote it before hv2 claimed
+    assert not b.awaits_activation("hv1")  # the main chassis is never blocked
+    assert not replace(b, activated=("hv2",)).awaits_activation("hv2")
+    assert not replace(b, activation_strategy="").awaits_activation("hv2")
+    assert replace(b, additional=("hv2",), requested_additional=()).awaits_activation("hv2")

@@ -64,12 +64,22 @@ class Decision:
     """Wake up by then even without an event (the flows-only grace)."""
 
 
+def complete(flows: PortFlows | None, awaits_rarp: bool = False) -> bool:
+    """The port's flows are all there: both physical flows, and - while the SB says the
+    port awaits its rarp activation on this chassis - the rarp blocks too. OVN 26.03 was
+    seen setting ``ovn-installed`` on the plain, unblocked flows and adding the blocks in a
+    later iteration; a RARP sent before those arrive would never reach the controller."""
+    if flows is None or not flows.installed:
+        return False
+    return flows.blocked or not awaits_rarp
+
+
 def decide(installed: bool, claimed: bool, flows: PortFlows | None,
            complete_since_ms: float | None, now: float,
-           grace_ms: float = INSTALLED_GRACE_MS) -> Decision:
+           grace_ms: float = INSTALLED_GRACE_MS, awaits_rarp: bool = False) -> Decision:
     """The version-path decision (pure). ``complete_since_ms``: when the flows were first
-    seen complete (None if they are not)."""
-    if flows is None or not flows.installed:
+    seen complete (None if they are not); ``awaits_rarp``: see :func:`complete`."""
+    if not complete(flows, awaits_rarp):
         return Decision(False)
     if installed:
         return Decision(True, PATH_INSTALLED)
@@ -177,12 +187,14 @@ class LocalPortWatch:
                     raise self._interrupted
                 flows = self._check()
                 t = now_ms()
-                if flows is not None and flows.installed:
+                binding = self._sb.binding(self.lsp)
+                awaits = binding is not None and binding.awaits_activation(self.chassis)
+                if complete(flows, awaits):
                     complete_since = complete_since if complete_since is not None else t
                 else:
                     complete_since = None
                 d = decide("installed" in self._seen, "claim" in self._seen, flows,
-                           complete_since, t, self._grace_ms)
+                           complete_since, t, self._grace_ms, awaits)
                 if d.ready:
                     assert d.path is not None and flows is not None
                     return self._evidence(d.path, flows, t)
