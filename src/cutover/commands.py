@@ -290,6 +290,6 @@ def agent(args: argparse.Namespace) -> int:
         integration_bridge=args.integration_bridge, ofctl=tuple(shlex.split(args.ofctl)),
         tls_cert=args.tls_cert,
         tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
-        allow_faults=args.allow_faults,
+        allow_faults=args.allow_faults, plugger=args.plugger, state_dir=args.state_dir,
     ))
     return 0

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from cutover.chassis.base import ControllerWatch, PathTarget, Vif, Watch
-from cutover.chassis.local import LocalChassis
+from cutover.chassis.local import LocalChassis, VifPlugger
 from cutover.chassis.published import encode_failed, encode_ready, path_ready_key, port_ready_key
 from cutover.errors import ControllerDown, CutoverError, InputError
 from cutover.ovsdb.sb import SbClient
@@ -57,7 +57,7 @@ class Service(Protocol):
     def plug(self, tap: str, lsp: str, mac: str, vm_uuid: str, mtu: int) -> None: ...
     def unplug(self, tap: str) -> None: ...
     def vif_state(self, tap: str) -> dict[str, str] | None: ...
-    def watch_port(self, lsp: str, tap: str, request_id: str, timeout_s: float,
+    def watch_port(self, lsp: str, tap: str, mac: str, request_id: str, timeout_s: float,
                    use_ovn_installed: bool) -> None: ...
     def watch_path(self, lsp: str, request_id: str, target: PathTarget,
                    timeout_s: float) -> None: ...
@@ -73,11 +73,13 @@ class NodeService:
     """:class:`Service` on a real node."""
 
     def __init__(self, endpoint: ChassisEndpoint, sb_remote: str,
-                 faults_enabled: bool = False) -> None:
+                 faults_enabled: bool = False, plugger: VifPlugger | None = None) -> None:
+        """``plugger``: how VIFs are plugged here (the agent passes os-vif's)."""
         self.chassis_name = endpoint.name
         self.faults_enabled = faults_enabled
         self._sb = SbClient(sb_remote)
-        self._chassis = LocalChassis(endpoint, self._sb)
+        self._chassis = LocalChassis(endpoint, self._sb, plugger=plugger)
+        self._plugger = plugger
         self._jobs: dict[tuple[str, str], _Job] = {}
         self._lock = threading.Lock()
 
@@ -97,9 +99,9 @@ class NodeService:
 
     # -- readiness ---------------------------------------------------------------------------
 
-    def watch_port(self, lsp: str, tap: str, request_id: str, timeout_s: float,
+    def watch_port(self, lsp: str, tap: str, mac: str, request_id: str, timeout_s: float,
                    use_ovn_installed: bool) -> None:
-        vif = Vif(lsp, tap, "", "")
+        vif = Vif(lsp, tap, mac, "")
         self._start("port", lsp, port_ready_key(lsp), request_id, timeout_s,
                     lambda: self._chassis.watch_port(vif, use_ovn_installed))  # fmt: skip
 
@@ -191,9 +193,13 @@ class NodeService:
             )
 
     def close(self) -> None:
-        """Cancel every watch and withdraw every verdict (agent shutdown)."""
+        """Cancel every watch, withdraw every verdict, stop the plugger's helpers (agent
+        shutdown)."""
         with self._lock:
             jobs = list(self._jobs)
         for kind, lsp in jobs:
             with contextlib.suppress(CutoverError):
                 self.cancel_watch(kind, lsp, missing_ok=True)
+        close = getattr(self._plugger, "close", None)
+        if close is not None:
+            close()

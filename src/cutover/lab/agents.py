@@ -46,7 +46,7 @@ def start_agents(topo: LabTopology, manifest: Manifest) -> None:
                 "--controller-ctl", str(ch.controller_ctl),
                 "--ofctl", shlex.join(install_for(ch.ovn).argv("ovs-ofctl")),
                 "--listen", f"unix:{socket_path(ch)}", "--token-file", str(token_path(topo)),
-                "--allow-faults"]  # fmt: skip
+                "--state-dir", str(ch.dir), "--allow-faults"]  # fmt: skip
         log = (ch.dir / f"{AGENT}.log").open("ab")
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True)  # fmt: skip

@@ -271,15 +271,15 @@ class Lab:
             chassis.build_chassis(topo, ch, self.manifest, steps)
         steps.advance(f"waiting for {topo.n_chassis} chassis with encaps in the SB")
         self._wait_chassis_registered()
-        steps.advance("logical switch, VM and client ports")
+        steps.advance("per-chassis agents")
+        agents.start_agents(topo, self.manifest)
+        steps.advance("logical switch, VM and client ports (plugged by the agents)")
         topo_ovn.build_logical_switch(topo)
-        topo_ovn.plug_all(topo)
+        topo_ovn.plug_all(topo, {c.name: c for c in self._make_site().chassis})
         steps.advance("waiting until every chassis bound its ports (--wait=hv)")
         topo_ovn.wait_hv_sync(topo)
         topo_ovn.wait_bound(topo)
         self._wait_tunnels()
-        steps.advance("per-chassis agents")
-        agents.start_agents(topo, self.manifest)
         steps.advance("writing site.json")
         site = self._make_site(rootfs.install_for(topo.ovn))
         site.save(topo.site_path)
@@ -352,6 +352,7 @@ class Lab:
                 "vm_uuid": {p.name: p.vm_uuid for p in topo.ports},
                 "ovn": {"install": install.name, "from": install.describe(),
                         **install.versions()},
+                "spare_chassis": list(topo.spares),
             },
         )
 
