@@ -275,7 +275,8 @@ class Lab:
         agents.start_agents(topo, self.manifest)
         steps.advance("logical switch, VM and client ports (plugged by the agents)")
         topo_ovn.build_logical_switch(topo)
-        topo_ovn.plug_all(topo, {c.name: c for c in self._make_site().chassis})
+        endpoints = self._make_site(rootfs.install_for(topo.ovn)).chassis
+        topo_ovn.plug_all(topo, {c.name: c for c in endpoints})
         steps.advance("waiting until every chassis bound its ports (--wait=hv)")
         topo_ovn.wait_hv_sync(topo)
         topo_ovn.wait_bound(topo)
