@@ -6,7 +6,14 @@ BIN    := $(VENV)/bin
 OUT    ?= results/demo
 RUNS   ?= 3
 
-.PHONY: deps debs venv demo test lint unit integration clean lab-down
+# OVN versions the version-dependent integration tests run on again after the full suite
+# on the host's OVN (each a Debian root built once into /var/cache/cutover/roots).
+TEST_OVNS ?= 25.03 26.03
+OVN_TESTS := tests/integration/test_ovn_install.py tests/integration/test_migration.py \
+	tests/integration/test_port_ready.py tests/integration/test_path_ready.py \
+	tests/integration/test_nb_cfg.py
+
+.PHONY: deps debs venv demo test test-ovn lint unit integration clean lab-down
 
 deps: debs venv
 
@@ -37,6 +44,15 @@ integration: deps
 
 test: deps lint
 	$(BIN)/pytest -v -rs tests
+	$(MAKE) --no-print-directory test-ovn
+
+# claim, legacy, nb-cfg, port-ready (both paths), path-ready, every rollback, the CLI bench,
+# and the install checks, on each of TEST_OVNS; a root that cannot be built fails them.
+test-ovn: deps
+	@set -e; for v in $(TEST_OVNS); do \
+		echo "== integration tests on OVN $$v =="; \
+		CUTOVER_TEST_OVN=$$v $(BIN)/pytest -v -rs $(OVN_TESTS); \
+	done
 
 lab-down: venv
 	$(BIN)/cutover lab down

@@ -23,6 +23,7 @@ from cutover import bounds
 from cutover.bench.faults import StallPlan
 from cutover.errors import CutoverError, InputError, PrerequisiteError
 from cutover.lab.load import LOAD_LEVELS
+from cutover.lab.ovn_install import parse_ovn
 from cutover.migration.context import ACTIVATIONS
 from cutover.migration.strategies import STRATEGY_NAMES
 
@@ -62,6 +63,17 @@ def _stall_spec(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _ovn(text: str) -> str:
+    try:
+        return parse_ovn(text)
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--ovn ")) from None
+
+
+OVN_HELP = ("OVN/OVS to run: host (this machine's packages), 25.03 (Debian trixie) or 26.03 "
+            "(Debian sid), built once into a cached Debian root")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="cutover",
@@ -76,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     up = lab_sub.add_parser("up", help="build central + chassis namespaces + guests")
     up.add_argument("--chassis", type=_bounded(bounds.CHASSIS), default=3,
                     help="number of chassis (3-99)")
+    up.add_argument("--ovn", type=_ovn, default="host", help=OVN_HELP)
     lab_sub.add_parser("down", help="remove everything the lab created (idempotent)")
     lab_sub.add_parser("status", help="show what runs")
     lab_sub.add_parser("restart-guests", help="start (or resume) each VM's guest on its chassis")
@@ -87,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
                        "published")
     agent.add_argument("--controller-ctl", help="ovn-controller's unixctl socket")
     agent.add_argument("--integration-bridge", default="br-int")
+    agent.add_argument("--ofctl", default="ovs-ofctl",
+                       help="this node's ovs-ofctl command, e.g. a newer OVS through its "
+                       "root's loader (shell words; default: ovs-ofctl on PATH)")
     agent.add_argument("--listen", required=True, help="unix:/path or https://ADDRESS:PORT")
     agent.add_argument("--token-file", required=True, type=Path,
                        help="bearer token every request must carry (mode 0600)")
@@ -129,6 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--chassis", type=_bounded(bounds.CHASSIS), default=None,
                        help="chassis of a lab the bench builds itself (3-99, default 3; "
                             "must match a running lab)")
+    bench.add_argument("--ovn", type=_ovn, action="append", dest="ovns", help=OVN_HELP
+                       + "; repeat to compare versions (one lab each, built in turn)")
     bench.add_argument("--keep-lab", action="store_true",
                        help="leave a lab that the bench built running afterwards")
     _copy_args(bench)

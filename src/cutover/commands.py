@@ -7,19 +7,25 @@ the lab (it is the top floor), the migration core never does.
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from cutover.bench import versions
+from cutover.bench.environment import lab_ovn
 from cutover.bench.faults import StallPlan
 from cutover.bench.report import summary_table, write_report
+from cutover.bench.results import BenchResult
 from cutover.bench.runner import MATRIX, BenchPlan, Condition, run_bench
 from cutover.errors import InputError, LabNotUp, SwitchedOverIncomplete
 from cutover.guest.emulated import EmulatedHypervisor
-from cutover.lab.lab import Lab
+from cutover.lab import rootfs
+from cutover.lab.lab import Lab, ovn_line
+from cutover.lab.ovn_install import HOST_OVN
 from cutover.lab.topology import LabTopology
 from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
@@ -38,12 +44,26 @@ def _progress(console: Console) -> Progress:
     )
 
 
-def _lab(args: argparse.Namespace, n_chassis: int = 3) -> Lab:
-    return Lab(LabTopology(prefix=args.prefix, n_chassis=n_chassis))
+def _lab(args: argparse.Namespace, n_chassis: int = 3, ovn: str = HOST_OVN) -> Lab:
+    return Lab(LabTopology(prefix=args.prefix, n_chassis=n_chassis, ovn=ovn))
+
+
+def ensure_ovn(ovn: str, console: Console) -> None:
+    """Build (once) the Debian root of a newer OVN with a progress bar; no-op for ``host``
+    or a root already in the cache."""
+    if rootfs.is_complete(rootfs.install_for(ovn)):
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task(f"Debian root for OVN {ovn}", total=1.0)
+        install = rootfs.ensure_root(
+            ovn, lambda msg, done: progress.update(task, description=msg, completed=done))
+    console.print(Text(f"OVN {ovn}: Debian root ready at {install.root}"))
 
 
 def lab_up(lab: Lab, console: Console) -> Site:
     """Build the lab and start its guests; a failed start tears the lab down again."""
+    ensure_ovn(lab.topo.ovn, console)
     with _progress(console) as progress:
         task = progress.add_task("building the OVN lab")
         site = lab.up(progress=lambda msg: progress.update(task, description=msg))
@@ -60,11 +80,12 @@ def lab_up(lab: Lab, console: Console) -> Site:
 
 def lab(args: argparse.Namespace, console: Console) -> int:
     if args.lab_command == "up":
-        site = lab_up(_lab(args, args.chassis), console)
+        site = lab_up(_lab(args, args.chassis, args.ovn), console)
         console.print(Text(
             f"lab {site.name} up: chassis {', '.join(c.name for c in site.chassis)}; "
             f"VMs {', '.join(f'{v.name}@{v.chassis}' for v in site.vms)}; "
-            f"client {', '.join(f'{c.name}@{c.chassis}' for c in site.clients)}"
+            f"client {', '.join(f'{c.name}@{c.chassis}' for c in site.clients)}; "
+            f"{ovn_line(lab_ovn(site.extra))}"
         ))
         return 0
     if args.lab_command == "down":
@@ -186,7 +207,35 @@ def bench(args: argparse.Namespace, console: Console) -> int:
         activation_timeout_s=args.activation_timeout,
     )
     out = _output_dir(args.out)
-    lab_ = _lab(args, args.chassis or 3)
+    ovns: list[str | None] = list(dict.fromkeys(args.ovns)) if args.ovns else [None]
+    if len(ovns) > 1 and _lab(args).status().state != "down":
+        raise InputError(
+            f"bench --ovn {' --ovn '.join(str(o) for o in ovns)} builds one lab per version "
+            f"under prefix {args.prefix!r}, but that lab exists: run 'cutover lab down' or "
+            "use another --prefix"
+        )
+    results = [_bench_on(args, console, plan, ovn, keep=args.keep_lab and ovn == ovns[-1])
+               for ovn in ovns]
+    result = results[0] if len(results) == 1 else versions.merge(results)
+    paths = write_report(result, out)
+    console.print(summary_table(result))
+    if len(results) > 1:
+        console.print(versions.comparison_table(result))
+    console.print(f"results: {paths.json}  report: {paths.markdown}")
+    failed = [r for r in result.runs if r.error]
+    for r in failed:
+        console.print(Text.assemble((f"run {r.run_index} {r.strategy} failed", "red"),
+                                    f": {r.error}"))  # fmt: skip
+    return 1 if failed else 0
+
+
+def _bench_on(
+    args: argparse.Namespace, console: Console, plan: BenchPlan, ovn: str | None, keep: bool
+) -> BenchResult:
+    """The plan on the running lab (``ovn`` None, or the lab runs that OVN), else on a lab
+    built for it and removed afterwards unless ``keep`` (``--keep-lab``: the last version's
+    lab stays up)."""
+    lab_ = _lab(args, args.chassis or 3, ovn or HOST_OVN)
     built = False
     try:
         site = lab_.site()
@@ -199,13 +248,20 @@ def bench(args: argparse.Namespace, console: Console) -> int:
                 f"lab {site.name} runs {len(site.chassis)} chassis but --chassis is "
                 f"{args.chassis}: drop --chassis, or 'cutover lab down' first"
             )
+        running = lab_ovn(site.extra).get("install", HOST_OVN)
+        if ovn is not None and running != ovn:
+            raise InputError(
+                f"lab {site.name} runs --ovn {running}, not {ovn}: drop --ovn, or "
+                "'cutover lab down' first, or use another --prefix"
+            )
+    where = f"OVN {lab_ovn(site.extra).get('ovn', '?')}"
     try:
         with _progress(console) as progress:
             total = plan.runs * len(plan.strategies) * len(plan.conditions)
-            task = progress.add_task("benchmark", total=total)
+            task = progress.add_task(f"benchmark on {where}", total=total)
 
             def step(msg: str) -> None:
-                progress.update(task, description=msg)
+                progress.update(task, description=f"{where}: {msg}")
 
             def saved(new_site: Site) -> None:
                 lab_.save_site(new_site)
@@ -218,18 +274,10 @@ def bench(args: argparse.Namespace, console: Console) -> int:
                     progress.advance(task)
                 step(msg)
 
-            result = run_bench(site, plan, EmulatedHypervisor(site), saved, load, measured)
+            return run_bench(site, plan, EmulatedHypervisor(site), saved, load, measured)
     finally:
-        if built and not args.keep_lab:
+        if built and not keep:
             lab_.down()
-    paths = write_report(result, out)
-    console.print(summary_table(result))
-    console.print(f"results: {paths.json}  report: {paths.markdown}")
-    failed = [r for r in result.runs if r.error]
-    for r in failed:
-        console.print(Text.assemble((f"run {r.run_index} {r.strategy} failed", "red"),
-                                    f": {r.error}"))  # fmt: skip
-    return 1 if failed else 0
 
 
 def agent(args: argparse.Namespace) -> int:
@@ -239,7 +287,8 @@ def agent(args: argparse.Namespace) -> int:
     serve(AgentConfig(
         chassis=args.chassis, ovs_remote=args.ovs_remote, sb_remote=args.sb_remote,
         listen=args.listen, token_file=args.token_file, controller_ctl=args.controller_ctl,
-        integration_bridge=args.integration_bridge, tls_cert=args.tls_cert,
+        integration_bridge=args.integration_bridge, ofctl=tuple(shlex.split(args.ofctl)),
+        tls_cert=args.tls_cert,
         tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
         allow_faults=args.allow_faults, plugger=args.plugger, state_dir=args.state_dir,
     ))

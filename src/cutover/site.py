@@ -31,6 +31,10 @@ class ChassisEndpoint:
     encap_ip: str = ""
     controller_ctl: str | None = None
     """ovn-controller's unixctl socket (used for fault injection and diagnostics)."""
+    ofctl: tuple[str, ...] = ("ovs-ofctl",)
+    """The command that runs this chassis' ``ovs-ofctl`` (an argv prefix): the flow
+    checks must speak the OpenFlow dialect of the OVS that runs there, e.g. a newer OVS's
+    own binary started through its root's loader."""
     agent: str | None = None
     """The chassis' cutover agent: ``unix:/path/agent.sock`` or ``https://host:port``.
     When set, the orchestrator acts on the chassis only through it."""
@@ -105,7 +109,7 @@ class Site:
                 name=d["name"],
                 nb_remote=d["nb_remote"],
                 sb_remote=d["sb_remote"],
-                chassis=tuple(ChassisEndpoint(**c) for c in d["chassis"]),
+                chassis=tuple(_chassis(c) for c in d["chassis"]),
                 vms=tuple(VmSpec(**v) for v in d["vms"]),
                 clients=tuple(VmSpec(**v) for v in d.get("clients", [])),
                 guest_dir=d.get("guest_dir", ""),
@@ -127,3 +131,10 @@ class Site:
             raise InputError(f"no site description at {path}; is the lab up?") from e
         except json.JSONDecodeError as e:
             raise InputError(f"site description {path} is not JSON ({e})") from e
+
+
+def _chassis(d: dict[str, Any]) -> ChassisEndpoint:
+    """A chassis from JSON (lists back to tuples, so endpoints compare and hash)."""
+    if "ofctl" in d:
+        d = {**d, "ofctl": tuple(d["ofctl"])}
+    return ChassisEndpoint(**d)

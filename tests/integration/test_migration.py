@@ -216,6 +216,10 @@ def test_cli_migrate_and_bench(lab: Lab, tmp_path: object) -> None:
 
     result = BenchResult.load(Path(out) / "bench.json")
     assert [r.strategy for r in result.runs] == ["legacy", "claim"]
+    ovn = lab.site().extra["ovn"]  # the lab's own binaries, not the host's
+    assert result.environment["ovn"] == ovn["ovn"]
+    assert result.environment["ovs"] == ovn["ovs"]
+    assert {r.ovn for r in result.runs} == {ovn["ovn"]}
     for run in result.runs:
         assert run.error is None
         assert run.probes_sent > 100

@@ -6,6 +6,7 @@ One lab for the module (prefix ``copa``); each test reads vm1's position from th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -50,7 +51,10 @@ def test_path_ready_migration_names_the_client_chassis(lab: Lab, clients: SiteCl
     names = [e[1] for e in report.timeline]
     assert client == "hv3"
     assert report.evidence.startswith(f"peers [{client}] reach {dst}")
-    assert f"{client}: 1 flows" in report.evidence and "(reaches" in report.evidence
+    # one remote-output flow on 23.03; 25.03+ also match two ICMP "frag needed" logical
+    # flows on reg15 (and output from table 42, not 39): the count is not the verdict
+    assert re.search(rf"{client}: \d+ flows", report.evidence)
+    assert "(reaches" in report.evidence
     assert "port-ready: ovn-installed+flows" in report.evidence or "flows-only" in report.evidence
     assert names.index("port-ready.seen") <= names.index("path-ready.seen")
     assert names.index(f"peer.ready {client}") < names.index("switchover")
@@ -93,7 +97,7 @@ def test_path_ready_timeout_names_the_peer_and_rolls_back(
     assert isinstance(cause, WaitTimeout)
     assert info.value.step == "wait-ready"
     assert client in cause.what
-    assert f"{client}: 1 flows" in cause.seen and "does not reach" in cause.seen
+    assert re.search(rf"{client}: \d+ flows", cause.seen) and "does not reach" in cause.seen
     assert ofctl_children() == []
     assert_rolled_back(clients, hv, site, vm, src, dst)
     # the destination did claim the port (only the peer was stalled); once it has caught up

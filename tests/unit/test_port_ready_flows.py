@@ -12,6 +12,7 @@ and port key on datapath 2."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import cast
 
@@ -26,10 +27,12 @@ from cutover.chassis.port_watch import (
     PATH_INSTALLED,
     WAIT_CLAIM,
     WAIT_LOOKUP,
+    WAIT_RARP,
+    complete,
     decide,
 )
 from cutover.errors import InvalidMigration
-from cutover.ovsdb.sb import SbClient
+from cutover.ovsdb.sb import BindingState, SbClient
 from cutover.site import ChassisEndpoint
 
 DATA = Path(__file__).parent / "data"
@@ -206,3 +209,40 @@ def test_port_ready_needs_the_vifs_mac() -> None:
                       sb=cast(SbClient, object()))  # never reached
     with pytest.raises(InvalidMigration, match="needs the VIF's MAC"):
         ch.watch_port(Vif("ls-vm1", "tap-vm1", "", ""))
+
+
+def test_half_installed_rarp_blocks_are_not_ready() -> None:
+    """Seen on OVN 25.03 right after ``ovn-installed``: the egress drop is in place, the
+    ingress drop and the RARP-to-controller flow are not yet."""
+    plain_in = [f for f in parse_flows(BLOCKED_IN_PORT) if f.priority == 100]
+    flows = classify(plain_in, parse_flows(BLOCKED_REG15), LOOKUP, _target(5))
+    assert flows.physical and flows.egress_blocked
+    assert not flows.ingress_blocked and not flows.rarp_to_controller
+    assert flows.partially_blocked and not flows.installed
+    assert flows.state == "partially-blocked" and "partially-blocked" in str(flows)
+    d = decide(installed=True, claimed=True, flows=flows, complete_since_ms=None, now=0.0)
+    assert not d.ready and WAIT_RARP in d.waiting_for
+
+
+def test_open_flows_are_not_ready_while_the_port_awaits_its_rarp() -> None:
+    """Seen on OVN 26.03: ``ovn-installed`` on the plain port flows, the rarp blocks added
+    in a later iteration. While the SB says the port awaits activation here, only the
+    blocked state is complete."""
+    open_flows = classify(parse_flows(OPEN_IN_PORT), parse_flows(OPEN_REG15), LOOKUP,
+                          _target(3))
+    assert open_flows.installed and not open_flows.blocked
+    assert complete(open_flows) and not complete(open_flows, awaits_rarp=True)
+    d = decide(installed=True, claimed=True, flows=open_flows, complete_since_ms=0.0,
+               now=1000.0, awaits_rarp=True)
+    assert not d.ready and d.waiting_for == (WAIT_RARP,)
+    assert decide(installed=True, claimed=True, flows=open_flows, complete_since_ms=0.0,
+                  now=1.0).ready  # activation none, or already activated: open is right
+
+
+def test_binding_awaits_activation() -> None:
+    b = BindingState("p", "hv1", (), "hv1", ("hv2",), True, (), "rarp")
+    assert b.awaits_activation("hv2")  # requested: northd wrote it before hv2 claimed
+    assert not b.awaits_activation("hv1")  # the main chassis is never blocked
+    assert not replace(b, activated=("hv2",)).awaits_activation("hv2")
+    assert not replace(b, activation_strategy="").awaits_activation("hv2")
+    assert replace(b, additional=("hv2",), requested_additional=()).awaits_activation("hv2")

@@ -29,6 +29,8 @@ class AgentConfig:
     token_file: Path
     controller_ctl: str | None = None
     integration_bridge: str = "br-int"
+    ofctl: tuple[str, ...] = ("ovs-ofctl",)
+    """This node's ``ovs-ofctl`` command (the OVS that runs here; ``ChassisEndpoint.ofctl``)."""
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
@@ -64,7 +66,7 @@ class AgentConfig:
     def endpoint(self) -> ChassisEndpoint:
         """The chassis as the agent sees it: devices in its own namespace (netns None)."""
         return ChassisEndpoint(self.chassis, self.ovs_remote, self.integration_bridge,
-                               controller_ctl=self.controller_ctl)  # fmt: skip
+                               controller_ctl=self.controller_ctl, ofctl=self.ofctl)  # fmt: skip
 
 
 def read_token(path: Path) -> str:

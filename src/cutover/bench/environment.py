@@ -15,8 +15,9 @@ import os
 import platform
 import re
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 ABSENT = "absent"
 TOOL_TIMEOUT_S = 5.0
@@ -47,6 +48,31 @@ def describe_environment(
         "python": platform.python_version(),
         "cpus": str(os.cpu_count() or "unknown"),
         "qemu": _first_line(runner, ["qemu-system-x86_64", "--version"]),
+    }
+
+
+def lab_ovn(extra: Mapping[str, Any]) -> Mapping[str, str]:
+    """What the site recorded about the OVN it runs (``Site.extra["ovn"]``; {} if none)."""
+    recorded = extra.get("ovn")
+    return {str(k): str(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
+
+
+def site_environment(extra: Mapping[str, Any]) -> dict[str, str]:
+    """The OVN/OVS the lab's daemons really run, as they reported it at ``lab up``.
+
+    Overrides :func:`describe_environment`'s ``ovn``/``ovs``, which ask the host's binaries:
+    a lab on a newer Debian root runs other ones. {} for a site that recorded nothing.
+    """
+    ovn = lab_ovn(extra)
+    if not ovn:
+        return {}
+    skip = {"ovn", "ovs", "install", "from"}
+    binaries = ", ".join(f"{k} {v}" for k, v in ovn.items() if k not in skip)
+    return {
+        "ovn": ovn.get("ovn", ABSENT),
+        "ovs": ovn.get("ovs", ABSENT),
+        "ovn_install": f"{ovn.get('install', '?')} ({ovn.get('from', '?')})",
+        "ovn_binaries": binaries,
     }
 
 

@@ -38,6 +38,7 @@ from cutover.bench.stats import (
     summarize,
     varying_fields,
 )
+from cutover.bench.versions import markdown_section
 
 SUMMARY_HEADERS: tuple[str, ...] = (
     "strategy", "condition", "n", "blackout ms", "min ms", "max ms", "loss outage ms",
@@ -159,6 +160,7 @@ def render_markdown(result: BenchResult, paths: ReportPaths) -> str:
         "",
         *_md_table(list(SUMMARY_HEADERS), summary_rows(result)),
         "",
+        *markdown_section(result),
         "## Ratios of median blackout between strategies",
         "",
         *_ratio_lines(groups),

@@ -96,6 +96,9 @@ class RunResult:
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form measurements, e.g. ``silences``: ``[[start_ms, end_ms], ...]`` in ms since
     the migration started."""
+    ovn: str = ""
+    """OVN version the run ran on, as ovn-controller reported it (e.g. ``25.03.0``); ''
+    in files written before version matrices (read as-is: the key is optional)."""
 
     @property
     def ok(self) -> bool:
@@ -136,6 +139,7 @@ class RunResult:
             timeline=[TimelineEvent.from_dict(_mapping(e, "timeline event")) for e in timeline],
             error=_optional(d, "error", str),
             extra=dict(extra),
+            ovn=_field(d, "ovn", str, ""),
         )
 
 

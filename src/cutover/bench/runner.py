@@ -10,13 +10,14 @@ Strategies alternate within a round so that a noisy neighbour hurts all of them 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from cutover import bounds
-from cutover.bench.environment import describe_environment
+from cutover.bench.environment import describe_environment, lab_ovn, site_environment
 from cutover.bench.faults import StallPlan
 from cutover.bench.preconditions import (
     BASELINE_STEADY,
@@ -140,7 +141,7 @@ def run_bench(
     home, away = vm.chassis, _destination(site, vm, client)
     result = BenchResult(
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        environment=describe_environment(),
+        environment={**describe_environment(), **site_environment(site.extra)},
         params={
             "strategies": list(plan.strategies),
             "conditions": [c.__dict__ for c in conditions],
@@ -155,6 +156,7 @@ def run_bench(
         },
         runs=[],
     )
+    ovn = lab_ovn(site.extra).get("ovn", "")  # each run carries it: a matrix groups by it
     with SbMonitor(site.sb_remote) as sb_monitor:
         for cond in conditions:
             if cond.load != site.extra.get("load", "L0"):
@@ -168,7 +170,7 @@ def run_bench(
                         site, plan, strategy, cond, index, hypervisor, clients, sb_monitor
                     )
                     save_site(site)
-                    result.runs.append(run)
+                    result.runs.append(dataclasses.replace(run, ovn=ovn))
         _return_home(site, plan, home, hypervisor, clients, save_site)
     return result
 

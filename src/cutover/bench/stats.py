@@ -109,15 +109,20 @@ def varying_fields(conditions: Iterable[Iterable[tuple[str, str]]]) -> set[str]:
 
 
 def key_for(runs: Iterable[RunResult]) -> tuple[str, ...]:
-    """:data:`DEFAULT_KEY`, plus ``guest`` when the runs mix guest kinds.
+    """:data:`DEFAULT_KEY`, plus ``guest`` when the runs mix guest kinds and ``ovn`` when
+    they mix OVN versions.
 
     A bench normally uses one guest kind, so ``guest`` is not in the default key; but
     an emulated guest and a QEMU guest are different experiments and must not share
     a median if a bench ever holds both.
     """
+    runs = list(runs)
+    key = DEFAULT_KEY
     if len({r.guest for r in runs}) > 1:
-        return (DEFAULT_KEY[0], "guest", *DEFAULT_KEY[1:])
-    return DEFAULT_KEY
+        key = (key[0], "guest", *key[1:])
+    if len({r.ovn for r in runs}) > 1:  # a version matrix: each version its own group
+        key = (key[0], "ovn", *key[1:])
+    return key
 
 
 def group_runs(

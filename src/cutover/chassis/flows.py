@@ -5,8 +5,9 @@ OVN version numbers its tables:
 
 - ingress, table 0: ``in_port=<ofport>`` -> load the logical datapath/inport, resubmit;
 - egress, the "logical to physical" output table: ``reg15=<port key>,metadata=<dp key>``
-  -> ``output:<ofport>`` (table 65 on OVN 23.03; the number differs on 24.x/25.x, so the
-  table is *found* as the one holding the ``output:<ofport>`` flow, never hard-coded).
+  -> ``output:<ofport>`` (table 65 on Debian's 23.03.1, 25.03.0 and 26.03.1 alike, as
+  measured; OVN may renumber its tables in any release, so the table is *found* as the one
+  holding the ``output:<ofport>`` flow, never hard-coded).
 
 With ``activation-strategy=rarp`` on an additional chassis it adds, until the RARP
 arrives, a higher-priority drop with the same match in both places and a priority-1010
@@ -96,15 +97,28 @@ class PortFlows:
 
     @property
     def installed(self) -> bool:
-        """Physical flows AND the port's logical pipeline."""
-        return self.physical and self.lookup.present
+        """Physical flows AND the port's logical pipeline, and the rarp blocks all there or
+        all gone (see :attr:`partially_blocked`)."""
+        return self.physical and self.lookup.present and not self.partially_blocked
 
     @property
     def blocked(self) -> bool:
         return self.ingress_blocked or self.egress_blocked
 
     @property
+    def partially_blocked(self) -> bool:
+        """Some of the rarp activation flows but not all three (ingress drop, egress drop,
+        RARP-to-controller): ovn-controller adds them together (physical.c), so this is a
+        half-installed state. OVN 25.03 was seen setting ``ovn-installed`` with only the
+        egress drop in place; a switchover then could lose the RARP that lifts the block
+        (no flow would send it to the controller), so it is not ready."""
+        return self.blocked and not (
+            self.ingress_blocked and self.egress_blocked and self.rarp_to_controller)
+
+    @property
     def state(self) -> str:
+        if self.physical and self.partially_blocked:
+            return "partially-blocked"
         if not self.physical:
             return "not-installed"
         if not self.lookup.present:
@@ -151,8 +165,12 @@ def classify(in_port_flows: Sequence[Flow], reg15_flows: Sequence[Flow],
     )
 
 
-def _ofctl() -> str:
-    return shutil.which("ovs-ofctl") or "ovs-ofctl"
+def _ofctl(command: Sequence[str]) -> list[str]:
+    """The argv prefix of ``ovs-ofctl``: a bare name is looked up on PATH, a longer command
+    (e.g. a newer OVS started through its root's loader) is used as it is."""
+    if len(command) == 1 and "/" not in command[0]:
+        return [shutil.which(command[0]) or command[0]]
+    return list(command)
 
 
 def _env(rundir: str) -> dict[str, str]:
@@ -162,9 +180,12 @@ def _env(rundir: str) -> dict[str, str]:
 class BridgeFlows:
     """``ovs-ofctl`` against one chassis' integration bridge."""
 
-    def __init__(self, rundir: str, bridge: str = "br-int") -> None:
+    def __init__(self, rundir: str, bridge: str = "br-int",
+                 ofctl: Sequence[str] = ("ovs-ofctl",)) -> None:
+        """``ofctl``: the chassis' ``ovs-ofctl`` command (``ChassisEndpoint.ofctl``)."""
         self.rundir = rundir
         self.bridge = bridge
+        self.ofctl = _ofctl(ofctl)
 
     def dump(self, match: str) -> list[Flow]:
         return self.dump_many([match])[0]
@@ -173,7 +194,7 @@ class BridgeFlows:
         """One filtered ``dump-flows`` per match, run concurrently: each ``ovs-ofctl`` is a
         process start (~5 ms here), and the detection latency pays for them in series
         otherwise."""
-        argvs = [[_ofctl(), "--no-names", "--no-stats", "dump-flows", self.bridge, m]
+        argvs = [[*self.ofctl, "--no-names", "--no-stats", "dump-flows", self.bridge, m]
                  for m in matches]
         procs: list[tuple[list[str], subprocess.Popen[str]]] = []
         try:
@@ -275,7 +296,7 @@ class _MonitorProcess:
         self._expected = len(specs)
         self._ready = False
         self.error: str | None = None
-        argv = [_ofctl(), "--no-names", "monitor", bridge.bridge,
+        argv = [*bridge.ofctl, "--no-names", "monitor", bridge.bridge,
                 *(f"watch:{s}" for s in specs)]
         try:
             self._proc = subprocess.Popen(

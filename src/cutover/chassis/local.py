@@ -95,7 +95,8 @@ class LocalChassis:
         self.grace_ms = grace_ms
         self._sb = sb
         self._vswitch: VswitchClient | None = None
-        self._bridge = BridgeFlows(rundir_for(endpoint), endpoint.integration_bridge)
+        self._bridge = BridgeFlows(rundir_for(endpoint), endpoint.integration_bridge,
+                                   endpoint.ofctl)
         self._plugger = plugger or TapPortPlugger(endpoint, lambda: self.vswitch)
 
     @property

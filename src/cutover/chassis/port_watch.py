@@ -69,6 +69,8 @@ WAIT_FLOW_CHECK = "a flow check (no ofport or port binding yet)"
 WAIT_PHYSICAL = "the port's physical flows (in_port -> pipeline, reg15 -> output)"
 WAIT_LOOKUP = "the port's L2 lookup flow (its switch's logical pipeline)"
 WAIT_INSTALLED = "ovn-installed, or the flows-only grace"
+WAIT_RARP = ("the port's rarp blocks (ingress drop, egress drop, RARP to the controller: the "
+             "SB says the port awaits its activation here)")
 
 
 @dataclass(frozen=True)
@@ -81,11 +83,22 @@ class Decision:
     """What is missing when not ready (for timeouts and status)."""
 
 
+def complete(flows: PortFlows | None, awaits_rarp: bool = False) -> bool:
+    """The port's flows are all there: both physical flows, and - while the SB says the
+    port awaits its rarp activation on this chassis - the rarp blocks too. OVN 26.03 was
+    seen setting ``ovn-installed`` on the plain, unblocked flows and adding the blocks in a
+    later iteration; a RARP sent before those arrive would never reach the controller."""
+    if flows is None or not flows.installed:
+        return False
+    return flows.blocked or not awaits_rarp
+
+
 def decide(installed: bool, claimed: bool, flows: PortFlows | None,
            complete_since_ms: float | None, now: float,
-           grace_ms: float = INSTALLED_GRACE_MS) -> Decision:
+           grace_ms: float = INSTALLED_GRACE_MS, awaits_rarp: bool = False) -> Decision:
     """The version-path decision (pure). ``complete_since_ms``: when the flows (physical
-    and the L2 lookup) were first seen complete (None if they are not).
+    and the L2 lookup, and the rarp blocks while the port awaits its activation here,
+    ``awaits_rarp``: see :func:`complete`) were first seen complete (None if they are not).
 
     ``ovn-installed`` never stands in for the claim or for the logical flows: a build that
     reports it early (first port on a switch) is caught by either."""
@@ -99,6 +112,8 @@ def decide(installed: bool, claimed: bool, flows: PortFlows | None,
             missing.append(WAIT_PHYSICAL)
         if not flows.lookup.present:
             missing.append(WAIT_LOOKUP)
+        if flows.physical and (flows.partially_blocked or (awaits_rarp and not flows.blocked)):
+            missing.append(WAIT_RARP)
     if missing:
         return Decision(False, waiting_for=tuple(missing))
     if installed:
@@ -224,7 +239,9 @@ class LocalPortWatch:
                     raise self._interrupted
                 flows = self._check()
                 t = now_ms()
-                if flows is not None and flows.installed:
+                binding = self._sb.binding(self.lsp)
+                awaits = binding is not None and binding.awaits_activation(self.chassis)
+                if complete(flows, awaits):
                     complete_since = complete_since if complete_since is not None else t
                 else:
                     complete_since = None
@@ -236,7 +253,7 @@ class LocalPortWatch:
                         and self._dump_started_ms > installed_ms):
                     self._fooled_ms = self._dump_started_ms
                 installed, claimed = "installed" in self._seen, "claim" in self._seen
-                d = decide(installed, claimed, flows, complete_since, t, self._grace_ms)
+                d = decide(installed, claimed, flows, complete_since, t, self._grace_ms, awaits)
                 self._decision = (d, installed, claimed)
                 if d.ready:
                     assert d.path is not None and flows is not None

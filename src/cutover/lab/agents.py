@@ -9,6 +9,7 @@ it is spawned, and is ready when its health route answers.
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,6 +20,7 @@ import httpx
 from cutover.errors import LabBuildError
 from cutover.lab import host
 from cutover.lab.manifest import Manifest
+from cutover.lab.rootfs import install_for
 from cutover.lab.topology import ChassisSpec, LabTopology
 
 AGENT = "cutover-agent"
@@ -42,6 +44,7 @@ def start_agents(topo: LabTopology, manifest: Manifest) -> None:
                 "--prefix", topo.prefix, "agent", "--chassis", ch.name,
                 "--ovs-remote", f"unix:{ch.db_sock}", "--sb-remote", f"unix:{topo.sb_sock}",
                 "--controller-ctl", str(ch.controller_ctl),
+                "--ofctl", shlex.join(install_for(ch.ovn).argv("ovs-ofctl")),
                 "--listen", f"unix:{socket_path(ch)}", "--token-file", str(token_path(topo)),
                 "--state-dir", str(ch.dir), "--allow-faults"]  # fmt: skip
         log = (ch.dir / f"{AGENT}.log").open("ab")

@@ -15,6 +15,7 @@ from typing import Any
 
 from cutover.lab import host
 from cutover.lab.manifest import Manifest
+from cutover.lab.rootfs import install_for
 from cutover.lab.topology import LabTopology
 
 GROUP = "central"
@@ -33,8 +34,8 @@ def nbctl(topo: LabTopology, *args: str, timeout: float | None = None) -> str:
     """Run ``ovn-nbctl`` against the lab's NB; ``--timeout`` bounds any ``--wait``."""
     t = timeout if timeout is not None else topo.timeout_s
     return host.run(
-        [host.tool("ovn-nbctl"), f"--db=unix:{topo.nb_sock}", f"--timeout={max(1, int(t))}",
-         *args],
+        [*install_for(topo.ovn).argv("ovn-nbctl"), f"--db=unix:{topo.nb_sock}",
+         f"--timeout={max(1, int(t))}", *args],
         env=central_env(topo), timeout=t + 5,
     )
 
@@ -43,8 +44,8 @@ def sbctl(topo: LabTopology, *args: str, timeout: float | None = None) -> str:
     """Run ``ovn-sbctl`` against the lab's SB; ``--timeout`` bounds ``wait-until``."""
     t = timeout if timeout is not None else topo.timeout_s
     return host.run(
-        [host.tool("ovn-sbctl"), f"--db=unix:{topo.sb_sock}", f"--timeout={max(1, int(t))}",
-         *args],
+        [*install_for(topo.ovn).argv("ovn-sbctl"), f"--db=unix:{topo.sb_sock}",
+         f"--timeout={max(1, int(t))}", *args],
         env=central_env(topo), timeout=t + 5,
     )
 
@@ -74,17 +75,18 @@ def build_central(
     d = topo.central_dir
     d.mkdir(parents=True, exist_ok=True)
     env = central_env(topo)
+    ovn = install_for(topo.ovn)
     for daemon, schema, sock, dbname, glob in (
-        (NB_DAEMON, host.SCHEMAS["nb"][0], topo.nb_sock, "OVN_Northbound", "NB_Global"),
-        (SB_DAEMON, host.SCHEMAS["sb"][0], topo.sb_sock, "OVN_Southbound", "SB_Global"),
+        (NB_DAEMON, ovn.schema("nb"), topo.nb_sock, "OVN_Northbound", "NB_Global"),
+        (SB_DAEMON, ovn.schema("sb"), topo.sb_sock, "OVN_Southbound", "SB_Global"),
     ):
         if progress:
             progress(f"central: {daemon}")
         db = d / f"{sock.stem}.db"
         db.unlink(missing_ok=True)
-        host.run([host.tool("ovsdb-tool"), "create", str(db), schema], env=env)
+        host.run([*ovn.argv("ovsdb-tool"), "create", str(db), schema], env=env)
         pid = host.spawn_daemon(
-            [host.tool("ovsdb-server"), str(db), f"--remote=punix:{sock}",
+            [*ovn.argv("ovsdb-server"), str(db), f"--remote=punix:{sock}",
              f"--remote=db:{dbname},{glob},connections",
              f"--unixctl={d / (sock.stem + '.ctl')}", f"--log-file={d / (daemon + '.log')}"],
             netns=None, pidfile=d / f"{daemon}.pid", env=env, timeout=topo.timeout_s,
@@ -95,7 +97,7 @@ def build_central(
     if progress:
         progress("central: ovn-northd")
     pid = host.spawn_daemon(
-        [host.tool("ovn-northd"), f"--ovnnb-db=unix:{topo.nb_sock}",
+        [*ovn.argv("ovn-northd"), f"--ovnnb-db=unix:{topo.nb_sock}",
          f"--ovnsb-db=unix:{topo.sb_sock}", f"--unixctl={d / 'ovn-northd.ctl'}",
          f"--log-file={d / 'ovn-northd.log'}"],
         netns=None, pidfile=d / f"{NORTHD}.pid", env=env, timeout=topo.timeout_s,

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from cutover.lab import host, underlay
 from cutover.lab.manifest import Manifest
+from cutover.lab.rootfs import install_for
 from cutover.lab.topology import ChassisSpec, LabTopology
 
 INTEGRATION_BRIDGE = "br-int"
@@ -32,8 +33,8 @@ def chassis_env(ch: ChassisSpec) -> dict[str, str]:
 def vsctl(ch: ChassisSpec, *args: str, timeout: float = 30.0) -> str:
     """``ovs-vsctl`` on this chassis' own database (waits for vswitchd unless --no-wait)."""
     return host.run(
-        [host.tool("ovs-vsctl"), f"--db=unix:{ch.db_sock}", f"--timeout={max(1, int(timeout))}",
-         *args],
+        [*install_for(ch.ovn).argv("ovs-vsctl"), f"--db=unix:{ch.db_sock}",
+         f"--timeout={max(1, int(timeout))}", *args],
         env=chassis_env(ch), timeout=timeout + 5,
     )
 
@@ -71,17 +72,18 @@ def build_chassis(
     underlay.connect_chassis(topo, ch)
 
     step("ovsdb-server")
+    ovn = install_for(ch.ovn)
     db = ch.dir / "conf.db"
     db.unlink(missing_ok=True)
-    host.run([host.tool("ovsdb-tool"), "create", str(db), host.SCHEMAS["vswitch"][0]])
+    host.run([*ovn.argv("ovsdb-tool"), "create", str(db), ovn.schema("vswitch")])
     _spawn(topo, ch, manifest, OVSDB,
-           [host.tool("ovsdb-server"), str(db), f"--remote=punix:{ch.db_sock}",
+           [*ovn.argv("ovsdb-server"), str(db), f"--remote=punix:{ch.db_sock}",
             f"--unixctl={ch.dir / 'ovsdb-server.ctl'}"])
     vsctl(ch, "--no-wait", "init", timeout=topo.timeout_s)
 
     step("ovs-vswitchd and bridges")
     _spawn(topo, ch, manifest, VSWITCHD,
-           [host.tool("ovs-vswitchd"), f"unix:{ch.db_sock}", "--enable-dummy",
+           [*ovn.argv("ovs-vswitchd"), f"unix:{ch.db_sock}", "--enable-dummy",
             f"--unixctl={ch.dir / 'ovs-vswitchd.ctl'}"])
     vsctl(
         ch,
@@ -116,8 +118,9 @@ def start_controller(topo: LabTopology, ch: ChassisSpec, manifest: Manifest) -> 
 
     Its unixctl socket is always reachable at ``ch.controller_ctl``, the path the site
     gives for stalls and liveness checks."""
-    argv = [host.tool("ovn-controller"), f"unix:{ch.db_sock}"]
-    if host.supports_option("ovn-controller", "--unixctl"):
+    ovn = install_for(ch.ovn)
+    argv = [*ovn.argv("ovn-controller"), f"unix:{ch.db_sock}"]
+    if host.supports_option(tuple(ovn.argv("ovn-controller")), "--unixctl"):
         argv.append(f"--unixctl={ch.controller_ctl}")
     pid = _spawn(topo, ch, manifest, CONTROLLER, argv)
     if not (ch.controller_ctl.exists() and not ch.controller_ctl.is_symlink()):

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from cutover.errors import LabBuildError, PrerequisiteError
+from cutover.lab.ovn_install import OvnInstall
 
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """Daemons live in /usr/sbin on Debian; a venv's PATH may lack it."""
@@ -60,26 +61,42 @@ def tool(name: str) -> str:
 
 
 @functools.cache
-def supports_option(binary: str, option: str) -> bool:
-    """Whether ``binary --help`` lists ``option`` (options differ between OVN releases)."""
-    out = subprocess.run([tool(binary), "--help"], capture_output=True, text=True,
+def supports_option(argv: tuple[str, ...], option: str) -> bool:
+    """Whether ``argv --help`` lists ``option`` (options differ between OVN releases);
+    ``argv`` is the command of one installation's binary (:meth:`OvnInstall.argv`)."""
+    out = subprocess.run([*argv, "--help"], capture_output=True, text=True,
                          timeout=10, check=False)
     return option in out.stdout
 
 
-def check_prerequisites() -> None:
-    """Root, the binaries, the schemas and /dev/net/tun: fail before building anything."""
+def check_prerequisites(install: OvnInstall | None = None) -> None:
+    """Root, the binaries, the schemas and /dev/net/tun: fail before building anything.
+
+    With a root ``install`` its programs and schemas are checked instead of the host's
+    OVN/OVS packages (``ip`` and ``sysctl`` always come from the host).
+    """
     if os.geteuid() != 0:
         raise PrerequisiteError(
             "the lab creates network namespaces and daemons: run it as root"
         )
-    absent = [name for name in REQUIRED_TOOLS if shutil.which(name, path=_search_path()) is None]
-    absent += [path for path, _ in SCHEMAS.values() if not Path(path).exists()]
+    if install is not None and install.root is not None:
+        absent_in_root = install.missing()
+        if absent_in_root:
+            raise PrerequisiteError(
+                f"the OVN root {install.root} lacks {', '.join(absent_in_root)}; remove it "
+                "so that the next 'cutover lab up' rebuilds it"
+            )
+        host_tools: tuple[str, ...] = ("ip", "sysctl")
+    else:
+        host_tools = tuple(REQUIRED_TOOLS)
+    absent = [name for name in host_tools if shutil.which(name, path=_search_path()) is None]
+    if install is None or install.root is None:
+        absent += [path for path, _ in SCHEMAS.values() if not Path(path).exists()]
     if absent:
         pkgs = {**REQUIRED_TOOLS, **dict(SCHEMAS.values())}
-        install = " ".join(sorted({pkgs[a] for a in absent}))
+        pkg_names = " ".join(sorted({pkgs[a] for a in absent}))
         raise PrerequisiteError(
-            f"missing {', '.join(absent)}; install them: apt-get install {install}"
+            f"missing {', '.join(absent)}; install them: apt-get install {pkg_names}"
         )
     if not Path("/dev/net/tun").exists():
         raise PrerequisiteError(

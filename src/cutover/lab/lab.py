@@ -18,10 +18,18 @@ from typing import Literal
 
 from rich.progress import Progress, TaskID
 
-from cutover.errors import LabAlreadyUp, LabBuildError, LabError, LabNotUp, PrerequisiteError
+from cutover.errors import (
+    CutoverError,
+    LabAlreadyUp,
+    LabBuildError,
+    LabError,
+    LabNotUp,
+    PrerequisiteError,
+)
 from cutover.guest.inventory import GuestRecord, guests_of
-from cutover.lab import agents, central, chassis, host, load, topo_ovn, underlay
+from cutover.lab import agents, central, chassis, host, load, rootfs, topo_ovn, underlay
 from cutover.lab.manifest import Manifest
+from cutover.lab.ovn_install import HOST_OVN, OvnInstall
 from cutover.lab.topology import ChassisSpec, LabTopology, PortSpec
 from cutover.ovsdb import connection
 from cutover.site import ChassisEndpoint, Site, VmSpec
@@ -50,6 +58,8 @@ class LabStatus:
     """Why the lab is stale (empty when up or down)."""
     guests: tuple[GuestRecord, ...] = ()
     """Each VM's guest and each client's prober (read when the lab is up)."""
+    ovn: Mapping[str, str] = field(default_factory=dict)
+    """The running lab's OVN install and versions (``site.json``'s ``extra["ovn"]``)."""
 
     @property
     def degraded(self) -> tuple[str, ...]:
@@ -62,6 +72,8 @@ class LabStatus:
         problems."""
         degraded = f", degraded: {'; '.join(self.degraded)}" if self.degraded else ""
         lines = [f"lab {self.prefix} is {self.state}{degraded} ({self.lab_dir})"]
+        if self.ovn:
+            lines.append(f"  {ovn_line(self.ovn)}")
         if self.namespaces:
             lines.append(f"  namespaces: {', '.join(self.namespaces)}")
         for group, daemons in self.daemons.items():
@@ -141,7 +153,8 @@ class Lab:
             state = "down"
         guests = guests_of(topo.site_path) if state == "up" else ()
         return LabStatus(state=state, prefix=topo.prefix, lab_dir=topo.dir, daemons=daemons,
-                         namespaces=namespaces, problems=tuple(problems), guests=guests)
+                         namespaces=namespaces, problems=tuple(problems), guests=guests,
+                         ovn=_recorded_ovn(topo.site_path))
 
     def restart_controller(self, name: str) -> int:
         """Start chassis ``name``'s ovn-controller again after it died (fault tests); returns
@@ -196,8 +209,12 @@ class Lab:
         """Build the whole lab and return its Site (also written to ``lab_dir/site.json``)."""
         topo = self.topo
         steps = _Steps(progress, f"lab {topo.prefix} up", total=8 + topo.n_chassis)
+        if topo.ovn != HOST_OVN:
+            steps(f"OVN {topo.ovn}: Debian root (built once, then cached)")
+            rootfs.ensure_root(topo.ovn, lambda msg, _done: steps(msg))
         steps("checking prerequisites")
-        host.check_prerequisites()
+        install = rootfs.install_for(topo.ovn)
+        host.check_prerequisites(install)
         if self.manifest.exists() and self._nb_alive():
             problems = self.status().problems
             degraded = f" (degraded: {'; '.join(problems)})" if problems else ""
@@ -258,13 +275,14 @@ class Lab:
         agents.start_agents(topo, self.manifest)
         steps.advance("logical switch, VM and client ports (plugged by the agents)")
         topo_ovn.build_logical_switch(topo)
-        topo_ovn.plug_all(topo, {c.name: c for c in self._make_site().chassis})
+        endpoints = self._make_site(rootfs.install_for(topo.ovn)).chassis
+        topo_ovn.plug_all(topo, {c.name: c for c in endpoints})
         steps.advance("waiting until every chassis bound its ports (--wait=hv)")
         topo_ovn.wait_hv_sync(topo)
         topo_ovn.wait_bound(topo)
         self._wait_tunnels()
         steps.advance("writing site.json")
-        site = self._make_site()
+        site = self._make_site(rootfs.install_for(topo.ovn))
         site.save(topo.site_path)
         return site
 
@@ -304,8 +322,9 @@ class Lab:
             host.wait_for(f"{topo.n_chassis - 1} Geneve tunnels on {ch.name}",
                           all_tunnels(ch), topo.timeout_s)
 
-    def _make_site(self) -> Site:
+    def _make_site(self, install: OvnInstall) -> Site:
         topo = self.topo
+        ofctl = tuple(install.argv("ovs-ofctl"))
 
         def vm(p: PortSpec) -> VmSpec:
             return VmSpec(name=p.name, lsp=p.lsp, mac=p.mac, ip=p.ip, chassis=p.chassis,
@@ -319,7 +338,7 @@ class Lab:
                 ChassisEndpoint(name=ch.name, ovs_remote=f"unix:{ch.db_sock}",
                                 integration_bridge=chassis.INTEGRATION_BRIDGE, netns=ch.netns,
                                 encap_ip=ch.encap_ip, controller_ctl=str(ch.controller_ctl),
-                                agent=f"unix:{agents.socket_path(ch)}",
+                                ofctl=ofctl, agent=f"unix:{agents.socket_path(ch)}",
                                 agent_token_file=str(agents.token_path(topo)))
                 for ch in topo.chassis
             ),
@@ -332,6 +351,8 @@ class Lab:
                 "underlay_netns": topo.underlay_netns,
                 "ovs_rundir": {ch.name: str(ch.dir) for ch in topo.chassis},
                 "vm_uuid": {p.name: p.vm_uuid for p in topo.ports},
+                "ovn": {"install": install.name, "from": install.describe(),
+                        **install.versions()},
                 "spare_chassis": list(topo.spares),
             },
         )
@@ -397,6 +418,21 @@ class Lab:
             except LabError as e:
                 left.append(f"netns {ns}: {e}")
         return left
+
+
+def ovn_line(ovn: Mapping[str, str]) -> str:
+    """``OVN 25.03.0, OVS 3.5.0 (--ovn 25.03: Debian root ...)`` for a status line."""
+    return (f"OVN {ovn.get('ovn', '?')}, OVS {ovn.get('ovs', '?')} "
+            f"(--ovn {ovn.get('install', '?')}: {ovn.get('from', '?')})")
+
+
+def _recorded_ovn(site_path: Path) -> dict[str, str]:
+    """What ``lab up`` recorded about its OVN install ({} when there is no site)."""
+    try:
+        recorded = Site.load(site_path).extra.get("ovn", {})
+    except CutoverError:
+        return {}
+    return {str(k): str(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
 
 
 def _recent_log_errors(lab_dir: Path, limit: int = 5) -> list[str]:

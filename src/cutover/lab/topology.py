@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cutover.chassis.base import vm_uuid
 from cutover.errors import InputError
+from cutover.lab.ovn_install import parse_ovn
 
 IFNAMSIZ = 15
 """Longest Linux interface name (IFNAMSIZ - 1): longer names are refused by the kernel."""
@@ -43,6 +44,8 @@ class ChassisSpec:
     """Underlay veth end inside the chassis netns (a port of br-phy)."""
     ul_veth: str
     """Peer end inside the underlay netns (a port of the underlay bridge)."""
+    ovn: str = "host"
+    """Which OVN/OVS installation runs this chassis (the lab's ``--ovn`` choice)."""
 
     @property
     def db_sock(self) -> Path:
@@ -102,8 +105,12 @@ class LabTopology:
     """Host part of the client's IP (10.99.0.100 by default)."""
     timeout_s: float = 30.0
     """Upper bound for each wait during the build (daemon start, SB registration, hv sync)."""
+    ovn: str = "host"
+    """OVN/OVS installation of every daemon and CLI: ``host`` or a newer Debian build
+    (:data:`cutover.lab.ovn_install.OVN_CHOICES`)."""
 
     def __post_init__(self) -> None:
+        parse_ovn(self.ovn)
         if not _PREFIX_RE.match(self.prefix):
             raise InputError(
                 f"lab prefix {self.prefix!r} is invalid: use 1-10 characters, lowercase letters "
@@ -235,6 +242,7 @@ class LabTopology:
             dir=self.dir / name,
             veth=f"{self.prefix}-eth0",
             ul_veth=f"{self.prefix}-{name}",
+            ovn=self.ovn,
         )
 
     def chassis_named(self, name: str) -> ChassisSpec:

@@ -33,6 +33,17 @@ class BindingState:
     requested_additional: tuple[str, ...]
     up: bool | None
     activated: tuple[str, ...]
+    activation_strategy: str = ""
+    """``options:activation-strategy`` (``rarp``, or '' for none)."""
+
+    def awaits_activation(self, chassis: str) -> bool:
+        """``chassis`` is (requested as, or already) an additional chassis of the port whose
+        ``rarp`` activation has not happened yet: OVN must keep the port blocked there until
+        the VM's RARP. The request counts too: northd writes it before the chassis claims,
+        and the claim may reach us after the chassis' first flows."""
+        additional = chassis in self.additional or chassis in self.requested_additional
+        return (self.activation_strategy == "rarp" and additional
+                and chassis not in self.activated)
 
     def claimed_by(self, chassis: str) -> bool:
         """``chassis`` holds the port, as the main or as an additional chassis."""
@@ -65,6 +76,7 @@ def binding_state(row: Any) -> BindingState:
         requested_additional=_names(row.requested_additional_chassis),
         up=bool(up[0]) if up else None,
         activated=tuple(a for a in activated.split(",") if a),
+        activation_strategy=str(row.options.get("activation-strategy", "")),
     )
 
 
