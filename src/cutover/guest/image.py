@@ -182,7 +182,8 @@ def _build(root: Path, abi: str, progress: Progress) -> GuestImage:
             gz.write(build_initramfs(moddir))
         (out / "initramfs.cpio.gz").write_bytes(buf.getvalue())
         meta = {"abi": abi, "kernel": kernel, "initrd": "initramfs.cpio.gz",
-                "package": debs[0].name, "recipe": recipe_id(), "built_s": round(time.monotonic() - t0, 1)}
+                "package": debs[0].name, "recipe": recipe_id(),
+                "built_s": round(time.monotonic() - t0, 1)}
         (out / META).write_text(json.dumps(meta, indent=2) + "\n")
         final = root / abi
         if final.exists():
