@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     lab_sub = lab.add_subparsers(dest="lab_command", required=True)
     up = lab_sub.add_parser("up", help="build central + chassis namespaces + guests")
     up.add_argument("--chassis", type=int, default=3, help="number of chassis (>= 3)")
+    _guest_args(up)
     lab_sub.add_parser("down", help="remove everything the lab created (idempotent)")
     lab_sub.add_parser("status", help="show what runs")
 
@@ -46,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     _migration_args(mig)
     mig.add_argument("--strategy", default="claim", choices=STRATEGIES)
     mig.add_argument("--stall", default="none", help="ROLE:MS, e.g. dst:2000 (default none)")
+    mig.add_argument("--max-bandwidth", type=float, default=None, metavar="MIB_S",
+                     help="QEMU guests: migration bandwidth cap in MiB/s (default QEMU's)")
 
     bench = sub.add_parser("bench", help="measure the blackout per strategy on the lab")
     bench.add_argument("--strategy", action="append", choices=STRATEGIES, dest="strategies",
@@ -66,7 +69,20 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--keep-lab", action="store_true",
                        help="leave a lab that the bench built running afterwards")
     _copy_args(bench)
+    _guest_args(bench)
+    bench.add_argument("--max-bandwidth", type=float, default=None, metavar="MIB_S",
+                       help="QEMU guests: migration bandwidth cap in MiB/s (default QEMU's)")
+    bench.add_argument("--floor", action="store_true",
+                       help="also measure the same QEMU migration on a plain Linux bridge "
+                            "(no OVN): the floor the report subtracts")
     return p
+
+
+def _guest_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--guest", default="emulated", choices=("emulated", "qemu"),
+                   help="VM guests: emulated processes or real QEMU (TCG) (default %(default)s)")
+    p.add_argument("--guest-ram", type=int, default=128, metavar="MB",
+                   help="QEMU guest RAM in MiB (default %(default)s)")
 
 
 def _migration_args(p: argparse.ArgumentParser) -> None:

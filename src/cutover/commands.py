@@ -7,6 +7,7 @@ the lab (it is the top floor), the migration core never does.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from rich.console import Console
@@ -16,7 +17,7 @@ from cutover.bench.faults import StallPlan
 from cutover.bench.report import summary_table, write_report
 from cutover.bench.runner import MATRIX, BenchPlan, Condition, run_bench
 from cutover.errors import InputError, LabNotUp, SwitchedOverIncomplete
-from cutover.guest.emulated import EmulatedHypervisor
+from cutover.guest.select import GuestOptions, check_matches, guest_driver, site_guest
 from cutover.lab.lab import Lab
 from cutover.lab.topology import LabTopology
 from cutover.migration.context import STRATEGIES, MigrationOptions
@@ -38,16 +39,25 @@ def _lab(args: argparse.Namespace, n_chassis: int = 3) -> Lab:
     return Lab(LabTopology(prefix=args.prefix, n_chassis=n_chassis))
 
 
-def lab_up(lab: Lab, console: Console) -> Site:
+def _guest(args: argparse.Namespace) -> GuestOptions:
+    return GuestOptions(args.guest, args.guest_ram,
+                        getattr(args, "max_bandwidth", None)).checked()
+
+
+def lab_up(lab: Lab, console: Console, guest: GuestOptions | None = None) -> Site:
     """Build the lab and start its guests; a failed start tears the lab down again."""
+    guest = guest or GuestOptions()
     with _progress(console) as progress:
         task = progress.add_task("building the OVN lab")
         site = lab.up(progress=lambda msg: progress.update(task, description=msg))
         try:
-            progress.update(task, description="starting guests")
-            hypervisor = EmulatedHypervisor(site)
-            for vm in site.vms:
-                hypervisor.ensure_running(vm)
+            progress.update(task, description=f"starting {guest.kind} guests")
+            site = dataclasses.replace(site, extra={**site.extra, **guest.record()})
+            lab.save_site(site)
+            with guest_driver(site, guest,
+                              lambda msg: progress.update(task, description=msg)) as hv:
+                for vm in site.vms:
+                    hv.ensure_running(vm)
         except BaseException:
             lab.down()
             raise
@@ -56,7 +66,7 @@ def lab_up(lab: Lab, console: Console) -> Site:
 
 def lab(args: argparse.Namespace, console: Console) -> int:
     if args.lab_command == "up":
-        site = lab_up(_lab(args, args.chassis), console)
+        site = lab_up(_lab(args, args.chassis), console, _guest(args))
         console.print(
             f"lab [bold]{site.name}[/] up: chassis {', '.join(c.name for c in site.chassis)}; "
             f"VMs {', '.join(f'{v.name}@{v.chassis}' for v in site.vms)}; "
@@ -94,16 +104,14 @@ def migrate(args: argparse.Namespace, console: Console) -> int:
     vm = site.vm_named(args.vm)
     stall = StallPlan.parse(args.stall)
     client_chassis = site.clients[0].chassis if site.clients else args.dst
+    guest = dataclasses.replace(site_guest(site), max_bandwidth_mib=args.max_bandwidth)
     injector = stall.injector(site, args.dst, client_chassis)
     try:
-        report = run_migration(
-            site,
-            args.vm,
-            args.dst,
-            _options(args, args.strategy),
-            EmulatedHypervisor(site),
-            observers=[injector],
-        )
+        with guest_driver(site, guest.checked()) as hv:
+            report = run_migration(
+                site, args.vm, args.dst, _options(args, args.strategy), hv,
+                observers=[injector],
+            )
     except SwitchedOverIncomplete:
         lab_.save_site(site.with_vm_on(vm.name, args.dst))  # it runs there now
         raise
@@ -137,12 +145,16 @@ def bench(args: argparse.Namespace, console: Console) -> int:
     default = STRATEGIES if args.matrix else ("legacy", "claim")
     strategies = tuple(args.strategies or default)
     conditions = _conditions(args)  # reject bad specs before building anything
+    guest = _guest(args)
+    if args.floor and guest.kind != "qemu":
+        raise InputError("--floor measures a real QEMU migration: add --guest qemu")
     lab_ = _lab(args, args.chassis)
     built = False
     try:
         site = lab_.site()
+        check_matches(site, guest)
     except LabNotUp:
-        site = lab_up(lab_, console)
+        site = lab_up(lab_, console, guest)
         built = True
     plan = BenchPlan(
         strategies=strategies,
@@ -152,6 +164,8 @@ def bench(args: argparse.Namespace, console: Console) -> int:
         copy_ms=args.copy_ms,
         pause_ms=args.pause_ms,
         ready_timeout_s=args.ready_timeout,
+        guest=guest.kind,
+        params={"guest_ram_mb": guest.ram_mb, "max_bandwidth_mib": guest.max_bandwidth_mib},
     )
     try:
         with _progress(console) as progress:
@@ -172,7 +186,12 @@ def bench(args: argparse.Namespace, console: Console) -> int:
                     progress.advance(task)
                 step(msg)
 
-            result = run_bench(site, plan, EmulatedHypervisor(site), saved, load, measured)
+            with guest_driver(site, guest, step) as hv:
+                result = run_bench(site, plan, hv, saved, load, measured)
+            if args.floor:
+                from cutover.bench.floor import measure_floor
+
+                result = measure_floor(result, site, plan, guest, step)
     finally:
         if built and not args.keep_lab:
             lab_.down()
