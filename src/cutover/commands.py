@@ -14,9 +14,10 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from cutover.bench.faults import StallPlan
+from cutover.bench.guest_report import floor_table
 from cutover.bench.report import summary_table, write_report
 from cutover.bench.runner import MATRIX, BenchPlan, Condition, run_bench
-from cutover.errors import InputError, LabNotUp, SwitchedOverIncomplete
+from cutover.errors import CutoverError, InputError, LabNotUp, SwitchedOverIncomplete
 from cutover.guest.select import GuestOptions, check_matches, guest_driver, site_guest
 from cutover.lab.lab import Lab
 from cutover.lab.topology import LabTopology
@@ -150,6 +151,7 @@ def bench(args: argparse.Namespace, console: Console) -> int:
         raise InputError("--floor measures a real QEMU migration: add --guest qemu")
     lab_ = _lab(args, args.chassis)
     built = False
+    floor_error: str | None = None
     try:
         site = lab_.site()
         check_matches(site, guest)
@@ -191,15 +193,23 @@ def bench(args: argparse.Namespace, console: Console) -> int:
             if args.floor:
                 from cutover.bench.floor import measure_floor
 
-                result = measure_floor(result, site, plan, guest, step)
+                try:
+                    result = measure_floor(result, site, plan, guest, step)
+                except CutoverError as e:  # keep the strategies' runs: write them anyway
+                    floor_error = f"{type(e).__name__}: {e}"
     finally:
         if built and not args.keep_lab:
             lab_.down()
     out: Path = args.out
     paths = write_report(result, out)
     console.print(summary_table(result))
+    floor = floor_table(result)
+    if floor is not None:
+        console.print(floor)
     console.print(f"results: {paths.json}  report: {paths.markdown}")
     failed = [r for r in result.runs if r.error]
     for r in failed:
         console.print(f"[red]run {r.run_index} {r.strategy} failed[/]: {r.error}")
-    return 1 if failed else 0
+    if floor_error:
+        console.print(f"[red]floor failed[/]: {floor_error}")
+    return 1 if failed or floor_error else 0
