@@ -5,6 +5,10 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 OUT    ?= results/demo
 RUNS   ?= 3
+GUEST  ?= qemu
+# real QEMU guests (TCG) by default, with the floor (same migration on a Linux bridge) in
+# the same run; GUEST=emulated runs the fast emulated guests instead.
+FLOOR  := $(if $(filter qemu,$(GUEST)),--floor)
 
 .PHONY: deps debs venv demo test lint unit integration clean lab-down
 
@@ -22,8 +26,8 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 demo: deps
-	$(BIN)/cutover bench --strategy legacy --strategy claim --stall dst:2000 \
-		--runs $(RUNS) --out $(OUT)
+	$(BIN)/cutover bench --guest $(GUEST) $(FLOOR) --strategy legacy --strategy claim \
+		--stall dst:2000 --runs $(RUNS) --out $(OUT)
 
 lint: venv
 	$(BIN)/ruff check src tests
