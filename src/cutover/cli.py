@@ -1,7 +1,10 @@
 """The ``cutover`` command: the only place that prints and picks exit codes.
 
-Errors of cutover's own tree print as ``Type: message`` on stderr with exit code 1;
-anything else is a bug and keeps its traceback.
+Errors of cutover's own tree print as ``Type: message`` on stderr, one line: a bad request
+(:class:`~cutover.errors.InputError`, including every option refused while parsing, before
+anything is built or changed) exits with 2, any other error with 1. Anything else is a bug
+and keeps its traceback. Text that comes from outside (SB rows, error messages, timeline
+details) is printed literally, never read as rich markup: ``peers [hv3]`` stays as it is.
 """
 
 from __future__ import annotations
@@ -9,23 +12,58 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from cutover.errors import CutoverError, PrerequisiteError
+from cutover import bounds
+from cutover.bench.faults import StallPlan
+from cutover.errors import CutoverError, InputError, PrerequisiteError
 from cutover.lab.load import LOAD_LEVELS
 from cutover.migration.context import ACTIVATIONS, STRATEGIES
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 """Piped or captured output (make demo, CI logs) gets a table wide enough to read."""
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
+"""Errors are one line each, never wrapped: a log or a test reads them whole."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a refused option is one ``InputError: ...`` line and exit code 2
+    (argparse's own usage dump would bury the message)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _Refused(f"{message} (see '{self.prog} --help')")
+
+
+class _Refused(InputError):
+    pass
+
+
+def _bounded(bound: bounds.Bound) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            return bounds.parse(bound, text)
+        except InputError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix(f"{bound.name} ")) from None
+
+    parse.__name__ = bound.name.lstrip("-")  # argparse names the type in some messages
+    return parse
+
+
+def _stall_spec(text: str) -> str:
+    try:
+        return StallPlan.parse(text).spec
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="cutover",
         description="Live-migrate VMs on OVN without losing traffic, and measure it.",
     )
@@ -36,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     lab = sub.add_parser("lab", help="build, inspect or remove the embedded OVN lab")
     lab_sub = lab.add_subparsers(dest="lab_command", required=True)
     up = lab_sub.add_parser("up", help="build central + chassis namespaces + guests")
-    up.add_argument("--chassis", type=int, default=3, help="number of chassis (>= 3)")
+    up.add_argument("--chassis", type=_bounded(bounds.CHASSIS), default=3,
+                    help="number of chassis (3-99)")
     _guest_args(up)
     lab_sub.add_parser("down", help="remove everything the lab created (idempotent)")
     lab_sub.add_parser("status", help="show what runs")
@@ -46,14 +85,16 @@ def _parser() -> argparse.ArgumentParser:
     mig.add_argument("--to", required=True, dest="dst", help="destination chassis")
     _migration_args(mig)
     mig.add_argument("--strategy", default="claim", choices=STRATEGIES)
-    mig.add_argument("--stall", default="none", help="ROLE:MS, e.g. dst:2000 (default none)")
-    mig.add_argument("--max-bandwidth", type=float, default=None, metavar="MIB_S",
+    mig.add_argument("--stall", default="none", type=_stall_spec,
+                     help="ROLE:MS, e.g. dst:2000 (default none)")
+    mig.add_argument("--max-bandwidth", type=_bounded(bounds.MAX_BANDWIDTH_MIB), default=None,
+                     metavar="MIB_S",
                      help="QEMU guests: migration bandwidth cap in MiB/s (default QEMU's)")
 
     bench = sub.add_parser("bench", help="measure the blackout per strategy on the lab")
     bench.add_argument("--strategy", action="append", choices=STRATEGIES, dest="strategies",
                        help="repeat for several (default: legacy and claim; all with --matrix)")
-    bench.add_argument("--stall", action="append", dest="stalls",
+    bench.add_argument("--stall", action="append", dest="stalls", type=_stall_spec,
                        help="ROLE:MS, e.g. dst:2000 or peer:2000; repeat for several")
     bench.add_argument("--load", action="append", dest="loads", choices=LOAD_LEVELS,
                        help="control-plane load on the destination; repeat for several")
@@ -61,16 +102,20 @@ def _parser() -> argparse.ArgumentParser:
                        choices=ACTIVATIONS, help="OVN activation strategy; repeat for several")
     bench.add_argument("--matrix", action="store_true",
                        help="strategies x {L0, L2, dst:2000 stall, peer:2000 stall}")
-    bench.add_argument("--runs", type=int, default=3, help="migrations per strategy")
+    bench.add_argument("--runs", type=_bounded(bounds.RUNS), default=3,
+                       help="migrations per strategy and condition (1-1000)")
     bench.add_argument("--out", type=Path, default=Path("results/bench"))
-    bench.add_argument("--interval-ms", type=float, default=2.0, help="probe interval")
-    bench.add_argument("--chassis", type=int, default=3,
-                       help="chassis of a lab the bench builds itself (>= 3)")
+    bench.add_argument("--interval-ms", type=_bounded(bounds.INTERVAL_MS), default=2.0,
+                       help="probe interval (0.5-1000 ms)")
+    bench.add_argument("--chassis", type=_bounded(bounds.CHASSIS), default=None,
+                       help="chassis of a lab the bench builds itself (3-99, default 3; "
+                            "must match a running lab)")
     bench.add_argument("--keep-lab", action="store_true",
                        help="leave a lab that the bench built running afterwards")
     _copy_args(bench)
     _guest_args(bench)
-    bench.add_argument("--max-bandwidth", type=float, default=None, metavar="MIB_S",
+    bench.add_argument("--max-bandwidth", type=_bounded(bounds.MAX_BANDWIDTH_MIB), default=None,
+                       metavar="MIB_S",
                        help="QEMU guests: migration bandwidth cap in MiB/s (default QEMU's)")
     bench.add_argument("--floor", action="store_true",
                        help="also measure the same QEMU migration on a plain Linux bridge "
@@ -81,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
 def _guest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guest", default="emulated", choices=("emulated", "qemu"),
                    help="VM guests: emulated processes or real QEMU (TCG) (default %(default)s)")
-    p.add_argument("--guest-ram", type=int, default=128, metavar="MB",
+    p.add_argument("--guest-ram", type=_bounded(bounds.GUEST_RAM_MB), default=128, metavar="MB",
                    help="QEMU guest RAM in MiB (default %(default)s)")
 
 
@@ -91,9 +136,15 @@ def _migration_args(p: argparse.ArgumentParser) -> None:
 
 
 def _copy_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--copy-ms", type=float, default=500.0, help="memory-copy phase")
-    p.add_argument("--pause-ms", type=float, default=30.0, help="stop-and-copy window")
-    p.add_argument("--ready-timeout", type=float, default=30.0, help="seconds")
+    p.add_argument("--copy-ms", type=_bounded(bounds.COPY_MS), default=500.0,
+                   help="memory-copy phase (0-600000 ms)")
+    p.add_argument("--pause-ms", type=_bounded(bounds.PAUSE_MS), default=30.0,
+                   help="stop-and-copy window (0-60000 ms)")
+    p.add_argument("--ready-timeout", type=_bounded(bounds.READY_TIMEOUT_S), default=30.0,
+                   help="seconds the switchover may wait for readiness (> 0, <= 3600)")
+    p.add_argument("--activation-timeout", type=_bounded(bounds.ACTIVATION_TIMEOUT_S),
+                   default=30.0, help="seconds for the destination to become the only "
+                   "chassis after the switchover (> 0, <= 3600)")
 
 
 GIL_SWITCH_INTERVAL_S = 0.0005
@@ -103,7 +154,11 @@ hand-off to every readiness detection."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except _Refused as e:
+        _print_error(e)
+        return 2
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     try:
         if os.geteuid() != 0:
@@ -119,8 +174,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench":
             return commands.bench(args, console)
         raise AssertionError(args.command)
+    except InputError as e:
+        _print_error(e)
+        return 2
     except CutoverError as e:
-        err_console.print(f"[bold red]{type(e).__name__}[/]: {e}", highlight=False)
+        _print_error(e)
         return 1
     except KeyboardInterrupt:
         err_console.print("Interrupted: run 'cutover lab status' to see what is left")
@@ -131,13 +189,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         close_all()
 
 
+def _print_error(e: CutoverError) -> None:
+    name = "InputError" if isinstance(e, _Refused) else type(e).__name__
+    err_console.print(Text.assemble((name, "bold red"), ": ", str(e)), highlight=False)
+
+
 def timeline_table(rows: list[tuple[float, str, str]], title: str) -> Table:
-    table = Table(title=title)
+    """A migration's timeline; names and details are literal text, not markup."""
+    table = Table(title=Text(title))
     table.add_column("t (ms)", justify="right")
     table.add_column("event")
     table.add_column("detail", overflow="fold")
     for t, name, detail in rows:
-        table.add_row(f"{t:9.1f}", name, detail)
+        table.add_row(f"{t:9.1f}", Text(name), Text(detail))
     return table
 
 

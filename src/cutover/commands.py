@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from cutover.bench.faults import StallPlan
 from cutover.bench.guest_report import floor_table
@@ -41,7 +42,7 @@ def _lab(args: argparse.Namespace, n_chassis: int = 3) -> Lab:
 
 
 def _guest(args: argparse.Namespace) -> GuestOptions:
-    return GuestOptions(args.guest, args.guest_ram,
+    return GuestOptions(args.guest, int(args.guest_ram),
                         getattr(args, "max_bandwidth", None)).checked()
 
 
@@ -68,22 +69,22 @@ def lab_up(lab: Lab, console: Console, guest: GuestOptions | None = None) -> Sit
 def lab(args: argparse.Namespace, console: Console) -> int:
     if args.lab_command == "up":
         site = lab_up(_lab(args, args.chassis), console, _guest(args))
-        console.print(
-            f"lab [bold]{site.name}[/] up: chassis {', '.join(c.name for c in site.chassis)}; "
+        console.print(Text(
+            f"lab {site.name} up: chassis {', '.join(c.name for c in site.chassis)}; "
             f"VMs {', '.join(f'{v.name}@{v.chassis}' for v in site.vms)}; "
             f"client {', '.join(f'{c.name}@{c.chassis}' for c in site.clients)}"
-        )
+        ))
         return 0
     if args.lab_command == "down":
         left = _lab(args).down()
         if left:
             for item in left:
-                console.print(f"left behind: {item}")
+                console.print(Text(f"left behind: {item}"))
             return 1
         console.print(f"lab {args.prefix} is down; nothing left behind")
         return 0
     status = _lab(args).status()
-    console.print(status.describe())
+    console.print(Text(status.describe()))
     return 0
 
 
@@ -94,6 +95,7 @@ def _options(args: argparse.Namespace, strategy: str) -> MigrationOptions:
         copy_ms=args.copy_ms,
         pause_ms=args.pause_ms,
         ready_timeout_s=args.ready_timeout,
+        activation_timeout_s=args.activation_timeout,
     )
 
 
@@ -121,10 +123,10 @@ def migrate(args: argparse.Namespace, console: Console) -> int:
     lab_.save_site(site.with_vm_on(vm.name, args.dst))
     console.print(timeline_table(report.timeline, f"{report.vm}: {report.src} -> {report.dst} "
                                  f"({report.strategy})"))
-    console.print(
+    console.print(Text(
         f"migrated in {report.migration_ms:.0f} ms; waited {report.ready_wait_ms:.0f} ms "
         f"for readiness ({report.evidence or 'no wait'})"
-    )
+    ))
     return 0
 
 
@@ -142,14 +144,39 @@ def _conditions(args: argparse.Namespace) -> tuple[Condition, ...]:
     )
 
 
+def _output_dir(out: Path) -> Path:
+    """``--out``, created now: a bench must not run for minutes and then fail to write."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a directory for bench.json and the report")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(
+            f"--out {out}: cannot create it ({e.strerror}); give another directory"
+        ) from None
+    return out
+
+
 def bench(args: argparse.Namespace, console: Console) -> int:
     default = STRATEGIES if args.matrix else ("legacy", "claim")
     strategies = tuple(args.strategies or default)
-    conditions = _conditions(args)  # reject bad specs before building anything
     guest = _guest(args)
     if args.floor and guest.kind != "qemu":
         raise InputError("--floor measures a real QEMU migration: add --guest qemu")
-    lab_ = _lab(args, args.chassis)
+    plan = BenchPlan(  # validates every option before anything is built
+        strategies=strategies,
+        conditions=_conditions(args),
+        runs=args.runs,
+        probe_interval_ms=args.interval_ms,
+        copy_ms=args.copy_ms,
+        pause_ms=args.pause_ms,
+        ready_timeout_s=args.ready_timeout,
+        activation_timeout_s=args.activation_timeout,
+        guest=guest.kind,
+        params={"guest_ram_mb": guest.ram_mb, "max_bandwidth_mib": guest.max_bandwidth_mib},
+    )
+    out = _output_dir(args.out)
+    lab_ = _lab(args, args.chassis or 3)
     built = False
     floor_error: str | None = None
     try:
@@ -158,20 +185,15 @@ def bench(args: argparse.Namespace, console: Console) -> int:
     except LabNotUp:
         site = lab_up(lab_, console, guest)
         built = True
-    plan = BenchPlan(
-        strategies=strategies,
-        conditions=conditions,
-        runs=args.runs,
-        probe_interval_ms=args.interval_ms,
-        copy_ms=args.copy_ms,
-        pause_ms=args.pause_ms,
-        ready_timeout_s=args.ready_timeout,
-        guest=guest.kind,
-        params={"guest_ram_mb": guest.ram_mb, "max_bandwidth_mib": guest.max_bandwidth_mib},
-    )
+    else:
+        if args.chassis is not None and args.chassis != len(site.chassis):
+            raise InputError(
+                f"lab {site.name} runs {len(site.chassis)} chassis but --chassis is "
+                f"{args.chassis}: drop --chassis, or 'cutover lab down' first"
+            )
     try:
         with _progress(console) as progress:
-            total = args.runs * len(strategies) * len(conditions)
+            total = plan.runs * len(plan.strategies) * len(plan.conditions)
             task = progress.add_task("benchmark", total=total)
 
             def step(msg: str) -> None:
@@ -200,7 +222,6 @@ def bench(args: argparse.Namespace, console: Console) -> int:
     finally:
         if built and not args.keep_lab:
             lab_.down()
-    out: Path = args.out
     paths = write_report(result, out)
     console.print(summary_table(result))
     floor = floor_table(result)
@@ -209,7 +230,8 @@ def bench(args: argparse.Namespace, console: Console) -> int:
     console.print(f"results: {paths.json}  report: {paths.markdown}")
     failed = [r for r in result.runs if r.error]
     for r in failed:
-        console.print(f"[red]run {r.run_index} {r.strategy} failed[/]: {r.error}")
+        console.print(Text.assemble((f"run {r.run_index} {r.strategy} failed", "red"),
+                                    f": {r.error}"))  # fmt: skip
     if floor_error:
-        console.print(f"[red]floor failed[/]: {floor_error}")
+        console.print(Text.assemble(("floor failed", "red"), f": {floor_error}"))
     return 1 if failed or floor_error else 0

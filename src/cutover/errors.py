@@ -18,8 +18,12 @@ The CLI prints ``Type: message`` and exits non-zero.
     |   +-- LabNotUp
     |   +-- LabBuildError
     +-- OvsdbError                 a transaction or connection failed
+    +-- ChassisUnreachable         a chassis daemon's control socket did not answer
+    |   +-- ControllerDown         ... its ovn-controller is not running: not ready
     +-- WaitTimeout                a wait ran out; carries the state it saw
     +-- GuestError                 a guest / prober process misbehaved
+    +-- MeasurementError           a bench run cannot measure (no baseline, site != SB,
+    |                              the VM never answered again): the run fails, loudly
     +-- PlugError                  a TAP or OVS port could not be created or removed
     +-- MigrationError             a migration step failed
         +-- MigrationAborted       ... and was rolled back (VM still on its source)
@@ -84,6 +88,27 @@ class OvsdbError(CutoverError):
     """An OVSDB connection or transaction failed (translated from ovsdbapp)."""
 
 
+class ChassisUnreachable(CutoverError):
+    """A daemon of a chassis (ovn-controller, ovs-vswitchd) did not answer on its control
+    socket."""
+
+
+class ControllerDown(ChassisUnreachable):
+    """The ovn-controller of a chassis a migration depends on is not running.
+
+    Its flows stay on br-int (fail-mode secure) but nothing maintains them: a destination
+    in that state is not ready, whatever its flows say."""
+
+    def __init__(self, chassis: str, role: str, reason: str) -> None:
+        super().__init__(
+            f"ovn-controller of {role} chassis {chassis} is not running ({reason}): "
+            f"start it again on {chassis} and retry the migration"
+        )
+        self.chassis = chassis
+        self.role = role
+        self.reason = reason
+
+
 class WaitTimeout(CutoverError):
     """A wait ran out of time. ``seen`` is the last state observed, for the operator."""
 
@@ -96,6 +121,10 @@ class WaitTimeout(CutoverError):
 
 class GuestError(CutoverError):
     """A guest or prober process did not answer or died."""
+
+
+class MeasurementError(CutoverError):
+    """A bench run could not produce an honest number; the run is recorded as failed."""
 
 
 class PlugError(CutoverError):

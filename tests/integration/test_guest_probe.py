@@ -278,7 +278,9 @@ def test_pause_loses_probes_and_resume_brings_answers_back(lab: Lab) -> None:
         time.sleep(0.3)
         steady = summarize(prober.stop(), 2.0, prober.duplicates)
         assert steady.probes_sent > 20
-        assert steady.probes_lost == 0 and steady.blackout_ms == 0.0
+        # No loss: the longest silence is the reply spacing, about one interval.
+        assert steady.probes_lost == 0 and steady.loss_outage_ms == 0.0
+        assert 0 < steady.blackout_ms < 20.0 and not steady.blackout_open
 
         prober.start()
         time.sleep(0.2)
@@ -289,17 +291,16 @@ def test_pause_loses_probes_and_resume_brings_answers_back(lab: Lab) -> None:
         samples = prober.stop()
 
     s = summarize(samples, 2.0, prober.duplicates)
-    assert s.probes_lost > 0 and s.blackout_ms > 0
+    assert s.probes_lost > 0 and s.blackout_ms >= 200.0 - 10.0  # paused for 200 ms
     events = wait_events(lab.hv, lab.vm, "chA", "rarp", 5)
     (resumed,) = events_named(events, "resumed")
     t_resume = t_ms(resumed)
     assert t_pause < t_resume
-    # Causal bounds only: the probe before the silence was answered before the pause,
-    # the reply ending it was produced after the resume.
-    worst = max(s.windows, key=lambda w: w.gap_ms)
-    sent_at = {seq: sent for seq, sent, _ in samples}
-    assert not worst.open
-    assert sent_at[worst.first_seq - 1] < t_pause and worst.end_ms > t_resume
+    # Causal bounds only: the longest silence began with a reply produced before the
+    # pause (delivered within ~10 ms) and ended with one produced after the resume.
+    worst = s.longest
+    assert worst is not None and not worst.open
+    assert worst.start_ms <= t_pause + 10.0 and worst.end_ms > t_resume
     assert any(recv is not None and sent > t_resume for _, sent, recv in samples)
     assert all(recv is None or recv >= sent for _, sent, recv in samples)
 
@@ -339,10 +340,9 @@ def test_migration_moves_answers_to_destination_after_rarp(lab: Lab) -> None:
 
     s = summarize(samples, 2.0, prober.duplicates)
     assert s.probes_lost > 0 and s.blackout_ms > 0
-    worst = max(s.windows, key=lambda w: w.gap_ms)
-    sent_at = {seq: sent for seq, sent, _ in samples}
-    assert not worst.open
-    assert sent_at[worst.first_seq - 1] < t_pause < t_switch < worst.end_ms
+    worst = s.longest
+    assert worst is not None and not worst.open
+    assert worst.start_ms <= t_pause + 10.0 and t_pause < t_switch < worst.end_ms
     assert any(recv is not None and sent > t_switch for _, sent, recv in samples)
 
     dst_events = wait_events(lab.hv, lab.vm, "chB", "rarp", 5)

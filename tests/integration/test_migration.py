@@ -156,13 +156,20 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_errors_are_one_line_and_nonzero(lab: Lab) -> None:
+    """Bad requests exit 2, other failures 1; each prints one ``Type: message`` line."""
+    before = lab.site()
     r = _cli("migrate", "nosuch", "--to", "hv2")
-    assert r.returncode == 1
-    assert r.stderr.startswith("UnknownVm: ")
+    assert r.returncode == 2
+    assert r.stderr.startswith("UnknownVm: ") and r.stderr.count("\n") == 1
     r = _cli("lab", "up")
     assert r.returncode == 1 and r.stderr.startswith("LabAlreadyUp: ")
     r = _cli("migrate", "vm1", "--to", "hv2", "--stall", "dst:abc")
-    assert r.returncode == 1 and r.stderr.startswith("InputError: ")
+    assert r.returncode == 2 and r.stderr.startswith("InputError: ")
+    # an option that conflicts with the running lab: refused before anything runs
+    r = _cli("bench", "--chassis", "4", "--runs", "1")
+    assert r.returncode == 2 and "runs 3 chassis but --chassis is 4" in r.stderr
+    assert r.stderr.count("\n") == 1
+    assert lab.site() == before and lab.status().state == "up"
 
 
 def test_cli_migrate_and_bench(lab: Lab, tmp_path: object) -> None:
@@ -184,6 +191,8 @@ def test_cli_migrate_and_bench(lab: Lab, tmp_path: object) -> None:
     for run in result.runs:
         assert run.error is None
         assert run.probes_sent > 100
-        assert run.blackout_ms >= 0
+        # the source is paused 30 ms before the switchover: at least that long silent
+        assert run.blackout_ms >= 30.0 and run.max_rtt_ms is not None
+        assert run.loss_outage_ms <= run.blackout_ms + run.probe_interval_ms
         assert any(e.event == "switchover" for e in run.timeline)
     assert (Path(out) / "blackout.png").stat().st_size > 0

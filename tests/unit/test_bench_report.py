@@ -37,6 +37,7 @@ def make_run(strategy: str, blackout_ms: float, **kw: Any) -> RunResult:
         "probes_sent": 200,
         "probes_lost": int(blackout_ms // 10),
         "blackout_ms": blackout_ms,
+        "loss_outage_ms": 10.0 * int(blackout_ms // 10),
         "migration_ms": 800.0,
         "ready_wait_ms": 25.0,
         "timeline": [
@@ -45,7 +46,7 @@ def make_run(strategy: str, blackout_ms: float, **kw: Any) -> RunResult:
             TimelineEvent(switchover, "switchover"),
             TimelineEvent(switchover + blackout_ms, "activated"),
         ],
-        "extra": {"loss_windows": [[switchover, switchover + blackout_ms]]},
+        "extra": {"silences": [[switchover, switchover + blackout_ms]]},
     }
     fields.update(kw)
     return RunResult(**fields)
@@ -133,13 +134,14 @@ def test_report_md_quotes_the_computed_medians(report: tuple[BenchResult, Report
     rows = {(cells[0], cells[1]): cells for cells in summary_cells(md)}
     stall = "stall=dst:2000, activation=rarp, load=L0"
     none = "stall=none, activation=rarp, load=L0"
-    # strategy, condition, n, median, min, max, lost, ready-wait, migration, failed
+    col = SUMMARY_HEADERS.index
     assert rows[("legacy", none)][2:6] == ["3", "250.0", "200.0", "300.0"]
     assert rows[("claim", none)][2:6] == ["3", "12.0", "8.0", "15.0"]
     assert rows[("legacy", stall)][3] == "2300.0"
     assert rows[("claim", stall)][2:6] == ["3", "40.0", "30.0", "50.0"]
-    assert rows[("claim", stall)][9] == "1"
-    assert rows[("claim", stall)][6] == "4.0"  # median probes lost of 40/30/50 ms at 10 ms
+    assert rows[("claim", stall)][col("failed")] == "1"
+    assert rows[("claim", stall)][col("lost")] == "4.0"  # of 40/30/50 ms at 10 ms
+    assert rows[("claim", stall)][col("loss outage ms")] == "40.0"
 
 
 def test_report_md_has_ratios_images_environment_and_method(
@@ -155,6 +157,10 @@ def test_report_md_has_ratios_images_environment_and_method(
     assert '| strategies | ["legacy", "claim"] |' in md
     assert "GuestError: died" in md  # failed runs are listed with their error
     assert "## How measured" in md and "third chassis" in md
+    how = md[md.index("## How measured"):]
+    for term in ("longest interval, by arrival time", "loss outage", "max RTT", "duplicates",
+                 "failed, not measured"):
+        assert term in how
 
 
 def test_summary_table_has_one_row_per_group() -> None:
@@ -172,7 +178,7 @@ def test_malformed_loss_windows_and_unusual_events_still_render(tmp_path: Path) 
         "port-ready",
         0.0,
         timeline=[TimelineEvent(-5.0, "stall.start"), TimelineEvent(3.0, "made.up.event")],
-        extra={"loss_windows": [[1, "x"], "junk", [2.0]]},
+        extra={"silences": [[1, "x"], "junk", [2.0]]},
     )
     paths = write_report(make_bench([odd, make_run("legacy", 3000.0)]), tmp_path)
     assert_readable_png(paths.timeline_png)
@@ -191,3 +197,21 @@ def test_empty_and_all_failed_benches_still_produce_a_report(tmp_path: Path) -> 
     assert "| legacy | stall=none, activation=rarp, load=L0 | 0 | - |" in (
         paths.markdown.read_text()
     )
+
+
+def test_blackout_title_stays_inside_the_figure() -> None:
+    """A long condition line once ran off the figure's left edge (a centred axes title)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from cutover.bench import report
+
+    runs = [make_run(s, b, stall="dst:2000", activation="none", load="L2")
+            for s, b in [("legacy", 2000.0), ("claim", 36.0)] * 3]  # fmt: skip
+    fig = report._blackout_figure(make_bench(runs))
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # type: ignore[no-untyped-call]
+    title = fig.get_suptitle()
+    assert "stall=dst:2000" in title and "activation=none" in title
+    renderer = canvas.get_renderer()  # type: ignore[no-untyped-call]
+    box = fig._suptitle.get_window_extent(renderer)  # type: ignore[attr-defined]
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.x1

@@ -46,6 +46,7 @@ def make_run(strategy: str = "legacy", blackout_ms: float = 100.0, **kw: Any) ->
         "probes_sent": 300,
         "probes_lost": int(blackout_ms // 10),
         "blackout_ms": blackout_ms,
+        "loss_outage_ms": 10.0 * int(blackout_ms // 10),
         "migration_ms": 900.0,
         "ready_wait_ms": 0.0,
     }
@@ -73,14 +74,14 @@ def test_json_round_trip_preserves_everything(tmp_path: Path) -> None:
         detection_latency_ms=3.25,
         sb_writes=7,
         timeline=[TimelineEvent(0.0, "plug.start"), TimelineEvent(512.5, "switchover", "ch2")],
-        extra={"loss_windows": [[500.0, 542.5]], "note": {"nested": True}},
+        extra={"silences": [[500.0, 542.5]], "note": {"nested": True}},
     )
     failed = make_run("legacy", 0.0, error="WaitTimeout: timed out")
     bench = make_bench([rich_run, failed])
     path = tmp_path / "bench.json"
     bench.save(path)
 
-    assert json.loads(path.read_text())["version"] == RESULT_FORMAT_VERSION == 1
+    assert json.loads(path.read_text())["version"] == RESULT_FORMAT_VERSION == 2
     loaded = BenchResult.load(path)
     assert loaded == bench
     assert loaded.runs[0].timeline[1] == TimelineEvent(512.5, "switchover", "ch2")
@@ -99,10 +100,10 @@ def test_whole_numbers_written_as_ints_load_as_floats() -> None:
 
 def test_other_version_is_refused_naming_the_file(tmp_path: Path) -> None:
     d = make_bench([make_run()]).to_dict()
-    d["version"] = 2
+    d["version"] = 1
     path = tmp_path / "old-bench.json"
     path.write_text(json.dumps(d))
-    with pytest.raises(InputError, match=r"old-bench\.json.*version 2.*re-run the bench"):
+    with pytest.raises(InputError, match=r"old-bench\.json.*version 1.*re-run the bench"):
         BenchResult.load(path)
 
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import pytest
 
+from cutover.chassis import unixctl
 from cutover.errors import InputError, LabError
-from cutover.lab import unixctl
 from cutover.lab.stall import ControllerStall
 
 

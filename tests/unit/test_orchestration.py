@@ -167,3 +167,34 @@ def test_site_round_trip_and_move() -> None:
     assert Site.from_dict(moved.to_dict()) == moved
     with pytest.raises(UnknownChassis):
         SITE.with_vm_on("vm1", "hv7")
+
+
+@pytest.mark.parametrize("strategy", ["claim", "nb-cfg", "port-ready", "path-ready"])
+def test_readiness_is_confirmed_right_before_the_point_of_no_return(strategy: str) -> None:
+    names = [s.name for s in build_steps(strategy)]
+    i = names.index("switchover")
+    assert names[i - 2 : i + 1] == ["pause-source", "confirm-ready", "switchover"]
+
+
+@pytest.mark.parametrize("strategy", ["port-ready", "path-ready"])
+def test_flow_strategies_need_the_destination_controller_socket(strategy: str) -> None:
+    with pytest.raises(InvalidMigration, match="no controller_ctl"):
+        validate(SITE, "vm1", "hv2", MigrationOptions(strategy=strategy))
+    with_ctl = Site(
+        name="t", nb_remote="unix:/nb", sb_remote="unix:/sb", vms=SITE.vms,
+        chassis=tuple(ChassisEndpoint(c.name, c.ovs_remote, controller_ctl=f"/run/{c.name}.ctl")
+                      for c in SITE.chassis),
+    )  # fmt: skip
+    validate(with_ctl, "vm1", "hv2", MigrationOptions(strategy=strategy))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"copy_ms": -1.0}, {"pause_ms": float("nan")}, {"ready_timeout_s": 0.0},
+     {"activation_timeout_s": -5.0}],
+)  # fmt: skip
+def test_out_of_range_options_are_refused_when_built(options: dict[str, float]) -> None:
+    from cutover.errors import InputError
+
+    with pytest.raises(InputError):
+        MigrationOptions(**options)  # type: ignore[arg-type]

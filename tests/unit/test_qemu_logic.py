@@ -182,7 +182,8 @@ def _run(strategy: str, blackout: float, stall: str = "dst:2000", **extra: float
     return RunResult(strategy=strategy, guest="qemu", stall=stall, activation="rarp",
                      load="L0", vm="vm1", src="hv1", dst="hv2", run_index=0,
                      probe_interval_ms=2.0, probes_sent=1000, probes_lost=3,
-                     blackout_ms=blackout, migration_ms=2000.0, ready_wait_ms=0.0,
+                     blackout_ms=blackout, loss_outage_ms=blackout, migration_ms=2000.0,
+                     ready_wait_ms=0.0,
                      extra=dict(extra))
 
 

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from cutover.bench.preconditions import check_baseline, unmeasurable
 from cutover.bench.results import BenchResult, RunResult, TimelineEvent
 from cutover.bench.runner import SETTLE_S, WARMUP_S, BenchPlan, guest_figures
 from cutover.errors import CutoverError, LabBuildError
@@ -125,15 +126,21 @@ def measure_floor(result: BenchResult, site: Site, plan: BenchPlan, guest: Guest
 
 def _run_once(fsite: Site, vm: VmSpec, client: VmSpec, plan: BenchPlan, index: int,
               hv: Hypervisor) -> tuple[RunResult, VmSpec]:
-    """One measured migration to the other side; returns the run and the VM as it is now."""
+    """One measured migration to the other side; returns the run and the VM as it is now.
+
+    Measured exactly like a strategy's run (same prober, warm-up, baseline check, settle
+    and analysis), with the hypervisor steps called directly: there is no network to
+    prepare."""
     dst = fsite.chassis_named("fb" if vm.chassis == "fa" else "fa")
     error: str | None = None
     marks: list[tuple[float, str]] = []
+    moved = vm
     with Prober(fsite, client, vm, plan.probe_interval_ms) as prober:
         prober.start()
         time.sleep(WARMUP_S)
         t0 = time.time() * 1000.0
         try:
+            check_baseline(prober.status(), vm, client)
             hv.prepare_destination(vm, dst)
             marks.append((time.time() * 1000.0, "incoming.started"))
             hv.copy_memory(vm, dst, plan.copy_ms)
@@ -144,24 +151,34 @@ def _run_once(fsite: Site, vm: VmSpec, client: VmSpec, plan: BenchPlan, index: i
             moved = dataclasses.replace(vm, chassis=dst.name)
         except CutoverError as e:
             error = f"{type(e).__name__}: {e}"
-            hv.abort(vm, dst)
-            moved = vm
+            if marks:
+                hv.abort(vm, dst)
         time.sleep(SETTLE_S)
         samples = prober.stop()
-    summary = summarize(samples, plan.probe_interval_ms)
-    figures = guest_figures(hv, vm) if error is None else {}
+        duplicates = prober.duplicates
+    summary = summarize(samples, plan.probe_interval_ms, duplicates)
+    if error is None and summary.blackout_open:
+        error = str(unmeasurable(summary, vm, client))
+    figures = guest_figures(hv, vm) if moved is not vm else {}
     timeline = [TimelineEvent(round(t - t0, 3), n, dst.name) for t, n in marks]
     run = RunResult(
         strategy=STRATEGY, guest=plan.guest, stall="none", activation="none", load="L0",
         vm=vm.name, src=vm.chassis, dst=dst.name, run_index=index,
         probe_interval_ms=plan.probe_interval_ms, probes_sent=summary.probes_sent,
-        probes_lost=summary.probes_lost, blackout_ms=summary.blackout_ms,
-        migration_ms=round(marks[-1][0] - t0, 3) if error is None else 0.0,
-        ready_wait_ms=0.0, timeline=timeline, error=error,
-        extra={"loss_windows": [[round(w.start_ms - t0, 3), round(w.end_ms - t0, 3)]
-                                for w in summary.windows],
-               "network": "Linux bridge (no OVN)",
-               **{k: v for k, v in figures.items() if not k.endswith("_at_ms")}},
+        probes_lost=summary.probes_lost, blackout_ms=round(summary.blackout_ms, 3),
+        loss_outage_ms=round(summary.loss_outage_ms, 3),
+        migration_ms=round(marks[-1][0] - t0, 3) if moved is not vm else 0.0,
+        ready_wait_ms=0.0,
+        max_rtt_ms=None if summary.max_rtt_ms is None else round(summary.max_rtt_ms, 3),
+        duplicates=summary.duplicates, timeline=timeline, error=error,
+        extra={
+            "silences": [[round(w.start_ms - t0, 3), round(w.end_ms - t0, 3)]
+                         for w in summary.silences],
+            "loss_runs": [[round(r.first_sent_ms - t0, 3), round(r.last_sent_ms - t0, 3),
+                           r.lost] for r in summary.loss_runs],
+            "network": "Linux bridge (no OVN)",
+            **{k: v for k, v in figures.items() if not k.endswith("_at_ms")},
+        },
     )
     return run, moved
 

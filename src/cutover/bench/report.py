@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,19 +41,28 @@ from cutover.bench.stats import (
 )
 
 SUMMARY_HEADERS: tuple[str, ...] = (
-    "strategy", "condition", "n", "median blackout ms", "min ms", "max ms",
-    "median lost", "median ready-wait ms", "median migration ms", "failed",
+    "strategy", "condition", "n", "blackout ms", "min ms", "max ms", "loss outage ms",
+    "lost", "max RTT ms", "dups", "ready-wait ms", "migration ms", "failed",
 )  # fmt: skip
 
 HOW_MEASURED = (
     "A client on a third chassis, neither source nor destination, sends ICMP echo "
     "requests to the migrating VM at a fixed interval and timestamps every reply. "
-    "The blackout of a migration is the gap between the last reply before and the first "
-    "reply after its loss window, so it is what a user of the VM would notice; it is "
-    "resolved to about one probe interval. Strategies are run alternately, repeatedly, "
-    "on the same lab, and every number above is a median over the successful runs of one "
-    "strategy under one condition; failed runs are listed but excluded. Absolute values "
-    "depend on the machine: quote ratios between strategies of the same bench."
+    "**blackout** (time-derived): the longest interval, by arrival time, in which the "
+    "client received no reply at all - the first replies of all probes sorted by receive "
+    "time, the largest gap between neighbours; a late reply does not end a silence before "
+    "it arrives, and a delay spike without loss counts. It is what a user of the VM feels; "
+    "with no loss it is about one probe interval, never 0. **loss outage** (loss-derived): "
+    "probes lost x probe interval; smaller than the blackout when replies were delayed "
+    "rather than lost. **max RTT**: the largest round-trip time of an answered probe. "
+    "**duplicates**: replies beyond the first for one probe (traffic cloned to two "
+    "chassis). A run is failed, not measured, when before it the SB did not match the "
+    "site or the client got no replies, or when its longest silence ran into the end of "
+    "the capture (the VM never answered again: the blackout is only a lower bound). "
+    "Strategies are run alternately, repeatedly, on the same lab; every number above is a "
+    "median over the successful runs of one strategy under one condition; failed runs are "
+    "listed but excluded. Absolute values depend on the machine: quote ratios between "
+    "strategies of the same bench. Definitions and tests: docs/metrics.md."
 )
 
 # 11 shapes against 10 colours: (colour, shape) pairs do not repeat before 110 event names.
@@ -101,7 +111,10 @@ def summary_rows(result: BenchResult) -> list[list[str]]:
                 _num(g.blackout_median_ms),
                 _num(g.blackout_min_ms),
                 _num(g.blackout_max_ms),
+                _num(g.loss_outage_median_ms),
                 _num(g.probes_lost_median),
+                _num(g.max_rtt_median_ms),
+                _num(g.duplicates_median),
                 _num(g.ready_wait_median_ms),
                 _num(g.migration_median_ms),
                 str(g.failed),
@@ -114,8 +127,8 @@ def summary_table(result: BenchResult) -> Table:
     """The summary as a rich table, for the CLI to print."""
     ok = sum(r.ok for r in result.runs)
     table = Table(
-        title=f"Blackout per strategy: medians over {ok} successful runs, "
-        f"{_interval_text(result.runs)}",
+        title=f"Blackout per strategy: medians over {ok} successful runs (min and max of "
+        f"the blackout beside it), {_interval_text(result.runs)}",
     )
     for i, header in enumerate(SUMMARY_HEADERS):
         table.add_column(header, justify="left" if i < 2 else "right")
@@ -142,7 +155,8 @@ def render_markdown(result: BenchResult, paths: ReportPaths) -> str:
         "",
         "## Summary",
         "",
-        "Times in ms. Medians over successful runs; `failed` runs are excluded from them.",
+        "Times in ms. Every column but `n`, `min ms`, `max ms` and `failed` is a median over "
+        "the successful runs (`dups`: duplicate replies); `failed` runs are excluded.",
         "",
         *_md_table(list(SUMMARY_HEADERS), summary_rows(result)),
         "",
@@ -221,7 +235,8 @@ def _blackout_figure(result: BenchResult) -> Figure:
     varying = varying_fields(conditions)
     slot = len(strategies) + 1  # one empty slot separates condition groups
     colors = _colors(strategies, "tab10")
-    fig = Figure(figsize=(max(6.5, 2.2 + 0.55 * slot * len(conditions)), 5.0), layout="tight")
+    fig = Figure(figsize=(max(6.5, 2.2 + 0.55 * slot * len(conditions)), 5.0),
+                 layout="constrained")
     ax = fig.add_subplot()
     for g in groups:
         x = conditions.index(g.condition()) * slot + strategies.index(g.get("strategy"))
@@ -256,14 +271,14 @@ def _blackout_figure(result: BenchResult) -> Figure:
     ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1, 1), frameon=False)
     same = [f"{f}={v}" for f, v in conditions[0] if f not in varying] if conditions else []
     failed = len(result.runs) - sum(r.ok for r in result.runs)
-    ax.set_title(f"Client-visible blackout per migration strategy\n{_interval_text(result.runs)}, "
-                 f"{len(result.runs)} runs ({failed} failed)"
-                 + (f"; {', '.join(same)}" if same else ""), fontsize=10)  # fmt: skip
+    _title(fig, "Client-visible blackout per migration strategy",
+           f"{_interval_text(result.runs)}, {len(result.runs)} runs ({failed} failed)"
+           + (f"; {', '.join(same)}" if same else ""))  # fmt: skip
     return fig
 
 
 def _timeline_figure(result: BenchResult) -> Figure:
-    """One lane per run, a marker per event, the probe loss window shaded behind.
+    """One lane per run, a marker per event, the silences (no reply) shaded behind.
 
     Events are staggered vertically by name so that steps a few ms apart (invisible
     at a 3 s scale) do not hide each other; lanes are grouped by condition.
@@ -277,10 +292,12 @@ def _timeline_figure(result: BenchResult) -> Figure:
     varying = varying_fields(conditions)
     events = _events_in_time_order(runs)
     colors = _colors(events, "tab10")
-    fig = Figure(figsize=(11.0, 1.8 + 0.32 * len(runs)), layout="tight")
+    # tall enough for one lane per run AND for the legend beside them (one row per event)
+    height = max(2.2 + 0.32 * len(runs), 1.4 + 0.19 * (len(events) + 2))
+    fig = Figure(figsize=(11.0, height), layout="constrained")
     ax = fig.add_subplot()
     for lane, run in enumerate(runs):
-        for start, end in _loss_windows(run):
+        for start, end in _silences(run):
             ax.broken_barh([(start, end - start)], (lane - 0.4, 0.8), color=_LOSS_COLOR, alpha=0.2)
         if lane and conditions[lane] != conditions[lane - 1]:
             ax.axhline(lane - 0.5, color="0.55", lw=0.8)
@@ -303,20 +320,19 @@ def _timeline_figure(result: BenchResult) -> Figure:
     ax.set_xlabel("ms since migration start")
     ax.grid(axis="x", color="0.92")
     handles = ax.get_legend_handles_labels()[0]
-    if any(_loss_windows(r) for r in runs):
-        handles.append(Patch(color=_LOSS_COLOR, alpha=0.2, label="probe loss window"))
+    if any(_silences(r) for r in runs):
+        handles.append(Patch(color=_LOSS_COLOR, alpha=0.2, label="client heard no reply"))
     if handles:
         ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1, 1),
                   frameon=False, title="events, in typical order", title_fontsize=8)  # fmt: skip
-    ax.set_title(f"Migration timelines: {len(runs)} runs, {_interval_text(result.runs)}",
-                 fontsize=10)  # fmt: skip
+    _title(fig, f"Migration timelines: {len(runs)} runs, {_interval_text(result.runs)}")
     return fig
 
 
-def _loss_windows(run: RunResult) -> list[tuple[float, float]]:
-    """``extra["loss_windows"]`` as numbers; malformed entries are skipped, not fatal,
+def _silences(run: RunResult) -> list[tuple[float, float]]:
+    """``extra["silences"]`` as numbers; malformed entries are skipped, not fatal,
     because ``extra`` is free-form and a report must not die on one odd run."""
-    raw = run.extra.get("loss_windows")
+    raw = run.extra.get("silences")
     windows = []
     for w in raw if isinstance(raw, list) else []:
         if isinstance(w, list | tuple) and len(w) == 2 and all(_is_number(v) for v in w):
@@ -341,6 +357,15 @@ def _colors(names: Sequence[str], palette: str) -> dict[str, Any]:
     """Colours cycling through ``palette``; markers tell apart names sharing a colour."""
     cmap = colormaps[palette]
     return {n: cmap(i % cmap.N) for i, n in enumerate(names)}
+
+
+def _title(fig: Figure, *lines: str, fontsize: float = 10.0) -> None:
+    """A figure-wide title, each line wrapped to the figure's width.
+
+    A title on the axes is centred over the plot area, not the figure: a line longer than
+    the axes (a legend beside them takes the rest) ran off the figure's left edge."""
+    width = max(20, int(fig.get_figwidth() * 72 / (fontsize * 0.6)))
+    fig.suptitle("\n".join(textwrap.fill(line, width) for line in lines), fontsize=fontsize)
 
 
 def _placeholder(message: str) -> Figure:

@@ -21,7 +21,11 @@ from typing import Any, TypeVar
 
 from cutover.errors import InputError
 
-RESULT_FORMAT_VERSION = 1
+RESULT_FORMAT_VERSION = 2
+"""2: ``blackout_ms`` is the longest silence by arrival time (docs/metrics.md), with
+``loss_outage_ms``, ``max_rtt_ms`` and ``duplicates`` beside it. Version 1 measured the
+blackout from the reply *before* a loss run, which a late reply could shrink to 0 ms: its
+files are refused, not converted, because the number cannot be recomputed from them."""
 
 _T = TypeVar("_T")
 
@@ -74,17 +78,24 @@ class RunResult:
     probes_sent: int
     probes_lost: int
     blackout_ms: float
-    """Gap between the last reply before and the first reply after the loss window."""
+    """Longest interval in which the client received no reply, by arrival time (ms)."""
+    loss_outage_ms: float
+    """Probes lost x probe interval (ms): the loss-derived outage."""
     migration_ms: float
     ready_wait_ms: float
     """Time the strategy held the switchover back waiting for the destination."""
     detection_latency_ms: float | None = None
     sb_writes: int | None = None
+    max_rtt_ms: float | None = None
+    """Largest round-trip time of an answered probe (ms); None if none was answered."""
+    duplicates: int = 0
+    """Replies beyond the first for one probe (traffic cloned to two chassis)."""
     timeline: list[TimelineEvent] = field(default_factory=list)
     error: str | None = None
     """Set when the run failed; such a run is reported but not counted in statistics."""
     extra: dict[str, Any] = field(default_factory=dict)
-    """Free-form measurements, e.g. ``loss_windows``: ``[[start_ms, end_ms], ...]``."""
+    """Free-form measurements, e.g. ``silences``: ``[[start_ms, end_ms], ...]`` in ms since
+    the migration started."""
 
     @property
     def ok(self) -> bool:
@@ -115,10 +126,13 @@ class RunResult:
             probes_sent=_field(d, "probes_sent", int),
             probes_lost=_field(d, "probes_lost", int),
             blackout_ms=_field(d, "blackout_ms", float),
+            loss_outage_ms=_field(d, "loss_outage_ms", float),
             migration_ms=_field(d, "migration_ms", float),
             ready_wait_ms=_field(d, "ready_wait_ms", float),
             detection_latency_ms=_optional(d, "detection_latency_ms", float),
             sb_writes=_optional(d, "sb_writes", int),
+            max_rtt_ms=_optional(d, "max_rtt_ms", float),
+            duplicates=_field(d, "duplicates", int, 0),
             timeline=[TimelineEvent.from_dict(_mapping(e, "timeline event")) for e in timeline],
             error=_optional(d, "error", str),
             extra=dict(extra),

@@ -16,20 +16,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from cutover import bounds
 from cutover.bench.environment import describe_environment
 from cutover.bench.faults import StallPlan
+from cutover.bench.preconditions import check_baseline, check_site, unmeasurable
 from cutover.bench.results import BenchResult, RunResult, TimelineEvent
 from cutover.bench.sb_monitor import SbMonitor, SbWrites
 from cutover.errors import (
     CutoverError,
     GuestError,
     InputError,
+    MeasurementError,
     MigrationError,
     SwitchedOverIncomplete,
 )
 from cutover.guest.base import Hypervisor, ReportsMigration
 from cutover.lab.load import LOAD_LEVELS, parse_load
-from cutover.migration.context import ACTIVATIONS, MigrationOptions
+from cutover.migration.context import ACTIVATIONS, STRATEGIES, MigrationOptions
 from cutover.migration.orchestrator import MigrationReport, SiteClients, migrate
 from cutover.probe.analysis import summarize
 from cutover.probe.client import Prober
@@ -48,6 +51,9 @@ class Condition:
     load: str = "L0"
     stall: str = "none"
     activation: str = "rarp"
+
+    def __str__(self) -> str:
+        return f"load={self.load} stall={self.stall} activation={self.activation}"
 
     def checked(self) -> Condition:
         """The same condition, normalized; InputError on a bad value."""
@@ -80,7 +86,27 @@ class BenchPlan:
     pause_ms: float = 30.0
     ready_timeout_s: float = 30.0
     guest: str = "emulated"
+    activation_timeout_s: float = 30.0
     params: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Refuse a plan that cannot run (InputError) before any lab is touched."""
+        if not self.strategies:
+            raise InputError("a bench needs at least one strategy")
+        unknown = [s for s in self.strategies if s not in STRATEGIES]
+        if unknown:
+            raise InputError(
+                f"unknown strategy {', '.join(unknown)}; choose from {', '.join(STRATEGIES)}"
+            )
+        for what, values in (("strategy", self.strategies), ("condition", self.conditions)):
+            dup = sorted({str(v) for v in values if values.count(v) > 1})
+            if dup:
+                raise InputError(f"{what} given twice: {', '.join(dup)}; give each once")
+        bounds.check(bounds.RUNS, self.runs)
+        bounds.check(bounds.INTERVAL_MS, self.probe_interval_ms)
+        MigrationOptions(copy_ms=self.copy_ms, pause_ms=self.pause_ms,
+                         ready_timeout_s=self.ready_timeout_s,
+                         activation_timeout_s=self.activation_timeout_s)  # fmt: skip
 
 
 SiteStore = Callable[[Site], None]
@@ -157,7 +183,7 @@ def _return_home(
         return site
     options = MigrationOptions(
         strategy="claim", copy_ms=RETURN_COPY_MS, pause_ms=plan.pause_ms,
-        ready_timeout_s=plan.ready_timeout_s,
+        ready_timeout_s=plan.ready_timeout_s, activation_timeout_s=plan.activation_timeout_s,
     )
     migrate(site, plan.vm, home, options, hypervisor, clients)
     site = site.with_vm_on(plan.vm, home)
@@ -200,6 +226,7 @@ def _run_once(
         copy_ms=plan.copy_ms,
         pause_ms=plan.pause_ms,
         ready_timeout_s=plan.ready_timeout_s,
+        activation_timeout_s=plan.activation_timeout_s,
     )
     report: MigrationReport | None = None
     error: str | None = None
@@ -207,6 +234,12 @@ def _run_once(
     with Prober(site, client, vm, plan.probe_interval_ms) as prober:
         prober.start()
         time.sleep(WARMUP_S)
+        try:
+            check_site(clients.sb, vm, client, dst)
+            check_baseline(prober.status(), vm, client)
+        except MeasurementError as e:
+            prober.stop()
+            return _not_run(plan, strategy, cond, index, vm, dst, e), site
         if sb_monitor is not None:
             sb_monitor.start()
         try:
@@ -220,7 +253,10 @@ def _run_once(
         time.sleep(SETTLE_S)
         writes: SbWrites | None = sb_monitor.stop() if sb_monitor is not None else None
         samples = prober.stop()
-    summary = summarize(samples, plan.probe_interval_ms)
+        duplicates = prober.duplicates
+    summary = summarize(samples, plan.probe_interval_ms, duplicates)
+    if error is None and summary.blackout_open:
+        error = str(unmeasurable(summary, vm, client))
     if report is not None or moved:
         site = site.with_vm_on(vm.name, dst)
     t0 = report.started_ms if report else (samples[0][1] if samples else 0.0)
@@ -248,17 +284,25 @@ def _run_once(
         probe_interval_ms=plan.probe_interval_ms,
         probes_sent=summary.probes_sent,
         probes_lost=summary.probes_lost,
-        blackout_ms=summary.blackout_ms,
+        blackout_ms=round(summary.blackout_ms, 3),
+        loss_outage_ms=round(summary.loss_outage_ms, 3),
         migration_ms=report.migration_ms if report else 0.0,
         ready_wait_ms=report.ready_wait_ms if report else 0.0,
         detection_latency_ms=report.detection_latency_ms if report else None,
         sb_writes=writes.total if writes is not None else None,
+        max_rtt_ms=None if summary.max_rtt_ms is None else round(summary.max_rtt_ms, 3),
+        duplicates=summary.duplicates,
         timeline=timeline,
         error=error,
         extra={
-            "loss_windows": [
-                [round(w.start_ms - t0, 3), round(w.end_ms - t0, 3)] for w in summary.windows
+            "silences": [
+                [round(w.start_ms - t0, 3), round(w.end_ms - t0, 3)] for w in summary.silences
             ],
+            "loss_runs": [
+                [round(r.first_sent_ms - t0, 3), round(r.last_sent_ms - t0, 3), r.lost]
+                for r in summary.loss_runs
+            ],
+            "max_send_gap_ms": round(summary.max_send_gap_ms, 3),
             "evidence": report.evidence if report else "",
             **figures,
             **({"sb_writes_by_table": writes.by_table} if writes is not None else {}),
@@ -277,6 +321,20 @@ def guest_figures(hypervisor: Hypervisor, vm: VmSpec) -> dict[str, Any]:
     rename = {"downtime_ms": "qemu_downtime_ms", "total_ms": "qemu_migration_ms",
               "setup_ms": "qemu_setup_ms", "status": "qemu_status"}
     return {rename.get(k, k): v for k, v in raw.items()}
+
+
+def _not_run(
+    plan: BenchPlan, strategy: str, cond: Condition, index: int, vm: VmSpec, dst: str,
+    cause: MeasurementError,
+) -> RunResult:
+    """A run whose preconditions failed: no migration happened, nothing was measured."""
+    return RunResult(
+        strategy=strategy, guest=plan.guest, stall=cond.stall, activation=cond.activation,
+        load=cond.load, vm=vm.name, src=vm.chassis, dst=dst, run_index=index,
+        probe_interval_ms=plan.probe_interval_ms, probes_sent=0, probes_lost=0,
+        blackout_ms=0.0, loss_outage_ms=0.0, migration_ms=0.0, ready_wait_ms=0.0,
+        error=f"{type(cause).__name__}: {cause}",
+    )
 
 
 def _guest_events(

@@ -43,6 +43,9 @@ class GroupStats:
     blackout_min_ms: float | None
     blackout_max_ms: float | None
     probes_lost_median: float | None
+    loss_outage_median_ms: float | None
+    max_rtt_median_ms: float | None
+    duplicates_median: float | None
     ready_wait_median_ms: float | None
     migration_median_ms: float | None
     detection_latency_median_ms: float | None
@@ -151,6 +154,9 @@ def summarize_group(
         blackout_min_ms=min(blackouts) if blackouts else None,
         blackout_max_ms=max(blackouts) if blackouts else None,
         probes_lost_median=median_or_none(r.probes_lost for r in ok),
+        loss_outage_median_ms=median_or_none(r.loss_outage_ms for r in ok),
+        max_rtt_median_ms=median_or_none(r.max_rtt_ms for r in ok),
+        duplicates_median=median_or_none(r.duplicates for r in ok),
         ready_wait_median_ms=median_or_none(r.ready_wait_ms for r in ok),
         migration_median_ms=median_or_none(r.migration_ms for r in ok),
         detection_latency_median_ms=median_or_none(r.detection_latency_ms for r in ok),

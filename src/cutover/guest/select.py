@@ -12,13 +12,12 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from cutover import bounds
 from cutover.errors import InputError
 from cutover.guest.base import Hypervisor
 from cutover.site import Site
 
 GUESTS = ("emulated", "qemu")
-MIN_RAM_MB, MAX_RAM_MB = 64, 4096
-"""The guest kernel + initramfs need ~50 MB; more than 4 GiB only slows TCG migrations."""
 
 
 @dataclass(frozen=True)
@@ -33,10 +32,9 @@ class GuestOptions:
         """The same options; InputError (one line, nothing built yet) when one is wrong."""
         if self.kind not in GUESTS:
             raise InputError(f"guest {self.kind!r}: choose one of {', '.join(GUESTS)}")
-        if not MIN_RAM_MB <= self.ram_mb <= MAX_RAM_MB:
-            raise InputError(f"--guest-ram {self.ram_mb}: use {MIN_RAM_MB}-{MAX_RAM_MB} MiB")
-        if self.max_bandwidth_mib is not None and not 1 <= self.max_bandwidth_mib <= 100_000:
-            raise InputError(f"--max-bandwidth {self.max_bandwidth_mib}: use 1-100000 MiB/s")
+        bounds.check(bounds.GUEST_RAM_MB, self.ram_mb)
+        if self.max_bandwidth_mib is not None:
+            bounds.check(bounds.MAX_BANDWIDTH_MIB, self.max_bandwidth_mib)
         return self
 
     def record(self) -> dict[str, object]:

@@ -108,15 +108,24 @@ def build_chassis(
     host.run([ip, "-n", ch.netns, "link", "set", PHYSICAL_BRIDGE, "up"])
 
     step("ovn-controller")
+    start_controller(topo, ch, manifest)
+
+
+def start_controller(topo: LabTopology, ch: ChassisSpec, manifest: Manifest) -> int:
+    """Start the chassis' ovn-controller (also again after it died); returns its pid.
+
+    Its unixctl socket is always reachable at ``ch.controller_ctl``, the path the site
+    gives for stalls and liveness checks."""
     argv = [host.tool("ovn-controller"), f"unix:{ch.db_sock}"]
     if host.supports_option("ovn-controller", "--unixctl"):
         argv.append(f"--unixctl={ch.controller_ctl}")
     pid = _spawn(topo, ch, manifest, CONTROLLER, argv)
-    if not ch.controller_ctl.exists():
+    if not (ch.controller_ctl.exists() and not ch.controller_ctl.is_symlink()):
         # OVN 23.03's ovn-controller has no --unixctl: its socket is OVN_RUNDIR/
         # ovn-controller.<pid>.ctl. A symlink gives stalls the fixed path all the same.
         ch.controller_ctl.unlink(missing_ok=True)
         ch.controller_ctl.symlink_to(f"{CONTROLLER}.{pid}.ctl")
+    return pid
 
 
 def tunnel_ports(ch: ChassisSpec) -> list[str]:

@@ -127,6 +127,19 @@ class Lab:
         return LabStatus(state=state, prefix=topo.prefix, lab_dir=topo.dir, daemons=daemons,
                          namespaces=namespaces, problems=tuple(problems))
 
+    def restart_controller(self, name: str) -> int:
+        """Start chassis ``name``'s ovn-controller again after it died (fault tests); returns
+        the new pid. LabError if the old one still runs: stop it first."""
+        spec = next((c for c in self.topo.chassis if c.name == name), None)
+        if spec is None:
+            raise LabError(f"lab {self.topo.prefix} has no chassis {name}")
+        running = [p for p in self.manifest.processes()
+                   if p.group == name and p.name == chassis.CONTROLLER
+                   and host.is_ours(p.pid, p.marker)]  # fmt: skip
+        if running:
+            raise LabError(f"ovn-controller of {name} still runs (pid {running[0].pid})")
+        return chassis.start_controller(self.topo, spec, self.manifest)
+
     def _nb_alive(self) -> bool:
         return any(p.group == central.GROUP and p.name == central.NB_DAEMON
                    and host.is_ours(p.pid, p.marker) for p in self.manifest.processes())

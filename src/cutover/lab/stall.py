@@ -14,8 +14,8 @@ import threading
 import time
 from typing import Literal
 
-from cutover.errors import InputError, LabError
-from cutover.lab import unixctl
+from cutover.chassis import unixctl
+from cutover.errors import ChassisUnreachable, InputError, LabError
 
 StallRole = Literal["dst", "peer", "none"]
 STALL_ROLES: tuple[StallRole, ...] = ("dst", "peer", "none")
@@ -83,7 +83,10 @@ class ControllerStall:
         return self._paused
 
     def _appctl(self, command: str) -> None:
-        unixctl.call(self.ctl_path, command)
+        try:
+            unixctl.call(self.ctl_path, command)
+        except ChassisUnreachable as e:
+            raise LabError(str(e)) from e
 
     def start(self) -> None:
         """Pause now and arm the resume timer. Raises LabError if the pause failed."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cutover import bounds
+from cutover.chassis.liveness import ControllerLiveness
 from cutover.compute.plugger import Plugger
 from cutover.guest.base import Hypervisor
 from cutover.migration.timeline import Timeline
@@ -30,6 +32,14 @@ class MigrationOptions:
     """Stop-and-copy window between pausing the source and resuming the destination."""
     ready_timeout_s: float = 30.0
     activation_timeout_s: float = 30.0
+    """After the switchover: how long the destination may take to become the only chassis."""
+
+    def __post_init__(self) -> None:
+        """Refuse out-of-range values (InputError) before any migration step runs."""
+        bounds.check(bounds.COPY_MS, self.copy_ms)
+        bounds.check(bounds.PAUSE_MS, self.pause_ms)
+        bounds.check(bounds.READY_TIMEOUT_S, self.ready_timeout_s)
+        bounds.check(bounds.ACTIVATION_TIMEOUT_S, self.activation_timeout_s)
 
 
 @dataclass
@@ -48,5 +58,8 @@ class MigrationContext:
     ready_wait_ms: float = 0.0
     prepare_started_ms: float | None = None
     evidence: Evidence | None = None
+    liveness: ControllerLiveness | None = None
+    """Watches the ovn-controllers the readiness depends on (its ``vital()`` chassis) from
+    the arming until the migration ends; None for strategies that watch none."""
     passive: list[tuple[str, Watch]] = field(default_factory=list)
     """Watches that only annotate the timeline (e.g. "activated"), collected at the end."""

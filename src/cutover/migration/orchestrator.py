@@ -90,6 +90,12 @@ def validate(site: Site, vm_name: str, dst_name: str, options: MigrationOptions)
                 f"ovs-ofctl next to its unix: OVSDB socket, but {', '.join(local)} "
                 "are reached over the network; use claim or nb-cfg for them"
             )
+        if not site.chassis_named(dst_name).controller_ctl:
+            raise InvalidMigration(
+                f"strategy {options.strategy} requires the destination's ovn-controller to be "
+                f"alive, but the site gives no controller_ctl (its unixctl socket) for "
+                f"{dst_name}; add it to the site or use claim"
+            )
     if vm.chassis == dst_name:
         raise InvalidMigration(
             f"{vm_name} already runs on {dst_name}; choose another destination"
@@ -128,7 +134,7 @@ def migrate(
         sb=clients.sb,
         plugger=plugger or OvsTapPlugger(clients.vswitch),
         hypervisor=hypervisor,
-        readiness=readiness_for(options.strategy, clients),
+        readiness=readiness_for(options.strategy, clients, site),
         timeline=Timeline(observers),
     )
     run_steps(ctx, build_steps(options.strategy))
@@ -145,6 +151,8 @@ def run_steps(ctx: MigrationContext, steps: Sequence[Step]) -> None:
                 _fail(ctx, step, done, e)
             done.append(step)
     finally:
+        if ctx.liveness is not None:
+            ctx.liveness.stop()
         _collect_passive(ctx)
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import time
 
-from cutover.errors import MigrationError
+from cutover.chassis.liveness import ControllerLiveness
+from cutover.errors import ControllerDown, MigrationError
 from cutover.migration.context import MigrationContext
 from cutover.ovsdb.sb import binding_state
 
@@ -69,12 +70,28 @@ class ArmReadiness(Step):
 
     def do(self, ctx: MigrationContext) -> None:
         assert ctx.readiness is not None
-        ctx.readiness.arm(ctx.vm, ctx.src, ctx.dst)
-        ctx.timeline.mark("ready.armed", ctx.readiness.name)
+        readiness = ctx.readiness
+        readiness.arm(ctx.vm, ctx.src, ctx.dst)
+        vital = readiness.vital()
+        if vital:
+
+            def died(down: ControllerDown) -> None:
+                ctx.timeline.mark("controller.down", f"{down.chassis}: {down.reason}")
+                readiness.interrupt(down)
+
+            ctx.liveness = ControllerLiveness(vital, died)
+            ctx.liveness.start()  # ControllerDown now if one is not running already
+        ctx.timeline.mark(
+            "ready.armed",
+            f"{readiness.name}; controllers watched: "
+            f"{', '.join(ctx.liveness.names) if ctx.liveness else 'none'}",
+        )
 
     def undo(self, ctx: MigrationContext) -> None:
         assert ctx.readiness is not None
         ctx.readiness.disarm()
+        if ctx.liveness is not None:
+            ctx.liveness.stop()
 
 
 class PrepareNetwork(Step):
@@ -103,6 +120,12 @@ class PrepareNetwork(Step):
     def undo(self, ctx: MigrationContext) -> None:
         ctx.binding.revert(ctx.vm.lsp, ctx.src.name)
         ctx.timeline.mark("network.reverted", f"requested-chassis={ctx.src.name}")
+        dead = ctx.liveness.dead() if ctx.liveness is not None else []
+        if any(d.chassis == ctx.dst.name for d in dead) and ctx.sb.release_additional(
+            ctx.vm.lsp, ctx.dst.name
+        ):
+            # the dead controller cannot release its claim; nobody else would
+            ctx.timeline.mark("sb.claim.released", f"{ctx.dst.name}: its controller is dead")
 
 
 class WaitReady(Step):
@@ -125,6 +148,8 @@ class WaitReady(Step):
         for name, at_ms, detail in evidence.marks:
             ctx.timeline.mark(name, detail, at_ms=at_ms)
         ctx.timeline.mark(f"{evidence.check}.seen", evidence.detail, at_ms=evidence.seen_ms)
+        if ctx.liveness is not None:
+            ctx.liveness.confirm()  # flows of a controller that died meanwhile prove nothing
         ctx.timeline.mark("ready", evidence.check)
 
 
@@ -146,6 +171,31 @@ class PauseSource(Step):
     def do(self, ctx: MigrationContext) -> None:
         at = ctx.hypervisor.pause_source(ctx.vm, ctx.options.pause_ms)
         ctx.timeline.mark("source.paused", ctx.src.name, at_ms=at)
+
+
+class ConfirmReady(Step):
+    """Right before the point of no return (the source is already paused): the controllers
+    the readiness depends on still answer, and the destination still holds its claim.
+
+    A controller that died after the readiness evidence leaves its flows behind; switching
+    over into it would be served by stale flows and the activation would never complete.
+    Failing here rolls back instead: the incoming guest is stopped and the source resumed.
+    Costs one unixctl round trip per watched controller (sub-millisecond) and a look at the
+    SB binding in the local IDL cache."""
+
+    name = "confirm-ready"
+
+    def do(self, ctx: MigrationContext) -> None:
+        if ctx.liveness is None:
+            return
+        ctx.liveness.confirm()
+        state = ctx.sb.binding(ctx.vm.lsp)
+        if state is None or not state.claimed_by(ctx.dst.name):
+            raise MigrationError(
+                f"{ctx.dst.name} no longer holds {ctx.vm.lsp} right before the switchover "
+                f"({state or 'no Port_Binding'}); not switching over"
+            )
+        ctx.timeline.mark("ready.confirmed", ", ".join(ctx.liveness.names))
 
 
 class Switchover(Step):

@@ -21,6 +21,7 @@ from cutover.migration.steps import (
     Activate,
     ArmReadiness,
     CleanupSource,
+    ConfirmReady,
     CopyMemory,
     PauseSource,
     PlugDestination,
@@ -35,6 +36,7 @@ from cutover.readiness.claim import ClaimReadiness
 from cutover.readiness.nb_cfg import NbCfgReadiness
 from cutover.readiness.path_ready import PathReadyReadiness
 from cutover.readiness.port_ready import PortReadyReadiness
+from cutover.site import Site
 
 if TYPE_CHECKING:
     from cutover.migration.orchestrator import SiteClients
@@ -60,6 +62,7 @@ def build_steps(strategy: str) -> list[Step]:
             WaitReady(),
             CopyMemory(),
             PauseSource(),
+            ConfirmReady(),
             Switchover(),
             Activate(),
             CleanupSource(),
@@ -67,7 +70,7 @@ def build_steps(strategy: str) -> list[Step]:
     raise InvalidMigration(f"unknown strategy {strategy!r}")
 
 
-def readiness_for(strategy: str, clients: SiteClients) -> ReadinessCheck | None:
+def readiness_for(strategy: str, clients: SiteClients, site: Site) -> ReadinessCheck | None:
     if strategy == "legacy":
         return None
     if strategy == "claim":
@@ -77,5 +80,5 @@ def readiness_for(strategy: str, clients: SiteClients) -> ReadinessCheck | None:
     if strategy == "port-ready":
         return PortReadyReadiness(clients.sb, clients.vswitch)
     if strategy == "path-ready":
-        return PathReadyReadiness(clients.sb, clients.vswitch)
+        return PathReadyReadiness(clients.sb, clients.vswitch, {c.name: c for c in site.chassis})
     raise InvalidMigration(f"unknown strategy {strategy!r}")

@@ -83,6 +83,28 @@ class SbClient(Database):
         state = self.binding(lsp)
         return str(state) if state else f"no Port_Binding for {lsp}"
 
+    def release_additional(self, lsp: str, chassis: str) -> bool:
+        """Remove ``chassis`` from the port's ``additional_chassis`` (and its
+        ``additional_encap``) in one transaction; False if it held no such claim.
+
+        Only for a chassis whose ovn-controller is dead: a live controller owns its claims
+        and releases them itself once ``requested-chassis`` no longer names it. A dead one
+        never does, so without this the claim would stay until it is started again."""
+        row = next((r for r in self.rows("Port_Binding") if r.logical_port == lsp), None)
+        ch = next((c for c in self.rows("Chassis") if c.name == chassis), None)
+        if row is None or ch is None or ch.uuid not in {c.uuid for c in row.additional_chassis}:
+            return False
+        cmds: list[Any] = [
+            self.api.db_remove("Port_Binding", row.uuid, "additional_chassis", ch.uuid)
+        ]
+        for encap in getattr(row, "additional_encap", None) or []:
+            if encap.chassis_name == chassis:
+                cmds.append(
+                    self.api.db_remove("Port_Binding", row.uuid, "additional_encap", encap.uuid)
+                )
+        self.execute(*cmds)
+        return True
+
     def chassis_names(self) -> list[str]:
         return sorted(str(r.name) for r in self.rows("Chassis"))
 

@@ -9,6 +9,7 @@ blackout is :func:`cutover.probe.analysis.summarize`'s job, kept pure for testin
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -18,6 +19,16 @@ from cutover.probe.analysis import Sample
 from cutover.site import Site, VmSpec
 
 MODULE = "cutover.probe.prober"
+
+
+@dataclass(frozen=True)
+class ProbeStatus:
+    state: str
+    """``idle``, ``sending`` or ``draining``."""
+    sent: int
+    received: int
+    last_recv_ms: float | None
+    """Wall ms of the latest first reply (None: no reply yet)."""
 
 
 class Prober:
@@ -92,6 +103,22 @@ class Prober:
         self.open()
         assert self._proc is not None
         return float(self._proc.request({"cmd": "start"})["t_ms"])
+
+    def status(self) -> ProbeStatus:
+        """Counts so far in the current measurement (a cheap control request)."""
+        if self._proc is None:
+            raise GuestError(f"prober for {self.client.name!r} was never started")
+        resp = self._proc.request({"cmd": "status"})
+        try:
+            return ProbeStatus(
+                state=str(resp["state"]),
+                sent=int(resp["sent"]),
+                received=int(resp["received"]),
+                last_recv_ms=None if resp.get("last_recv_ms") is None
+                else float(resp["last_recv_ms"]),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise GuestError(f"{self._proc!r} returned a malformed status {resp!r}") from e
 
     def stop(self, timeout_s: float = 30.0) -> list[Sample]:
         """Stop probing, wait for late replies, and return ``(seq, sent_ms, recv_ms|None)``."""

@@ -62,6 +62,7 @@ class Prober:
         self.state = IDLE
         self.probes: list[list[Any]] = []  # [seq, sent_ms, recv_ms | None], index == seq
         self.received = 0
+        self.last_recv_ms: float | None = None
         self.duplicates = 0
         self.skipped_slots = 0
         self._run = 0
@@ -110,6 +111,7 @@ class Prober:
         if probe[2] is None:
             probe[2] = now
             self.received += 1
+            self.last_recv_ms = now
         else:
             self.duplicates += 1
 
@@ -120,6 +122,7 @@ class Prober:
             raise GuestError(f"cannot start: prober is {self.state}")
         self.probes = []
         self.received = self.duplicates = self.skipped_slots = 0
+        self.last_recv_ms = None
         self._run = (self._run + 1) & 0xFFFFFFFF
         self._slot = 0
         self._t0 = time.monotonic()
@@ -191,6 +194,7 @@ class Prober:
                     "tap_open": self.port.is_open,
                     "sent": len(self.probes),
                     "received": self.received,
+                    "last_recv_ms": self.last_recv_ms,
                     "duplicates": self.duplicates,
                     "interval_ms": self.interval_ms,
                 }

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from cutover.chassis.liveness import Watched
 from cutover.site import ChassisEndpoint, VmSpec
 
 
@@ -35,3 +37,11 @@ class ReadinessCheck(Protocol):
 
     def disarm(self) -> None:
         """Drop the registered waits (idempotent; used on rollback)."""
+
+    def vital(self) -> Sequence[Watched]:
+        """After :meth:`arm`: the chassis whose ovn-controller must stay alive from now until
+        the switchover for this readiness to mean anything (empty: none is watched)."""
+
+    def interrupt(self, cause: BaseException) -> None:
+        """Make a running (or the next) :meth:`wait` raise ``cause`` at once: a controller
+        in :meth:`vital` died. Called from another thread."""

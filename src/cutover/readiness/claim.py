@@ -2,11 +2,15 @@
 
 This is what Neutron waits for since 2026.1 (``PortBindingChassisUpdateEvent``). The
 claim is written before the destination's flows are installed, so on a busy chassis it
-says "will be ready soon", not "ready".
+says "will be ready soon", not "ready". Like Neutron, it watches no controller's liveness
+(:meth:`vital` is empty): ``claim`` reproduces upstream, it does not improve on it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from cutover.chassis.liveness import Watched
 from cutover.ovsdb.connection import Watch
 from cutover.ovsdb.sb import SbClient, binding_state
 from cutover.readiness.base import Evidence
@@ -35,3 +39,9 @@ class ClaimReadiness:
     def disarm(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
+
+    def vital(self) -> Sequence[Watched]:
+        return ()
+
+    def interrupt(self, cause: BaseException) -> None:
+        """Nothing to interrupt: no controller is watched."""

@@ -21,8 +21,10 @@ across real hosts it is only as good as their clock sync.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
+from cutover.chassis.liveness import Watched
 from cutover.errors import InvalidMigration, WaitTimeout
 from cutover.ovsdb.connection import Watch, now_ms
 from cutover.ovsdb.nb import NB_CFG_UPDATE_OPTION, NbClient
@@ -132,3 +134,10 @@ class NbCfgReadiness:
         self._claim.disarm()
         if self._cfg_watch is not None:
             self._cfg_watch.cancel()
+
+    def vital(self) -> Sequence[Watched]:
+        """None, as in Neutron master: ``nb-cfg`` reproduces upstream."""
+        return ()
+
+    def interrupt(self, cause: BaseException) -> None:
+        """Nothing to interrupt: no controller is watched."""

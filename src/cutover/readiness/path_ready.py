@@ -46,9 +46,11 @@ Interface type and ``options:remote_ip`` read from the peer's local Open_vSwitch
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cutover.chassis.liveness import Watched
 from cutover.errors import InvalidMigration, WaitTimeout
 from cutover.ovsdb.connection import Watch, now_ms
 from cutover.ovsdb.sb import SbClient
@@ -100,9 +102,13 @@ class PathReadyReadiness:
     name = "path-ready"
 
     def __init__(self, sb: SbClient, vswitch: dict[str, VswitchClient],
+                 chassis: Mapping[str, ChassisEndpoint],
                  port_ready: ReadinessCheck | None = None) -> None:
+        """``chassis``: every chassis of the site by name (the peers are looked up there)."""
         self._sb = sb
         self._vswitch = vswitch
+        self._chassis = chassis
+        self._interrupted: BaseException | None = None
         self._port: ReadinessCheck = port_ready or PortReadyReadiness(sb, vswitch)
         self._changed = threading.Event()
         self._lock = threading.Lock()
@@ -125,7 +131,8 @@ class PathReadyReadiness:
             self._port_key, self._dp_key = int(me.tunnel_key), int(me.datapath.tunnel_key)
             peers = peer_chassis(binding_rows(rows), vm.lsp, src.name, dst.name)
         self._dst_ips = self._encap_ips(dst)
-        unknown = sorted(set(peers) - set(self._vswitch))
+        self._interrupted = None
+        unknown = sorted(set(peers) - (set(self._vswitch) & set(self._chassis)))
         if unknown:
             raise InvalidMigration(
                 f"chassis {', '.join(unknown)} host ports that send to {vm.lsp} but are not "
@@ -133,10 +140,9 @@ class PathReadyReadiness:
                 "or use port-ready"
             )
         for name, ports in peers.items():
-            vs = self._vswitch[name]
-            endpoint = ChassisEndpoint(name, vs.remote, dst.integration_bridge)
+            endpoint = self._chassis[name]
             bridge = BridgeFlows(rundir_for(endpoint), endpoint.integration_bridge)
-            peer = _Peer(name, ports, bridge, vs)
+            peer = _Peer(name, ports, bridge, self._vswitch[name])
             self._peers.append(peer)
             self._start(peer)
 
@@ -178,6 +184,16 @@ class PathReadyReadiness:
             peer.last_event_ms = now_ms()
         self._changed.set()
 
+    def vital(self) -> Sequence[Watched]:
+        """The destination and every peer: a dead peer's flows are frozen where they were."""
+        return (*self._port.vital(),
+                *(Watched(self._chassis[p.name], "peer") for p in self._peers))  # fmt: skip
+
+    def interrupt(self, cause: BaseException) -> None:
+        self._interrupted = cause
+        self._port.interrupt(cause)
+        self._changed.set()
+
     def disarm(self) -> None:
         for peer in self._peers:
             if peer.tunnel_watch is not None:
@@ -210,6 +226,8 @@ class PathReadyReadiness:
         try:
             while True:
                 self._changed.clear()
+                if self._interrupted is not None:
+                    raise self._interrupted
                 retry = self._check_peers()
                 t = now_ms()
                 if failure and not isinstance(failure[0], WaitTimeout):

@@ -45,8 +45,10 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cutover.chassis.liveness import Watched
 from cutover.errors import WaitTimeout
 from cutover.ovsdb.connection import Watch, now_ms
 from cutover.ovsdb.sb import SbClient
@@ -121,6 +123,7 @@ class PortReadyReadiness:
         self._last: PortFlows | None = None
         self._checks = 0
         self._error: str | None = None
+        self._interrupted: BaseException | None = None
 
     # -- arming -----------------------------------------------------------------------
 
@@ -138,6 +141,7 @@ class PortReadyReadiness:
         self._vs = self._vswitch[dst.name]
         self._bridge = BridgeFlows(rundir_for(dst), dst.integration_bridge)
         self._last, self._checks, self._error = None, 0, None
+        self._interrupted = None
         self._seen: set[str] = set()
         self._dirty.clear()
         tap = vm.tap
@@ -182,6 +186,14 @@ class PortReadyReadiness:
         self._target = (ofport, key)
         return True
 
+    def vital(self) -> Sequence[Watched]:
+        """The destination: flows on its br-int mean nothing once its controller is gone."""
+        return (Watched(self._dst, "destination"),)
+
+    def interrupt(self, cause: BaseException) -> None:
+        self._interrupted = cause
+        self._changed.set()
+
     def disarm(self) -> None:
         for w in self._watches:
             w.cancel()
@@ -199,6 +211,8 @@ class PortReadyReadiness:
         try:
             while True:
                 self._changed.clear()
+                if self._interrupted is not None:
+                    raise self._interrupted
                 flows = self._check()
                 t = now_ms()
                 if flows is not None and flows.installed:

@@ -1,0 +1,106 @@
+"""Bad input is refused up front: one ``InputError: ...`` line, exit code 2, nothing built.
+
+Each case would otherwise have run (or built a lab first). ``main`` parses before it checks
+for root or touches anything, and the bench/migrate checks that need parsed values run
+before the lab is looked up, so these run without a lab; ``Lab`` is replaced by a stub
+that fails the test if anything reaches it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from cutover import cli, commands
+
+
+class _NoLab:
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise AssertionError("a refused request must not reach the lab")
+
+
+@pytest.fixture(autouse=True)
+def no_lab(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(commands, "Lab", _NoLab)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+
+
+def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    assert cli.main(list(argv)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("InputError: "), err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["migrate", "vm1", "--to", "hv2", "--copy-ms", "-100"], "--copy-ms"),
+        (["migrate", "vm1", "--to", "hv2", "--copy-ms", "nan"], ">= 0"),
+        (["migrate", "vm1", "--to", "hv2", "--pause-ms", "-1"], "--pause-ms"),
+        (["migrate", "vm1", "--to", "hv2", "--ready-timeout", "0"], "> 0"),
+        (["migrate", "vm1", "--to", "hv2", "--ready-timeout", "-1"], "--ready-timeout"),
+        (["migrate", "vm1", "--to", "hv2", "--activation-timeout", "0"], "--activation-timeout"),
+        (["migrate", "vm1", "--to", "hv2", "--stall", "dst"], "give a duration"),
+        (["migrate", "vm1", "--to", "hv2", "--stall", "src:100"], "role must be one of"),
+        (["migrate", "vm1", "--to", "hv2", "--strategy", "fast"], "invalid choice"),
+        (["bench", "--runs", "0"], "--runs"),
+        (["bench", "--runs", "1.5"], "whole number"),
+        (["bench", "--interval-ms", "0"], "--interval-ms"),
+        (["bench", "--interval-ms", "inf"], "--interval-ms"),
+        (["bench", "--chassis", "2"], "--chassis"),
+        (["bench", "--stall", "dst:-5"], "duration must be > 0"),
+        (["lab", "up", "--chassis", "2"], "--chassis"),
+        (["lab", "up", "--chassis", "x"], "not a number"),
+        (["migrate", "vm1"], "--to"),
+    ],
+)
+def test_bad_options_are_refused_while_parsing(
+    capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    assert says in refused(capsys, *argv)
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["bench", "--matrix", "--load", "L2"], "--matrix sets the loads"),
+        (["bench", "--strategy", "claim", "--strategy", "claim"], "strategy given twice"),
+        (["bench", "--stall", "dst:2000", "--stall", "dst:2000.0"], "condition given twice"),
+    ],
+)
+def test_bad_combinations_are_refused_before_any_lab(
+    capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    assert says in refused(capsys, *argv)
+
+
+def test_an_output_path_that_is_a_file_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: os.PathLike[str]
+) -> None:
+    path = os.path.join(tmp_path, "bench.json")
+    with open(path, "w") as f:
+        f.write("{}")
+    assert "is a file" in refused(capsys, "bench", "--out", path)
+
+
+def test_errors_print_brackets_literally(capsys: pytest.CaptureFixture[str]) -> None:
+    """rich markup must not eat SB state such as ``additional_chassis=[hv2]``."""
+    from cutover.errors import WaitTimeout
+
+    cli._print_error(WaitTimeout("the claim", 0.5, "additional_chassis=[hv2] [bold]x[/]"))
+    assert "additional_chassis=[hv2] [bold]x[/]" in capsys.readouterr().err
+
+
+def test_timeline_details_print_brackets_literally() -> None:
+    import io
+
+    from rich.console import Console
+
+    table = cli.timeline_table([(1.0, "path-ready.seen", "peers [hv3, hv4] ready")], "vm1 [x]")
+    console = Console(file=io.StringIO(), width=200, record=True)
+    console.print(table)
+    text = console.export_text()
+    assert "peers [hv3, hv4] ready" in text and "vm1 [x]" in text
