@@ -140,7 +140,7 @@ def test_bench_claim_and_port_ready_with_qemu_figures(lab: Lab, hv: QemuHypervis
 
 def test_floor_on_a_linux_bridge_leaves_nothing(lab: Lab) -> None:
     site = lab.site()
-    plan = BenchPlan(strategies=(), runs=1, guest="qemu")
+    plan = BenchPlan(strategies=("claim",), runs=1, guest="qemu")
     empty = BenchResult(started_at="now", environment={}, params={}, runs=[])
     result = measure_floor(empty, site, plan, GuestOptions("qemu"))
     (run,) = result.runs
