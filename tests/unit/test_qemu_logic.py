@@ -209,6 +209,7 @@ def test_no_floor_no_floor_section_and_guest_medians() -> None:
     assert floor_rows(result) == [] and floor_median(result) is None
     (row,) = guest_rows(result)
     assert row[2:6] == ["3", "10.0", "4.0", "-"]
+    assert row[-1] == "22.0"  # medians of 30-8, 40-10, 50-30
     section = guest_section(result)
     assert "## Blackout above the floor" not in section
     assert "## What the guest reports" in section

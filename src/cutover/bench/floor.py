@@ -9,14 +9,16 @@ So ``bench --floor`` builds a plain Linux network with the lab's names::
                   P-fu: br0 (hub) --------------------+-- veth -- P-fc: br0 -- client TAP
 
 and migrates the same VM (same image, RAM, bandwidth) between its two pre-attached TAPs
-with the same prober on the client TAP, ``runs`` times (alternating direction). Its runs
-join the bench result as strategy ``floor``; the report subtracts their median.
+with the same prober on the client TAP, once per bench round after the strategies
+(alternating direction), so machine noise hits it like them. Its runs join the bench
+result as strategy ``floor``; the report subtracts their median.
 Every name carries the lab prefix and every QEMU's files live under the lab's guest dir,
 so ``lab down`` removes what a crash might leave; a normal run removes all of it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import subprocess
@@ -102,26 +104,55 @@ class FloorNet:
                                 "run 'cutover lab down'")
 
 
+class Floor:
+    """The floor's network, driver and booted VM for a whole bench; :meth:`run` measures
+    one floor migration. The bench calls it once per round, after the strategies, so a
+    noisy neighbour (2 shared cores) hurts the floor and the strategies alike."""
+
+    def __init__(self, site: Site, plan: BenchPlan, guest: GuestOptions,
+                 progress: Callable[[str], None] = lambda _m: None) -> None:
+        self.net = FloorNet(site)
+        self.site = self.net.site()
+        self.plan = plan
+        self.guest = guest
+        self.progress = progress
+        self.vm = self.site.vms[0]
+        self._stack = contextlib.ExitStack()
+        self._hv: Hypervisor | None = None
+
+    def __enter__(self) -> Floor:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self.net)
+            self._hv = stack.enter_context(guest_driver(self.site, self.guest, self.progress))
+            stack.callback(self._stop_guests)
+            self.progress("floor: booting the VM on a plain Linux bridge")
+            self._hv.ensure_running(self.vm)
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def run(self, index: int) -> RunResult:
+        """One measured floor migration (to the other side of the bridge)."""
+        assert self._hv is not None, "use Floor as a context manager"
+        self.progress(f"floor run {index + 1}/{self.plan.runs}")
+        run, self.vm = _run_once(self.site, self.vm, self.site.clients[0], self.plan, index,
+                                 self._hv)
+        return run
+
+    def _stop_guests(self) -> None:
+        assert self._hv is not None
+        for ch in self.site.chassis:
+            self._hv.stop(self.vm, ch.name)
+
+
 def measure_floor(result: BenchResult, site: Site, plan: BenchPlan, guest: GuestOptions,
                   progress: Callable[[str], None] = lambda _m: None) -> BenchResult:
-    """``result`` plus ``plan.runs`` floor runs (strategy ``floor``)."""
-    runs: list[RunResult] = []
-    with FloorNet(site) as net:
-        fsite = net.site()
-        vm, client = fsite.vms[0], fsite.clients[0]
-        with guest_driver(fsite, guest, progress) as hv:
-            try:
-                progress("floor: booting the VM on a plain Linux bridge")
-                hv.ensure_running(vm)
-                for i in range(plan.runs):
-                    progress(f"floor run {i + 1}/{plan.runs}")
-                    run, vm = _run_once(fsite, vm, client, plan, i, hv)
-                    runs.append(run)
-            finally:
-                for ch in fsite.chassis:
-                    hv.stop(vm, ch.name)
-    params = {**result.params, "floor": f"Linux bridge, {plan.runs} runs"}
-    return dataclasses.replace(result, params=params, runs=[*result.runs, *runs])
+    """``result`` plus ``plan.runs`` floor runs (strategy ``floor``) measured now."""
+    with Floor(site, plan, guest, progress) as floor:
+        runs = [floor.run(i) for i in range(plan.runs)]
+    return dataclasses.replace(result, runs=[*result.runs, *runs])
 
 
 def _run_once(fsite: Site, vm: VmSpec, client: VmSpec, plan: BenchPlan, index: int,
@@ -152,7 +183,10 @@ def _run_once(fsite: Site, vm: VmSpec, client: VmSpec, plan: BenchPlan, index: i
         except CutoverError as e:
             error = f"{type(e).__name__}: {e}"
             if marks:
-                hv.abort(vm, dst)
+                try:
+                    hv.abort(vm, dst)
+                except CutoverError as undo:  # recorded; the next run will find out
+                    error += f"; rollback: {undo}"
         time.sleep(SETTLE_S)
         samples = prober.stop()
         duplicates = prober.duplicates

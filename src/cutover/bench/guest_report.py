@@ -21,7 +21,7 @@ GUEST_FIGURES = ("guest_pause_ms", "qemu_downtime_ms", "qemu_migration_ms",
                  "ram_transferred_mb")
 FLOOR_HEADERS = ("strategy", "condition", "n", "median blackout ms", "floor ms",
                  "blackout - floor ms")
-GUEST_HEADERS = ("strategy", "condition", "n", *GUEST_FIGURES)
+GUEST_HEADERS = ("strategy", "condition", "n", *GUEST_FIGURES, "blackout - guest_pause_ms")
 
 Group = tuple[str, str]
 """(strategy, condition text)."""
@@ -70,6 +70,8 @@ def guest_rows(result: BenchResult) -> list[list[str]]:
     for (strategy, cond), runs in _groups(result.runs).items():
         medians = [_median([float(r.extra[k]) for r in runs
                             if isinstance(r.extra.get(k), int | float)]) for k in GUEST_FIGURES]
+        medians.append(_median([r.blackout_ms - float(r.extra["guest_pause_ms"]) for r in runs
+                                if isinstance(r.extra.get("guest_pause_ms"), int | float)]))
         if any(m is not None for m in medians):
             rows.append([strategy, cond, str(len(runs)), *(_num(m) for m in medians)])
     return rows
@@ -88,7 +90,8 @@ def guest_section(result: BenchResult) -> list[str]:
     if guest:
         out += ["## What the guest reports", "",
                 "Medians. `guest_pause_ms`: source STOP -> destination RESUME by the "
-                "hypervisor's own timestamps; `qemu_*`: QEMU's `query-migrate`.", "",
+                "hypervisor's own timestamps; `qemu_*`: QEMU's `query-migrate`; the last "
+                "column is what the network adds to the guest's own pause, per run.", "",
                 *_md(GUEST_HEADERS, guest), ""]
     return out
 

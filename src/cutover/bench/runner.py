@@ -123,7 +123,10 @@ def run_bench(
     save_site: SiteStore,
     apply_load: LoadApplier,
     progress: Progress = lambda _msg: None,
+    per_round: Sequence[Callable[[int], RunResult]] = (),
 ) -> BenchResult:
+    """Measure ``plan``. ``per_round`` runs once per round after the strategies (given the
+    round's index), so extra measurements such as ``bench --floor`` share the noise."""
     conditions = sorted(
         (c.checked() for c in plan.conditions), key=lambda c: LOAD_LEVELS.index(c.load)
     )
@@ -162,6 +165,8 @@ def run_bench(
                     )
                     save_site(site)
                     result.runs.append(run)
+                for extra in per_round:  # e.g. the floor, measured among the strategies
+                    result.runs.append(extra(index))
         _return_home(site, plan, home, hypervisor, clients, save_site)
     return result
 
