@@ -47,6 +47,14 @@ def _guest(args: argparse.Namespace) -> GuestOptions:
                         getattr(args, "max_bandwidth", None)).checked()
 
 
+def _guest_params(guest: GuestOptions) -> dict[str, object]:
+    """bench.json parameters of the guest; QEMU's copy and pause are real, not modelled."""
+    if guest.kind != "qemu":
+        return {}
+    return {"guest_ram_mb": guest.ram_mb, "max_bandwidth_mib": guest.max_bandwidth_mib,
+            "copy_ms": "real (QEMU pre-copy)", "pause_ms": "real (QEMU stop-and-copy)"}
+
+
 def lab_up(lab: Lab, console: Console, guest: GuestOptions | None = None) -> Site:
     """Build the lab and start its guests; a failed start tears the lab down again."""
     guest = guest or GuestOptions()
@@ -174,7 +182,7 @@ def bench(args: argparse.Namespace, console: Console) -> int:
         ready_timeout_s=args.ready_timeout,
         activation_timeout_s=args.activation_timeout,
         guest=guest.kind,
-        params={"guest_ram_mb": guest.ram_mb, "max_bandwidth_mib": guest.max_bandwidth_mib},
+        params=_guest_params(guest),
     )
     out = _output_dir(args.out)
     lab_ = _lab(args, args.chassis or 3)

@@ -213,3 +213,32 @@ def test_no_floor_no_floor_section_and_guest_medians() -> None:
     section = guest_section(result)
     assert "## Blackout above the floor" not in section
     assert "## What the guest reports" in section
+
+
+# --- CLI: guest options are refused before anything is built -----------------------------
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["bench", "--guest-ram", "16"], "--guest-ram"),
+    (["bench", "--guest-ram", "128.5"], "whole number"),
+    (["lab", "up", "--guest-ram", "99999"], "--guest-ram"),
+    (["bench", "--max-bandwidth", "0"], "--max-bandwidth"),
+    (["migrate", "vm1", "--to", "hv2", "--max-bandwidth", "-3"], "--max-bandwidth"),
+    (["bench", "--guest", "xen"], "invalid choice"),
+    (["bench", "--floor"], "--floor measures a real QEMU migration"),
+])
+def test_bad_guest_options_are_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str],
+    says: str,
+) -> None:
+    from cutover import cli, commands
+
+    class NoLab:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise AssertionError("a refused request must not reach the lab")
+
+    monkeypatch.setattr(commands, "Lab", NoLab)
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("InputError: ") and says in err, err
+    assert len(err.splitlines()) == 1
