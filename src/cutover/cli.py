@@ -124,8 +124,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _guest_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--guest", default="emulated", choices=("emulated", "qemu"),
-                   help="VM guests: emulated processes or real QEMU (TCG) (default %(default)s)")
+    p.add_argument("--guest", default="emulated", choices=("emulated", "qemu", "libvirt"),
+                   help="VM guests: emulated processes, real QEMU (TCG) over QMP, or QEMU "
+                        "through one libvirtd per chassis (default %(default)s)")
     p.add_argument("--guest-ram", type=_bounded(bounds.GUEST_RAM_MB), default=128, metavar="MB",
                    help="QEMU guest RAM in MiB (default %(default)s)")
 

@@ -49,10 +49,11 @@ def _guest(args: argparse.Namespace) -> GuestOptions:
 
 def _guest_params(guest: GuestOptions) -> dict[str, object]:
     """bench.json parameters of the guest; QEMU's copy and pause are real, not modelled."""
-    if guest.kind != "qemu":
+    if guest.kind == "emulated":
         return {}
     return {"guest_ram_mb": guest.ram_mb, "max_bandwidth_mib": guest.max_bandwidth_mib,
-            "copy_ms": "real (QEMU pre-copy)", "pause_ms": "real (QEMU stop-and-copy)"}
+            "copy_ms": f"real ({guest.kind} pre-copy)",
+            "pause_ms": f"real ({guest.kind} stop-and-copy)"}
 
 
 def lab_up(lab: Lab, console: Console, guest: GuestOptions | None = None) -> Site:
@@ -170,7 +171,7 @@ def bench(args: argparse.Namespace, console: Console) -> int:
     default = STRATEGIES if args.matrix else ("legacy", "claim")
     strategies = tuple(args.strategies or default)
     guest = _guest(args)
-    if args.floor and guest.kind != "qemu":
+    if args.floor and guest.kind == "emulated":
         raise InputError("--floor measures a real QEMU migration: add --guest qemu")
     plan = BenchPlan(  # validates every option before anything is built
         strategies=strategies,

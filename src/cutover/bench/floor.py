@@ -51,7 +51,8 @@ class FloorNet:
     def site(self) -> Site:
         """A Site over the floor network: chassis ``fa``/``fb``/``fc``, no OVN remotes."""
         vm, client = self.lab.vms[0], self.lab.clients[0]
-        chassis = tuple(ChassisEndpoint(name=f"f{x}", ovs_remote="none", netns=self.ns[x])
+        chassis = tuple(ChassisEndpoint(name=f"f{x}", ovs_remote="none", netns=self.ns[x],
+                                        encap_ip=_address(x))
                         for x in SIDES)
         return Site(
             name=self.lab.name, nb_remote="none", sb_remote="none", chassis=chassis,
@@ -87,6 +88,8 @@ class FloorNet:
                     "netns", self.ns["u"])
                 for dev, where in (("fv", ns), (f"fu{x}", self.ns["u"])):
                     _ip("-n", where, "link", "set", dev, "master", "br0", "up")
+        for x in SIDES:  # libvirt migrates over TCP between the sides' own addresses
+            _ip("-n", self.ns[x], "addr", "add", f"{_address(x)}/24", "dev", "br0")
         for x, tap in (("a", vm.tap), ("b", vm.tap), ("c", client.tap)):
             _ip("-n", self.ns[x], "tuntap", "add", "dev", tap, "mode", "tap")
             _ip("-n", self.ns[x], "link", "set", tap, "master", "br0", "up")
@@ -215,6 +218,11 @@ def _run_once(fsite: Site, vm: VmSpec, client: VmSpec, plan: BenchPlan, index: i
         },
     )
     return run, moved
+
+
+def _address(side: str) -> str:
+    """Each side's own address on its bridge (TEST-NET-2; only inside these namespaces)."""
+    return f"198.51.100.{SIDES.index(side) + 1}"
 
 
 def _netns_list() -> list[str]:

@@ -17,7 +17,7 @@ from cutover.errors import InputError
 from cutover.guest.base import Hypervisor
 from cutover.site import Site
 
-GUESTS = ("emulated", "qemu")
+GUESTS = ("emulated", "qemu", "libvirt")
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,12 @@ def site_guest(site: Site) -> GuestOptions:
 
 def check_matches(site: Site, wanted: GuestOptions) -> None:
     have = site_guest(site)
-    if have.kind != wanted.kind or (wanted.kind == "qemu" and have.ram_mb != wanted.ram_mb):
+    real = ("qemu", "libvirt")
+    if have.kind != wanted.kind or (wanted.kind in real and have.ram_mb != wanted.ram_mb):
         raise InputError(
             f"lab {site.name} runs {have.kind} guests"
-            + (f" with {have.ram_mb} MiB" if have.kind == "qemu" else "")
-            + f", not {wanted.kind}" + (f" with {wanted.ram_mb} MiB" if wanted.kind == "qemu"
+            + (f" with {have.ram_mb} MiB" if have.kind in real else "")
+            + f", not {wanted.kind}" + (f" with {wanted.ram_mb} MiB" if wanted.kind in real
                                           else "")
             + "; run 'cutover lab down' first or ask for the lab's guests"
         )
@@ -78,6 +79,11 @@ def guest_driver(
 def hypervisor_for(
     site: Site, opts: GuestOptions, progress: Callable[[str], None] = lambda _m: None
 ) -> Hypervisor:
+    if opts.kind == "libvirt":
+        from cutover.guest.libvirt import LibvirtHypervisor
+
+        return LibvirtHypervisor(site, ram_mb=opts.ram_mb,
+                                 max_bandwidth_mib=opts.max_bandwidth_mib, progress=progress)
     if opts.kind == "qemu":
         from cutover.guest.qemu import QemuHypervisor
 
