@@ -148,6 +148,11 @@ class Floor:
         assert self._hv is not None
         for ch in self.site.chassis:
             self._hv.stop(self.vm, ch.name)
+        if self.guest.kind == "libvirt":  # the floor's own daemons, before their netns goes
+            from cutover.guest.libvirt_daemon import LibvirtDaemon
+
+            for ch in self.site.chassis:
+                LibvirtDaemon(self.site, ch.name).stop()
 
 
 def measure_floor(result: BenchResult, site: Site, plan: BenchPlan, guest: GuestOptions,
