@@ -242,3 +242,31 @@ def test_bad_guest_options_are_refused(
     err = capsys.readouterr().err.strip()
     assert err.startswith("InputError: ") and says in err, err
     assert len(err.splitlines()) == 1
+
+
+# --- libvirt domain XML -------------------------------------------------------------------
+
+def test_domain_xml_is_novas_precreated_tap_interface() -> None:
+    import xml.etree.ElementTree as ET
+
+    from cutover.compute.plugger import vm_uuid
+    from cutover.guest.libvirt import domain_xml
+
+    xml = domain_xml(VM, "cutover.guest.p-vm1", Path("/c/vmlinux"), Path("/c/initrd.gz"),
+                     256, Path("/lab/vm1.serial.log"))
+    dom = ET.fromstring(xml)
+    assert dom.get("type") == "qemu" and dom.findtext("name") == "cutover.guest.p-vm1"
+    assert dom.findtext("uuid") == vm_uuid(VM)  # the same instance UUID on both ends
+    assert dom.findtext("memory") == "256" and dom.findtext("os/kernel") == "/c/vmlinux"
+    assert "cutover.ip=10.99.0.1" in (dom.findtext("os/cmdline") or "")
+    iface = dom.find("devices/interface")
+    assert iface is not None and iface.get("type") == "ethernet"
+    target = iface.find("target")
+    assert target is not None and target.attrib == {"dev": "pt-vm1", "managed": "no"}
+    mac, model = iface.find("mac"), iface.find("model")
+    assert mac is not None and mac.get("address") == VM.mac
+    assert model is not None and model.get("type") == "virtio"
+    managed = ET.fromstring(domain_xml(VM, "n", Path("/k"), Path("/i"), 128, Path("/s"),
+                                       managed_tap=True))
+    t2 = managed.find("devices/interface/target")
+    assert t2 is not None and t2.attrib == {"dev": "pt-vm1"}
