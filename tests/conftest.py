@@ -13,7 +13,7 @@ import os
 import pytest
 
 from cutover.lab import Lab
-from cutover.migration.orchestrator import SiteClients
+from cutover.migration.clients import SiteClients
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import NoReturn
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from cutover import bounds
 from cutover.bench.faults import StallPlan
 from cutover.errors import CutoverError, InputError, PrerequisiteError
 from cutover.lab.load import LOAD_LEVELS
-from cutover.migration.context import ACTIVATIONS, STRATEGIES
+from cutover.migration.context import ACTIVATIONS
+from cutover.migration.strategies import STRATEGY_NAMES
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 """Piped or captured output (make demo, CI logs) gets a table wide enough to read."""
@@ -79,12 +79,30 @@ def _parser() -> argparse.ArgumentParser:
     _guest_args(up)
     lab_sub.add_parser("down", help="remove everything the lab created (idempotent)")
     lab_sub.add_parser("status", help="show what runs")
+    lab_sub.add_parser("restart-guests", help="start (or resume) each VM's guest on its chassis")
+
+    agent = sub.add_parser("agent", help="serve the per-chassis agent API (run on each node)")
+    agent.add_argument("--chassis", required=True, help="this node's OVN chassis name")
+    agent.add_argument("--ovs-remote", required=True, help="unix:/path/db.sock of this node")
+    agent.add_argument("--sb-remote", required=True, help="the OVN SB, where readiness is "
+                       "published")
+    agent.add_argument("--controller-ctl", help="ovn-controller's unixctl socket")
+    agent.add_argument("--integration-bridge", default="br-int")
+    agent.add_argument("--listen", required=True, help="unix:/path or https://ADDRESS:PORT")
+    agent.add_argument("--token-file", required=True, type=Path,
+                       help="bearer token every request must carry (mode 0600)")
+    agent.add_argument("--tls-cert", type=Path)
+    agent.add_argument("--tls-key", type=Path)
+    agent.add_argument("--tls-client-ca", type=Path,
+                       help="require client certificates signed by this CA")
+    agent.add_argument("--allow-faults", action="store_true",
+                       help="allow controller pause/resume (fault injection; labs only)")
 
     mig = sub.add_parser("migrate", help="live-migrate a VM of the running lab")
     mig.add_argument("vm")
     mig.add_argument("--to", required=True, dest="dst", help="destination chassis")
     _migration_args(mig)
-    mig.add_argument("--strategy", default="claim", choices=STRATEGIES)
+    mig.add_argument("--strategy", default="claim", choices=STRATEGY_NAMES)
     mig.add_argument("--stall", default="none", type=_stall_spec,
                      help="ROLE:MS, e.g. dst:2000 (default none)")
     mig.add_argument("--max-bandwidth", type=_bounded(bounds.MAX_BANDWIDTH_MIB), default=None,
@@ -92,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="QEMU guests: migration bandwidth cap in MiB/s (default QEMU's)")
 
     bench = sub.add_parser("bench", help="measure the blackout per strategy on the lab")
-    bench.add_argument("--strategy", action="append", choices=STRATEGIES, dest="strategies",
+    bench.add_argument("--strategy", action="append", choices=STRATEGY_NAMES, dest="strategies",
                        help="repeat for several (default: legacy and claim; all with --matrix)")
     bench.add_argument("--stall", action="append", dest="stalls", type=_stall_spec,
                        help="ROLE:MS, e.g. dst:2000 or peer:2000; repeat for several")
@@ -174,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return commands.migrate(args, console)
         if args.command == "bench":
             return commands.bench(args, console)
+        if args.command == "agent":
+            return commands.agent(args)
         raise AssertionError(args.command)
     except InputError as e:
         _print_error(e)
@@ -193,17 +213,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _print_error(e: CutoverError) -> None:
     name = "InputError" if isinstance(e, _Refused) else type(e).__name__
     err_console.print(Text.assemble((name, "bold red"), ": ", str(e)), highlight=False)
-
-
-def timeline_table(rows: list[tuple[float, str, str]], title: str) -> Table:
-    """A migration's timeline; names and details are literal text, not markup."""
-    table = Table(title=Text(title))
-    table.add_column("t (ms)", justify="right")
-    table.add_column("event")
-    table.add_column("detail", overflow="fold")
-    for t, name, detail in rows:
-        table.add_row(f"{t:9.1f}", Text(name), Text(detail))
-    return table
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 from rich.text import Text
 
 from cutover.bench.faults import StallPlan
@@ -23,8 +24,10 @@ from cutover.errors import InputError, LabNotUp, SwitchedOverIncomplete
 from cutover.guest.select import GuestOptions, check_matches, guest_driver, site_guest
 from cutover.lab.lab import Lab
 from cutover.lab.topology import LabTopology
-from cutover.migration.context import STRATEGIES, MigrationOptions
+from cutover.migration.clients import SiteClients
+from cutover.migration.context import MigrationOptions
 from cutover.migration.orchestrator import migrate as run_migration
+from cutover.migration.strategies import STRATEGY_NAMES
 from cutover.site import Site
 
 
@@ -93,8 +96,24 @@ def lab(args: argparse.Namespace, console: Console) -> int:
             return 1
         console.print(f"lab {args.prefix} is down; nothing left behind")
         return 0
+    if args.lab_command == "restart-guests":
+        return restart_guests(_lab(args), console)
     status = _lab(args).status()
     console.print(Text(status.describe()))
+    return 0
+
+
+def restart_guests(lab: Lab, console: Console) -> int:
+    """Start each VM's guest that is dead or missing on its chassis, resume a paused one
+    (the remedy a MigrationAborted names when the source guest died)."""
+    site = lab.site()
+    with guest_driver(site, site_guest(site)) as hypervisor:
+        for vm in site.vms:
+            before = hypervisor.guest_state(vm, vm.chassis)
+            hypervisor.ensure_running(vm)
+            after = hypervisor.guest_state(vm, vm.chassis)
+            console.print(f"guest {vm.name}@{vm.chassis}: {before.state} -> {after}",
+                          markup=False, highlight=False)
     return 0
 
 
@@ -109,22 +128,31 @@ def _options(args: argparse.Namespace, strategy: str) -> MigrationOptions:
     )
 
 
-def migrate(args: argparse.Namespace, console: Console) -> int:
-    from cutover.cli import timeline_table
+def timeline_table(rows: list[tuple[float, str, str]], title: str) -> Table:
+    """A migration's timeline; names and details are literal text, not markup."""
+    table = Table(title=Text(title))
+    table.add_column("t (ms)", justify="right")
+    table.add_column("event")
+    table.add_column("detail", overflow="fold")
+    for t, name, detail in rows:
+        table.add_row(f"{t:9.1f}", Text(name), Text(detail))
+    return table
 
+
+def migrate(args: argparse.Namespace, console: Console) -> int:
     lab_ = _lab(args)
     site = lab_.site()
     vm = site.vm_named(args.vm)
+    options = _options(args, args.strategy)
     stall = StallPlan.parse(args.stall)
     client_chassis = site.clients[0].chassis if site.clients else args.dst
     guest = dataclasses.replace(site_guest(site), max_bandwidth_mib=args.max_bandwidth)
-    injector = stall.injector(site, args.dst, client_chassis)
+    clients = SiteClients.connect(site)
+    injector = stall.injector(clients.chassis, args.dst, client_chassis)
     try:
         with guest_driver(site, guest.checked()) as hv:
-            report = run_migration(
-                site, args.vm, args.dst, _options(args, args.strategy), hv,
-                observers=[injector],
-            )
+            report = run_migration(site, args.vm, args.dst, options, hv, clients,
+                                   observers=[injector])  # fmt: skip
     except SwitchedOverIncomplete:
         lab_.save_site(site.with_vm_on(vm.name, args.dst))  # it runs there now
         raise
@@ -168,7 +196,7 @@ def _output_dir(out: Path) -> Path:
 
 
 def bench(args: argparse.Namespace, console: Console) -> int:
-    default = STRATEGIES if args.matrix else ("legacy", "claim")
+    default = STRATEGY_NAMES if args.matrix else ("legacy", "claim")
     strategies = tuple(args.strategies or default)
     guest = _guest(args)
     if args.floor and guest.kind == "emulated":
@@ -241,3 +269,17 @@ def bench(args: argparse.Namespace, console: Console) -> int:
         console.print(Text.assemble((f"run {r.run_index} {r.strategy} failed", "red"),
                                     f": {r.error}"))  # fmt: skip
     return 1 if failed else 0
+
+
+def agent(args: argparse.Namespace) -> int:
+    """Serve this node's agent until SIGTERM (the web stack is imported only here)."""
+    from cutover.agent.server import AgentConfig, serve
+
+    serve(AgentConfig(
+        chassis=args.chassis, ovs_remote=args.ovs_remote, sb_remote=args.sb_remote,
+        listen=args.listen, token_file=args.token_file, controller_ctl=args.controller_ctl,
+        integration_bridge=args.integration_bridge, tls_cert=args.tls_cert,
+        tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
+        allow_faults=args.allow_faults,
+    ))
+    return 0

@@ -26,7 +26,8 @@ The CLI prints ``Type: message`` and exits non-zero.
     |                              the VM never answered again): the run fails, loudly
     +-- PlugError                  a TAP or OVS port could not be created or removed
     +-- MigrationError             a migration step failed
-        +-- MigrationAborted       ... and was rolled back (VM still on its source)
+        +-- MigrationAborted       ... and was rolled back (port on its source; says
+                                   whether the VM's guest still runs there)
         +-- RollbackIncomplete     ... and some undo failed too (lists what is left)
         +-- SwitchedOverIncomplete ... after the switchover: the VM runs on the
                                    destination, the clean-up is unfinished
@@ -136,16 +137,55 @@ class MigrationError(CutoverError):
 
 
 class MigrationAborted(MigrationError):
-    """The migration failed and was rolled back: the VM runs on its source, network intact."""
+    """The migration failed and was rolled back: the VM's port stays bound to its source.
 
-    def __init__(self, vm: str, step: str, cause: BaseException) -> None:
+    Whether the VM still *runs* there is a separate fact - a source guest that died is why
+    many migrations abort - so the message states what the hypervisor reported after the
+    rollback: ``guest_state`` (``running``, ``dead``, ``missing``, ``paused``, ``unknown``
+    ...; None when it was not asked) and ``guest_detail``.
+    """
+
+    def __init__(
+        self,
+        vm: str,
+        step: str,
+        cause: BaseException,
+        src: str | None = None,
+        guest_state: str | None = None,
+        guest_detail: str = "",
+    ) -> None:
+        where = f" on {src}" if src else " on its source"
+        detail = f": {guest_detail}" if guest_detail else ""
+        if guest_state is None:
+            outcome = f"(the state of the VM's guest{where} was not checked)"
+        elif guest_state == "running":
+            outcome = f"(the VM still runs{where}, its port bound there)"
+        elif guest_state == "unknown":
+            outcome = (
+                f"whether the VM's guest{where} still runs is unknown{detail}; its port stays "
+                f"bound to {src or 'its source'}: check the guest there"
+            )
+        else:
+            outcome = (
+                f"the VM's guest{where} is NOT running ({guest_state}{detail}); its port stays "
+                f"bound to {src or 'its source'}: restart the guest there (in the lab: "
+                f"'cutover lab restart-guests') before migrating it again"
+            )
         super().__init__(
-            f"migration of {vm!r} aborted in step {step!r} and rolled back "
-            f"(VM still runs on its source): {type(cause).__name__}: {cause}"
+            f"migration of {vm!r} aborted in step {step!r} and rolled back; {outcome}. "
+            f"Cause: {type(cause).__name__}: {cause}"
         )
         self.vm = vm
         self.step = step
         self.cause = cause
+        self.src = src
+        self.guest_state = guest_state
+        self.guest_detail = guest_detail
+
+    @property
+    def guest_running(self) -> bool | None:
+        """True/False from the hypervisor after the rollback; None if it was not asked."""
+        return None if self.guest_state is None else self.guest_state == "running"
 
 
 class RollbackIncomplete(MigrationError):

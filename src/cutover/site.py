@@ -31,6 +31,11 @@ class ChassisEndpoint:
     encap_ip: str = ""
     controller_ctl: str | None = None
     """ovn-controller's unixctl socket (used for fault injection and diagnostics)."""
+    agent: str | None = None
+    """The chassis' cutover agent: ``unix:/path/agent.sock`` or ``https://host:port``.
+    When set, the orchestrator acts on the chassis only through it."""
+    agent_token_file: str | None = None
+    """File (mode 0600) holding the bearer token the agent requires."""
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,10 @@ from pathlib import Path
 from cutover.bench.faults import StallInjector, StallPlan
 from cutover.guest.emulated import EmulatedHypervisor
 from cutover.lab import Lab, LabTopology, host
-from cutover.migration.orchestrator import SiteClients
+from cutover.migration.clients import SiteClients
 from cutover.ovsdb.connection import close_all
+from cutover.ovsdb.vswitch import VswitchClient
+from cutover.readiness.nb_cfg import describe_chassis_private
 from cutover.site import Site, VmSpec
 
 SUFFIX = os.environ.get("CUTOVER_TEST_SUFFIX", "")
@@ -41,6 +43,12 @@ def running_lab(prefix: str, n_chassis: int = 3) -> Iterator[Lab]:
     close_all()
     assert lab.down() == []
     assert host.list_netns(prefix) == []
+
+
+def vswitch(site: Site, chassis: str) -> VswitchClient:
+    """The local Open_vSwitch DB of a lab chassis, for a test to look at (the migration
+    itself reaches chassis only through the chassis seam)."""
+    return VswitchClient(chassis, site.chassis_named(chassis).ovs_remote)
 
 
 def other_chassis(site: Site, vm: str) -> str:
@@ -71,7 +79,8 @@ def ofctl_children() -> list[int]:
 def stalled(site: Site, dst: str, spec: str) -> Iterator[StallInjector]:
     """A stall (``dst:MS`` / ``peer:MS``) armed for one migration; on exit it is waited out
     and the controller resumed, whatever the migration did."""
-    injector = StallPlan.parse(spec).injector(site, dst, site.clients[0].chassis)
+    chassis = SiteClients.connect(site).chassis
+    injector = StallPlan.parse(spec).injector(chassis, dst, site.clients[0].chassis)
     try:
         yield injector
     finally:
@@ -93,6 +102,37 @@ def assert_rolled_back(
     activation option, no destination OVS port, TAP or incoming guest."""
     assert clients.nb.requested_chassis(vm.lsp) == [src]
     assert "activation-strategy" not in clients.nb.lsp_options(vm.lsp)
-    assert clients.vswitch[dst].interface(vm.tap) is None
+    assert vswitch(site, dst).interface(vm.tap) is None
     assert vm.tap not in links(site, dst)
     assert hv.status(vm, dst) is None
+
+
+def sync_chassis(clients: SiteClients, chassis: str, timeout_s: float = 30.0) -> int:
+    """Return once ``chassis``' ovn-controller has processed every NB change made so far
+    (a positive sync point for proving a negative): bump ``NB_Global.nb_cfg`` and wait -
+    a Watch registered before the bump - until its ``Chassis_Private.nb_cfg`` reaches it.
+
+    ovn-controller reports an nb_cfg only after computing and installing the flows of that
+    SB state, and it commits the SB writes of that computation (claims, releases) in an
+    earlier or the same transaction; the SB delivers one client's transactions in order.
+    So when this returns, a Watch on the bad state registered before the action has fired
+    if the controller made it happen. Returns the nb_cfg reached; WaitTimeout (with the
+    row seen) if the controller does not catch up - a hung controller fails, not passes.
+    """
+    target: list[int] = []
+
+    def caught_up(row: object) -> bool:
+        return bool(target and row.name == chassis  # type: ignore[attr-defined]
+                    and int(row.nb_cfg) >= target[0])  # type: ignore[attr-defined]
+
+    watch = clients.sb.register(
+        "Chassis_Private", caught_up, f"Chassis_Private {chassis} to reach the bumped nb_cfg",
+        lambda: describe_chassis_private(clients.sb, chassis),
+    )
+    try:
+        target.append(clients.nb.bump_nb_cfg())
+        watch.recheck(clients.sb.rows("Chassis_Private"))
+        watch.wait(timeout_s)
+    finally:
+        watch.cancel()
+    return target[0]

@@ -22,8 +22,9 @@ from cutover.errors import ChassisUnreachable, ControllerDown, MigrationAborted
 from cutover.guest.emulated import EmulatedHypervisor
 from cutover.lab import Lab, host
 from cutover.lab.chassis import CONTROLLER
+from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
-from cutover.migration.orchestrator import SiteClients, migrate
+from cutover.migration.orchestrator import migrate
 from cutover.probe.analysis import summarize
 from cutover.probe.client import Prober
 from cutover.site import Site

@@ -24,6 +24,8 @@ from cutover.errors import LabAlreadyUp, LabBuildError, LabNotUp, PrerequisiteEr
 from cutover.lab import ControllerStall, Lab, LabTopology, host, topo_ovn
 from cutover.lab.chassis import vsctl
 from cutover.lab.topology import PortSpec
+from cutover.ovsdb.connection import close_all
+from cutover.ovsdb.sb import SbClient
 from cutover.site import Site
 
 COTL = lab_prefix("cotl")
@@ -204,7 +206,7 @@ def test_down_removes_everything_and_twice_is_fine(make_lab: Callable[[str], Lab
     lab = make_lab("cotld")
     lab.up()
     pids = [p.pid for p in lab.manifest.processes()]
-    assert len(pids) == 12
+    assert len(pids) == 15  # 3 central + 3 x (ovsdb, vswitchd, controller, agent)
     t0 = time.monotonic()
     assert lab.down() == []
     assert time.monotonic() - t0 < 10
@@ -317,27 +319,35 @@ def test_controller_stall_really_pauses(make_lab: Callable[[str], Lab]) -> None:
     def status() -> str:
         return host.run(["ovn-appctl", "-t", ctl, "debug/status"]).strip()
 
+    sb = SbClient(site.sb_remote)
+    # armed before the port exists: records when the SB first shows hv2 holding it
+    claimed = sb.watch_binding(on_hv2.lsp, lambda b: b.chassis == "hv2", "hv2 to claim x2")
     stall = ControllerStall(ctl, 30_000)
-    stall.start()
     try:
+        stall.start()
         assert status() == "paused"
         for port, ch in ((on_hv2, hv2), (on_hv1, hv1)):
             topo_ovn.add_lsp(topo, port)
             topo_ovn.plug_port(ch, port)
         # the running hv1 binds its new port: the NB -> SB -> controller path works ...
         wait_until("x1 bound on hv1", lambda: bound_chassis(topo, on_hv1.lsp) == "hv1")
-        # ... while the paused hv2 does not claim its port, however long we look
-        deadline = time.monotonic() + 0.5
-        while time.monotonic() < deadline:
-            assert bound_chassis(topo, on_hv2.lsp) is None
         assert sbctl(topo, "--bare", "--columns=logical_port", "find", "Port_Binding",
                      f"logical_port={on_hv2.lsp}") == on_hv2.lsp  # northd did make it
+        assert not claimed.fired, f"paused hv2 claimed x2: {claimed.row}"
+        resuming_ms = time.time() * 1000.0
+        stall.stop()
+        assert status() == "running"
+        # ... while the paused hv2 claims its port only once resumed: a claim made during
+        # the pause would have been seen earlier (the watch sees every SB change)
+        _row, seen_ms = claimed.wait(20.0)
     finally:
         stall.stop()
-    assert status() == "running"
-    wait_until("x2 bound on hv2 after resume", lambda: bound_chassis(topo, on_hv2.lsp) == "hv2")
+        claimed.cancel()
+        close_all()
+    assert seen_ms > resuming_ms, (seen_ms, resuming_ms)
+    assert bound_chassis(topo, on_hv2.lsp) == "hv2"
     assert stall.started_ms is not None and stall.ended_ms is not None
-    assert 500 <= stall.ended_ms - stall.started_ms < 30_000
+    assert stall.started_ms < resuming_ms <= stall.ended_ms < stall.started_ms + 30_000
     stall.stop()  # idempotent
 
     timed = ControllerStall(ctl, 300)

@@ -22,8 +22,9 @@ from cutover.errors import MigrationAborted
 from cutover.guest.libvirt import LibvirtHypervisor
 from cutover.guest.select import GuestOptions
 from cutover.lab import Lab, LabTopology, host
+from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
-from cutover.migration.orchestrator import SiteClients, migrate
+from cutover.migration.orchestrator import migrate
 from cutover.ovsdb.connection import close_all
 from cutover.probe.client import Prober
 

@@ -14,7 +14,16 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from labkit import assert_rolled_back, lab_prefix, links, other_chassis, running_lab, stalled
+from labkit import (
+    assert_rolled_back,
+    lab_prefix,
+    links,
+    other_chassis,
+    running_lab,
+    stalled,
+    sync_chassis,
+    vswitch,
+)
 
 from cutover.errors import (
     InvalidMigration,
@@ -25,8 +34,10 @@ from cutover.errors import (
 )
 from cutover.guest.emulated import EmulatedHypervisor
 from cutover.lab import Lab
+from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
-from cutover.migration.orchestrator import MigrationReport, SiteClients, migrate
+from cutover.migration.orchestrator import MigrationReport, migrate
+from cutover.ovsdb.sb import binding_state
 from cutover.probe.analysis import summarize
 from cutover.probe.client import Prober
 from cutover.site import Site
@@ -64,8 +75,18 @@ def _probe(site: Site, seconds: float) -> tuple[int, int]:
     return s.probes_sent, s.probes_sent - s.probes_lost
 
 
-def test_each_chassis_has_its_own_connection(clients: SiteClients) -> None:
-    hv1, hv2 = clients.vswitch["hv1"], clients.vswitch["hv2"]
+def test_each_chassis_has_its_own_connection(lab: Lab) -> None:
+    """Reached locally (no agent in the site), each chassis has its own OVSDB connection."""
+    from dataclasses import replace
+
+    from cutover.chassis.local import LocalChassis
+
+    site = lab.site()
+    local = replace(site, chassis=tuple(replace(c, agent=None) for c in site.chassis))
+    chassis = SiteClients.connect(local).chassis
+    a, b = chassis["hv1"], chassis["hv2"]
+    assert isinstance(a, LocalChassis) and isinstance(b, LocalChassis)
+    hv1, hv2 = a.vswitch, b.vswitch
     assert hv1.system_id() == "hv1"
     assert hv2.system_id() == "hv2"
     assert type(hv1.api) is not type(hv2.api)
@@ -104,7 +125,7 @@ def test_claim_migration_moves_the_port_and_cleans_the_source(
     assert binding.chassis == report.dst and binding.additional == ()
     assert clients.nb.requested_chassis(vm.lsp) == [report.dst]
     assert "activation-strategy" not in clients.nb.lsp_options(vm.lsp)
-    assert clients.vswitch[src].interface(vm.tap) is None
+    assert vswitch(site, src).interface(vm.tap) is None
     assert vm.tap not in links(site, src)
     sent, answered = _probe(site, 0.5)
     assert sent > 50 and answered >= 0.9 * sent  # the first probe may meet an unresolved tunnel
@@ -127,12 +148,21 @@ def test_claim_timeout_rolls_back_and_vm_keeps_its_network(
     vm = site.vm_named("vm1")
     src, dst = vm.chassis, other_chassis(site, "vm1")
     hv = EmulatedHypervisor(site)
+    # armed before anything happens: fires if the SB ever shows another chassis on the port
+    other = clients.sb.watch_binding(
+        vm.lsp, lambda b: b.chassis != src or bool(b.additional), "a chassis besides the source"
+    )
     with Prober(site, site.clients[0], vm, 5.0) as prober:
         prober.start()
         with stalled(site, dst, "dst:2500") as injector, pytest.raises(MigrationAborted) as info:
             migrate(site, "vm1", dst, MigrationOptions(strategy="claim", ready_timeout_s=0.5),
                     hv, clients, observers=[injector])
         samples = prober.stop()
+    # the stall is over: the destination's controller catches up with the migration and its
+    # rollback; a claim it made on the way would have fired the watch before this returns
+    sync_chassis(clients, dst)
+    other.cancel()
+    assert not other.fired, f"after the rollback: {other.row and binding_state(other.row)}"
     cause = info.value.cause
     assert isinstance(cause, WaitTimeout)
     assert "additional_chassis=[]" in cause.seen
@@ -142,9 +172,7 @@ def test_claim_timeout_rolls_back_and_vm_keeps_its_network(
     summary = summarize(samples, 5.0)
     assert summary.probes_sent > 50
     assert summary.probes_lost <= 1
-    # once the destination chassis catches up, the SB still shows a single chassis
-    time.sleep(0.5)
-    binding = clients.sb.binding(vm.lsp)
+    binding = clients.sb.binding(vm.lsp)  # read after the sync point above
     assert binding is not None and binding.chassis == src and binding.additional == ()
 
 

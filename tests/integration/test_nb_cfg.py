@@ -7,22 +7,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from labkit import assert_rolled_back, other_chassis, running_lab, stalled
+from labkit import assert_rolled_back, lab_prefix, other_chassis, running_lab, stalled
 
 from cutover.bench.results import RunResult
 from cutover.bench.runner import BenchPlan, run_bench
 from cutover.errors import InvalidMigration, MigrationAborted, WaitTimeout
 from cutover.guest.emulated import EmulatedHypervisor
 from cutover.lab import Lab
+from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
-from cutover.migration.orchestrator import SiteClients, migrate
+from cutover.migration.orchestrator import migrate
 
 pytestmark = [pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    yield from running_lab("conb")
+    yield from running_lab(lab_prefix("conb"))
 
 
 def test_nb_cfg_migration_waits_for_the_destination_to_catch_up(
@@ -120,7 +121,7 @@ def test_sb_writes_nb_cfg_makes_every_chassis_write(lab: Lab) -> None:
 
 @pytest.fixture(scope="module")
 def lab4() -> Iterator[Lab]:
-    yield from running_lab("cond", n_chassis=4)
+    yield from running_lab(lab_prefix("cond"), n_chassis=4)
 
 
 def test_sb_writes_grow_with_the_chassis_count(lab4: Lab) -> None:

@@ -16,16 +16,20 @@ from labkit import (
     other_chassis,
     running_lab,
     stalled,
+    sync_chassis,
 )
 
+from cutover.chassis.local import rundir_for
 from cutover.errors import MigrationAborted, WaitTimeout
 from cutover.guest.emulated import EmulatedHypervisor
 from cutover.lab import Lab
+from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
-from cutover.migration.orchestrator import SiteClients, migrate
+from cutover.migration.orchestrator import migrate
+from cutover.ovsdb.sb import binding_state
 from cutover.probe.analysis import summarize
 from cutover.probe.client import Prober
-from cutover.readiness.port_ready import PATH_FLOWS_ONLY, PATH_INSTALLED, rundir_for
+from cutover.readiness.port_ready import PATH_FLOWS_ONLY, PATH_INSTALLED
 
 pytestmark = [pytest.mark.integration]
 
@@ -91,6 +95,10 @@ def test_port_ready_timeout_rolls_back(lab: Lab, clients: SiteClients) -> None:
     vm = site.vm_named("vm1")
     src, dst = vm.chassis, other_chassis(site, "vm1")
     hv = EmulatedHypervisor(site)
+    # armed before anything happens: fires if the SB ever shows another chassis on the port
+    other = clients.sb.watch_binding(
+        vm.lsp, lambda b: b.chassis != src or bool(b.additional), "a chassis besides the source"
+    )
     with Prober(site, site.clients[0], vm, 5.0) as prober:
         prober.start()
         with stalled(site, dst, "dst:2500") as injector, pytest.raises(MigrationAborted) as info:
@@ -98,6 +106,11 @@ def test_port_ready_timeout_rolls_back(lab: Lab, clients: SiteClients) -> None:
                     MigrationOptions(strategy="port-ready", ready_timeout_s=0.5),
                     hv, clients, observers=[injector])
         samples = prober.stop()
+    # the stall is over: the destination's controller catches up with the migration and its
+    # rollback; a claim it made on the way would have fired the watch before this returns
+    sync_chassis(clients, dst)
+    other.cancel()
+    assert not other.fired, f"after the rollback: {other.row and binding_state(other.row)}"
     cause = info.value.cause
     assert isinstance(cause, WaitTimeout)
     assert info.value.step == "wait-ready"
@@ -108,25 +121,24 @@ def test_port_ready_timeout_rolls_back(lab: Lab, clients: SiteClients) -> None:
     assert_rolled_back(clients, hv, site, vm, src, dst)
     summary = summarize(samples, 5.0)
     assert summary.probes_sent > 50 and summary.probes_lost <= 1
-    time.sleep(0.5)
-    binding = clients.sb.binding(vm.lsp)
+    binding = clients.sb.binding(vm.lsp)  # read after the sync point above
     assert binding is not None and binding.chassis == src and binding.additional == ()
 
 
 def test_flows_only_path_when_ovn_installed_never_comes(lab: Lab, clients: SiteClients) -> None:
     """What a build without ovn-installed for an additional chassis gets: the flows on the
     bridge, once the grace for ovn-installed has passed."""
-    from cutover.compute.plugger import OvsTapPlugger
+    from cutover.chassis.base import Vif
+    from cutover.chassis.local import LocalChassis
     from cutover.network.binding import BindingController
     from cutover.readiness.port_ready import PortReadyReadiness
 
     site = lab.site()
     vm = site.vm_named("vm1")
     src, dst = site.chassis_named(vm.chassis), site.chassis_named(other_chassis(site, "vm1"))
-    plugger, binding = OvsTapPlugger(clients.vswitch), BindingController(clients.nb)
-    check = PortReadyReadiness(clients.sb, clients.vswitch, grace_ms=200.0,
-                               use_ovn_installed=False)
-    plugger.plug(vm, dst)
+    chassis, binding = LocalChassis(dst, clients.sb, grace_ms=200.0), BindingController(clients.nb)
+    check = PortReadyReadiness({dst.name: chassis}, use_ovn_installed=False)
+    chassis.plug(Vif.of(vm))
     try:
         check.arm(vm, src, dst)
         started = time.time() * 1000.0
@@ -135,7 +147,7 @@ def test_flows_only_path_when_ovn_installed_never_comes(lab: Lab, clients: SiteC
     finally:
         check.disarm()
         binding.revert(vm.lsp, src.name)
-        plugger.unplug(vm, dst)
+        chassis.unplug(Vif.of(vm))
     assert evidence.detail.startswith(PATH_FLOWS_ONLY)
     assert "blocked-awaiting-activation" in evidence.detail
     assert 200.0 <= evidence.seen_ms - started < 10_000.0

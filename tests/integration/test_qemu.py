@@ -28,8 +28,9 @@ from cutover.guest import qemu_proc
 from cutover.guest.qemu import QemuHypervisor
 from cutover.guest.select import GuestOptions
 from cutover.lab import Lab, LabTopology, host
+from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
-from cutover.migration.orchestrator import SiteClients, migrate
+from cutover.migration.orchestrator import migrate
 from cutover.ovsdb.connection import close_all
 from cutover.probe.client import Prober
 from cutover.site import Site

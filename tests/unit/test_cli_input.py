@@ -99,7 +99,7 @@ def test_timeline_details_print_brackets_literally() -> None:
 
     from rich.console import Console
 
-    table = cli.timeline_table([(1.0, "path-ready.seen", "peers [hv3, hv4] ready")], "vm1 [x]")
+    table = commands.timeline_table([(1.0, "path-ready.seen", "peers [hv3, hv4] ready")], "vm1 [x]")
     console = Console(file=io.StringIO(), width=200, record=True)
     console.print(table)
     text = console.export_text()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from cutover.chassis.base import Vif, vm_uuid
 from cutover.compute.libvirt_xml import interface_xml
-from cutover.compute.plugger import vm_uuid
 from cutover.site import VmSpec
 
 VM = VmSpec(name="vm1", lsp="ls-vm1", mac="02:00:00:00:00:01", ip="10.0.0.1", chassis="hv1",
@@ -25,6 +25,5 @@ def test_interface_uses_the_precreated_tap_unmanaged() -> None:
 
 
 def test_vm_uuid_is_stable_and_distinct() -> None:
-    assert vm_uuid(VM) == vm_uuid(VM)
-    other = VmSpec(**{**VM.__dict__, "name": "vm2"})
-    assert vm_uuid(other) != vm_uuid(VM)
+    assert vm_uuid(VM.name) == vm_uuid(VM.name) != vm_uuid("vm2")
+    assert Vif.of(VM).vm_uuid == vm_uuid("vm1") and Vif.of(VM).tap == "tap-vm1"

@@ -10,11 +10,11 @@ import pytest
 
 from cutover.bench.sb_monitor import REQUIRED_TABLES, CountingIdl, SbMonitor, SbWriteCounter
 from cutover.errors import InvalidMigration, OvsdbError
-from cutover.migration.context import STRATEGIES
+from cutover.evidence import Evidence
 from cutover.migration.orchestrator import _detection_latency
+from cutover.migration.strategies import STRATEGY_NAMES as STRATEGIES
 from cutover.migration.strategies import build_steps
 from cutover.ovsdb.nb import BUMP_MARK_KEY, BumpNbCfgCommand, NbClient
-from cutover.readiness.base import Evidence
 from cutover.readiness.nb_cfg import _timestamp_ms, check_nb_cfg_supported
 
 

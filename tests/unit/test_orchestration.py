@@ -58,7 +58,7 @@ def _ctx() -> MigrationContext:
     none = cast(Any, None)
     return MigrationContext(
         site=SITE, vm=SITE.vms[0], src=SITE.chassis[0], dst=SITE.chassis[1],
-        options=MigrationOptions(), binding=none, sb=none, plugger=none, hypervisor=none,
+        options=MigrationOptions(), binding=none, sb=none, chassis={}, hypervisor=none,
         readiness=None, timeline=Timeline(),
     )
 
@@ -71,7 +71,7 @@ def test_failure_undoes_done_steps_in_reverse() -> None:
         run_steps(_ctx(), steps)
     assert log == ["do a", "do b", "do c", "undo c", "undo b", "undo a"]
     assert info.value.step == "c"
-    assert "boom" in str(info.value) and "still runs on its source" in str(info.value)
+    assert "boom" in str(info.value) and "rolled back" in str(info.value)
 
 
 def test_failed_undo_is_reported_and_the_rest_still_undone() -> None:

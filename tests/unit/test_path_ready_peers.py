@@ -8,16 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from cutover.readiness.flows import parse_flows
-from cutover.readiness.peers import (
-    BindingRow,
-    binding_rows,
-    classify_peer,
-    output_ports,
-    peer_chassis,
-    reachable_datapaths,
-    tunnel_ofports,
-)
+from cutover.chassis.flows import parse_flows
+from cutover.chassis.tunnels import classify_peer, output_ports, tunnel_ofports
+from cutover.readiness.peers import BindingRow, binding_rows, peer_chassis, reachable_datapaths
 
 DATA = Path(__file__).parent / "data"
 TUNNELS = {1: "172.31.250.11", 2: "172.31.250.12"}

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cutover.readiness.flows import PortFlows, classify, parse_flow, parse_flows
-from cutover.readiness.port_ready import (
-    PATH_FLOWS_ONLY,
-    PATH_INSTALLED,
-    decide,
-    rundir_for,
-)
+from cutover.chassis.flows import PortFlows, classify, parse_flow, parse_flows
+from cutover.chassis.local import rundir_for
+from cutover.chassis.port_watch import PATH_FLOWS_ONLY, PATH_INSTALLED, decide
 from cutover.site import ChassisEndpoint
 
 DATA = Path(__file__).parent / "data"

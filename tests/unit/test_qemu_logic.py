@@ -249,14 +249,14 @@ def test_bad_guest_options_are_refused(
 def test_domain_xml_is_novas_precreated_tap_interface() -> None:
     import xml.etree.ElementTree as ET
 
-    from cutover.compute.plugger import vm_uuid
+    from cutover.chassis.base import vm_uuid
     from cutover.guest.libvirt import domain_xml
 
     xml = domain_xml(VM, "cutover.guest.p-vm1", Path("/c/vmlinux"), Path("/c/initrd.gz"),
                      256, Path("/lab/vm1.serial.log"))
     dom = ET.fromstring(xml)
     assert dom.get("type") == "qemu" and dom.findtext("name") == "cutover.guest.p-vm1"
-    assert dom.findtext("uuid") == vm_uuid(VM)  # the same instance UUID on both ends
+    assert dom.findtext("uuid") == vm_uuid(VM.name)  # the same instance UUID on both ends
     assert dom.findtext("memory") == "256" and dom.findtext("os/kernel") == "/c/vmlinux"
     assert "cutover.ip=10.99.0.1" in (dom.findtext("os/cmdline") or "")
     iface = dom.find("devices/interface")

@@ -7,11 +7,12 @@ destination port is plugged (``plug.start``): a deterministic stand-in for a bus
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from cutover.chassis.base import Chassis
 from cutover.errors import InputError
 from cutover.lab.stall import ControllerStall, parse_stall
-from cutover.site import Site
 
 STALL_TRIGGER = "plug.start"
 
@@ -27,16 +28,15 @@ class StallPlan:
         role, ms = parse_stall(spec)
         return cls(spec=f"{role}:{ms:g}" if role != "none" else "none", role=role, ms=ms)
 
-    def injector(self, site: Site, dst: str, peer: str) -> StallInjector:
+    def injector(self, chassis: Mapping[str, Chassis], dst: str, peer: str) -> StallInjector:
+        """The injector for one migration to ``dst`` probed from ``peer``; the controller is
+        paused through the chassis seam (its agent, or its unixctl socket locally)."""
         if self.role == "none":
             return StallInjector(None, STALL_TRIGGER)
-        chassis = site.chassis_named(dst if self.role == "dst" else peer)
-        if not chassis.controller_ctl:
-            raise InputError(
-                f"chassis {chassis.name} has no ovn-controller control socket in the site; "
-                "stalls need one (the lab provides it)"
-            )
-        return StallInjector(ControllerStall(chassis.controller_ctl, self.ms), STALL_TRIGGER)
+        name = dst if self.role == "dst" else peer
+        if name not in chassis:
+            raise InputError(f"no chassis {name} to stall; known: {', '.join(chassis)}")
+        return StallInjector(ControllerStall(chassis[name], self.ms), STALL_TRIGGER)
 
 
 class StallInjector:

@@ -32,8 +32,10 @@ from cutover.errors import (
 )
 from cutover.guest.base import Hypervisor, ReportsMigration
 from cutover.lab.load import LOAD_LEVELS, parse_load
-from cutover.migration.context import ACTIVATIONS, STRATEGIES, MigrationOptions
-from cutover.migration.orchestrator import MigrationReport, SiteClients, migrate
+from cutover.migration.clients import SiteClients
+from cutover.migration.context import ACTIVATIONS, MigrationOptions
+from cutover.migration.orchestrator import MigrationReport, migrate
+from cutover.migration.strategies import STRATEGY_NAMES
 from cutover.probe.analysis import summarize
 from cutover.probe.client import Prober
 from cutover.site import Site, VmSpec
@@ -93,10 +95,10 @@ class BenchPlan:
         """Refuse a plan that cannot run (InputError) before any lab is touched."""
         if not self.strategies:
             raise InputError("a bench needs at least one strategy")
-        unknown = [s for s in self.strategies if s not in STRATEGIES]
+        unknown = [s for s in self.strategies if s not in STRATEGY_NAMES]
         if unknown:
             raise InputError(
-                f"unknown strategy {', '.join(unknown)}; choose from {', '.join(STRATEGIES)}"
+                f"unknown strategy {', '.join(unknown)}; choose from {', '.join(STRATEGY_NAMES)}"
             )
         for what, values in (("strategy", self.strategies), ("condition", self.conditions)):
             dup = sorted({str(v) for v in values if values.count(v) > 1})
@@ -224,7 +226,7 @@ def _run_once(
     client = site.client_named(plan.client)
     dst = _destination(site, vm, client)
     stall = StallPlan.parse(cond.stall)
-    injector = stall.injector(site, dst, client.chassis)
+    injector = stall.injector(clients.chassis, dst, client.chassis)
     options = MigrationOptions(
         strategy=strategy,
         activation=cond.activation,

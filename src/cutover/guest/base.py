@@ -13,6 +13,7 @@ method raises :class:`~cutover.errors.GuestError` (or
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from cutover.site import ChassisEndpoint, VmSpec
@@ -25,6 +26,26 @@ class ReportsMigration(Protocol):
     def last_migration(self, vm: VmSpec) -> dict[str, Any]:
         """Figures of ``vm``'s last switchover, e.g. ``guest_pause_ms`` (source stopped ->
         destination resumed, by the hypervisor's own clock), ms and MiB; {} if none."""
+
+
+@dataclass(frozen=True)
+class GuestState:
+    """What runs of a VM on one chassis, as the hypervisor sees it right now.
+
+    ``state`` is ``running``, ``paused``, ``incoming`` (waiting for a migration), ``dead``
+    (its process is gone without a clean stop), ``missing`` (no guest at all) or
+    ``unknown`` (it could not be asked); ``detail`` says what was seen, for messages.
+    """
+
+    state: str
+    detail: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def __str__(self) -> str:
+        return f"{self.state} ({self.detail})" if self.detail else self.state
 
 
 class Hypervisor(Protocol):
@@ -42,7 +63,9 @@ class Hypervisor(Protocol):
 
         ``duration_ms`` is the emulator's modelled copy time (it sleeps it, the source
         answering meanwhile); a real hypervisor copies for as long as the copy takes and
-        may already have stopped the source when it returns (QEMU's pre-switchover)."""
+        may already have stopped the source when it returns (QEMU's pre-switchover).
+        If the source or the incoming guest dies meanwhile, raises GuestError at once (not
+        when the copy would have ended), naming the guest, its chassis and how it ended."""
 
     def pause_source(self, vm: VmSpec, window_ms: float) -> float:
         """Stop the source's vCPUs (it stops answering); returns the wall ms it paused at.
@@ -64,3 +87,7 @@ class Hypervisor(Protocol):
 
     def stop(self, vm: VmSpec, chassis: str) -> None:
         """Stop the guest of ``vm`` on ``chassis`` if there is one."""
+
+    def guest_state(self, vm: VmSpec, chassis: str) -> GuestState:
+        """What runs of ``vm`` on ``chassis``; changes nothing and never raises (a guest that
+        cannot be asked is ``unknown``). The orchestrator reports it after a rollback."""

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from cutover.errors import GuestError, InvalidMigration
-from cutover.guest.process import ControlledProcess
+from cutover.guest.base import GuestState
+from cutover.guest.inventory import EMULATOR_MODULE, guest_files
+from cutover.guest.process import ControlledProcess, ExitWatch, liveness
 from cutover.site import ChassisEndpoint, Site, VmSpec
 
-MODULE = "cutover.guest.emulator"
+MODULE = EMULATOR_MODULE
 
 
 class EmulatedHypervisor:
@@ -63,8 +65,31 @@ class EmulatedHypervisor:
         self._require(vm, dst.name).request({"cmd": "attach"}, self.request_timeout_s)
 
     def copy_memory(self, vm: VmSpec, dst: ChassisEndpoint, duration_ms: float) -> None:
-        """Sleep for the pre-copy time, then check both ends survived it (as QEMU would)."""
-        time.sleep(max(0.0, duration_ms) / 1000.0)
+        """Wait out the pre-copy on both guests' pidfds, then check both still answer.
+
+        QEMU's migration fails the moment either end goes away; so does this: the kernel
+        wakes the wait when the source or the incoming guest exits, and the GuestError
+        names which one died, on which chassis, how, and what its log said last.
+        """
+        ends = {vm.chassis: "source", dst.name: "incoming"}
+        with ExitWatch() as watch:
+            for chassis in ends:
+                guest = self._require(vm, chassis)
+                pid = guest.pid
+                if pid is None:
+                    raise GuestError(f"{guest!r} answers but has no pidfile; restart it")
+                watch.add(chassis, pid, MODULE)
+            started = time.monotonic()
+            died = watch.wait(max(0.0, duration_ms) / 1000.0)
+        if died is not None:
+            chassis, pid, how = died
+            into_ms = (time.monotonic() - started) * 1000.0
+            guest = self._handle(vm, chassis)
+            raise GuestError(
+                f"the {ends[chassis]} guest {vm.name}@{chassis} (pid {pid}) died {into_ms:.0f} "
+                f"ms into the {duration_ms:.0f} ms memory copy: {how}; its log "
+                f"{guest.log_path} ends: {_last_lines(guest.log_tail())}"
+            )
         self._require(vm, vm.chassis).request({"cmd": "status"}, self.request_timeout_s)
         self._require(vm, dst.name).request({"cmd": "status"}, self.request_timeout_s)
 
@@ -125,9 +150,23 @@ class EmulatedHypervisor:
             raise GuestError(f"abort of {vm.name!r} incomplete: {'; '.join(failures)}")
 
     def stop(self, vm: VmSpec, chassis: str) -> None:
-        guest = self._find(vm, chassis)
-        if guest is not None:
-            guest.stop()
+        """Stop it; a dead guest's leftover pidfile (its death record) is removed too."""
+        (self._find(vm, chassis) or self._handle(vm, chassis)).stop()
+
+    def guest_state(self, vm: VmSpec, chassis: str) -> GuestState:
+        _control, pidfile = self.paths(vm, chassis)
+        alive, pid = liveness(MODULE, pidfile)
+        if alive == "missing":
+            return GuestState("missing", f"no guest process: no {pidfile}")
+        if alive == "dead":
+            return GuestState(
+                "dead", f"pid {pid} in {pidfile} is gone without a clean stop: killed or crashed"
+            )
+        try:
+            status = self._handle(vm, chassis).request({"cmd": "status"}, self.request_timeout_s)
+        except GuestError as e:
+            return GuestState("unknown", f"pid {pid} runs but does not answer: {e}")
+        return GuestState(str(status.get("state", "unknown")), f"pid {pid}")
 
     # --- beyond the Protocol -------------------------------------------------------
 
@@ -138,13 +177,17 @@ class EmulatedHypervisor:
 
     def paths(self, vm: VmSpec, chassis: str) -> tuple[Path, Path]:
         """(control socket, pidfile) of the guest of ``vm`` on ``chassis``."""
-        base = Path(self.site.guest_dir)
-        return base / f"{vm.name}@{chassis}.sock", base / f"{vm.name}@{chassis}.pid"
+        return guest_files(self.site.guest_dir, vm.name, chassis)
 
     # --- internals -----------------------------------------------------------------
 
     def _label(self, vm: VmSpec, chassis: str) -> str:
         return f"guest {vm.name}@{chassis}"
+
+    def _handle(self, vm: VmSpec, chassis: str) -> ControlledProcess:
+        """The guest's handle whether or not it runs (for its paths, log and clean-up)."""
+        control, pidfile = self.paths(vm, chassis)
+        return ControlledProcess(self._label(vm, chassis), MODULE, control, pidfile)
 
     def _find(self, vm: VmSpec, chassis: str) -> ControlledProcess | None:
         control, pidfile = self.paths(vm, chassis)
@@ -173,3 +216,10 @@ class EmulatedHypervisor:
             netns=self.site.chassis_named(chassis).netns,
             ready_timeout_s=self.ready_timeout_s,
         )
+
+
+def _last_lines(text: str, n: int = 2, max_chars: int = 300) -> str:
+    """The last ``n`` non-empty lines of a log tail, on one line, for an error message."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    tail = " | ".join(lines[-n:]) or "(empty)"
+    return tail if len(tail) <= max_chars else "..." + tail[-max_chars:]

@@ -33,10 +33,11 @@ from typing import Any
 import libvirt
 import libvirt_qemu
 
+from cutover.chassis.base import DEFAULT_MTU, vm_uuid
 from cutover.compute.libvirt_xml import interface_xml
-from cutover.compute.plugger import DEFAULT_MTU, vm_uuid
 from cutover.errors import GuestError, InvalidMigration, WaitTimeout
 from cutover.guest import qemu_proc
+from cutover.guest.base import GuestState
 from cutover.guest.image import ensure_image
 from cutover.guest.initramfs import READY_MARK
 from cutover.guest.libvirt_daemon import LibvirtDaemon
@@ -75,7 +76,7 @@ def domain_xml(vm: VmSpec, name: str, kernel: Path, initrd: Path, ram_mb: int,
     """The domain of ``vm``: TCG, the cached kernel/initramfs, one NIC on its TAP."""
     dom = ET.Element("domain", type="qemu")
     ET.SubElement(dom, "name").text = name
-    ET.SubElement(dom, "uuid").text = vm_uuid(vm)  # Nova's instance UUID: same on both ends
+    ET.SubElement(dom, "uuid").text = vm_uuid(vm.name)  # Nova's instance UUID: same on both ends
     ET.SubElement(dom, "memory", unit="MiB").text = str(ram_mb)
     ET.SubElement(dom, "vcpu").text = "1"
     os_ = ET.SubElement(dom, "os")
@@ -223,6 +224,18 @@ class LibvirtHypervisor:
             with contextlib.suppress(libvirt.libvirtError):
                 dom.destroy()
         self._pidfile(vm, chassis).unlink(missing_ok=True)
+
+    def guest_state(self, vm: VmSpec, chassis: str) -> GuestState:
+        try:
+            dom = self._domain(vm, chassis)
+            if dom is None:
+                return GuestState("missing", f"no domain {self._name(vm)} on {chassis}")
+            state = dom.state()[0]
+        except (GuestError, libvirt.libvirtError) as e:
+            return GuestState("unknown", str(e))
+        names = {libvirt.VIR_DOMAIN_RUNNING: "running", libvirt.VIR_DOMAIN_PAUSED: "paused",
+                 libvirt.VIR_DOMAIN_SHUTOFF: "dead", libvirt.VIR_DOMAIN_CRASHED: "dead"}
+        return GuestState(names.get(state, "unknown"), f"libvirt domain state {state}")
 
     # --- beyond the Protocol -------------------------------------------------------
 

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cutover.errors import GuestError, WaitTimeout
 from cutover.guest.control import exchange
@@ -38,6 +40,106 @@ def runs_module(pid: int, module: str) -> bool:
         return False
     target = module.encode()
     return any(a == b"-m" and b == target for a, b in itertools.pairwise(argv))
+
+
+Liveness = Literal["running", "dead", "missing"]
+
+
+def liveness(module: str, pidfile: Path) -> tuple[Liveness, int | None]:
+    """Whether the process of ``pidfile`` runs, from the pidfile and /proc alone (no request,
+    nothing changed): ``running``; ``dead`` - the pidfile is there but its process is gone
+    (killed or crashed: a clean exit removes its own pidfile); ``missing`` - no pidfile."""
+    pid = read_pidfile(pidfile)
+    if pid is None:
+        return "missing", None
+    return ("running" if runs_module(pid, module) else "dead"), pid
+
+
+def exit_note(pidfd: int) -> str:
+    """How the process behind ``pidfd`` ended, if this process is its parent (``waitid`` with
+    WNOWAIT: the status stays for whoever reaps it); otherwise say it is unknown.
+
+    Call it only once the pidfd is readable (the process has exited): the kernel may signal
+    the pidfd a moment before the zombie is waitable, so this waits for it (no WNOHANG) -
+    that moment is microseconds, and a non-child fails at once with ECHILD.
+    """
+    try:
+        info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOWAIT)
+    except ChildProcessError:
+        return "exit status unknown (not a child of this process)"
+    except OSError as e:
+        return f"exit status unknown ({e})"
+    if info is None:
+        return "exit status unknown"
+    if info.si_code == os.CLD_EXITED:
+        return f"exited with status {info.si_status}"
+    name = signal.Signals(info.si_status).name
+    return f"killed by {name}" + (" (core dumped)" if info.si_code == os.CLD_DUMPED else "")
+
+
+def _exited(pidfd: int) -> bool:
+    """The process of ``pidfd`` has exited (its pidfd is readable); does not block."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class ExitWatch:
+    """Waits for any of several processes to exit, on pidfds: woken by the kernel the moment
+    one dies, so a wait of seconds ends at once instead of when its timeout runs out.
+
+    A pid is checked to still run its module *after* its pidfd is open, so the fd can never
+    refer to a recycled pid. A context manager (closes the fds).
+    """
+
+    def __init__(self) -> None:
+        self._watched: dict[int, tuple[str, int]] = {}
+        """pidfd -> (label, pid)."""
+        self._gone: list[tuple[str, int, str]] = []
+        """Already gone when added: (label, pid, how)."""
+
+    def add(self, label: str, pid: int, module: str) -> None:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self._gone.append((label, pid, "already gone"))
+            return
+        if runs_module(pid, module):
+            self._watched[fd] = (label, pid)
+            return
+        try:
+            how = exit_note(fd) if _exited(fd) else f"pid {pid} no longer runs {module}"
+            self._gone.append((label, pid, how))
+        finally:
+            os.close(fd)
+
+    def wait(self, timeout_s: float) -> tuple[str, int, str] | None:
+        """Block up to ``timeout_s``; ``(label, pid, exit note)`` of the first process that
+        exited (or was already gone when added), or None if all still run."""
+        if self._gone:
+            return self._gone[0]
+        poller = select.poll()
+        for fd in self._watched:
+            poller.register(fd, select.POLLIN)
+        # one blocking call: a pidfd turns readable only when its process exits, and an
+        # EINTR is retried by Python with the remaining timeout (PEP 475)
+        ready = poller.poll(max(0, math.ceil(timeout_s * 1000)))
+        if not ready:
+            return None
+        label, pid = self._watched[ready[0][0]]
+        return label, pid, exit_note(ready[0][0])
+
+    def close(self) -> None:
+        for fd in self._watched:
+            os.close(fd)
+        self._watched.clear()
+        self._gone.clear()
+
+    def __enter__(self) -> ExitWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class ControlledProcess:
@@ -147,7 +249,10 @@ class ControlledProcess:
                 f"{label}: process {pid} runs {module} but does not serve {control}; "
                 f"it may still be starting - retry, or kill {pid} by hand"
             )
-        proc._remove_files(pid)
+        # The stale socket goes; a dead process's pidfile stays as the record of its death
+        # (see liveness()) until the process is started again (spawn overwrites it) or
+        # stopped (stop() removes it).
+        proc._remove_files(None)
         return None
 
     @classmethod

@@ -38,6 +38,7 @@ from typing import Any
 
 from cutover.errors import GuestError, InvalidMigration, WaitTimeout
 from cutover.guest import qemu_proc
+from cutover.guest.base import GuestState
 from cutover.guest.image import ensure_image
 from cutover.guest.qemu_proc import QemuFiles
 from cutover.guest.qmp import Monitor, event_ms, is_event, is_migration, migration_figures
@@ -131,8 +132,21 @@ class QemuHypervisor:
                     **{"max-bandwidth": int(self.max_bandwidth_mib * 2**20)})
         self._runs[vm.name] = {"mark": mark, "dst": dst.name, "started_ms": time.time() * 1e3}
         src.cmd("migrate", uri=f"unix:{dst_files.incoming}")
+        started = time.monotonic()
+
+        def both_alive() -> None:  # a dead end fails the copy at once, not at the timeout
+            for chassis, role in ((vm.chassis, "source"), (dst.name, "incoming")):
+                files = self._files(vm, chassis)
+                if qemu_proc.find_pid(files) is None:
+                    raise GuestError(
+                        f"the {role} {files.label} died "
+                        f"{(time.monotonic() - started) * 1000:.0f} ms into the pre-copy; "
+                        f"its console ({files.serial}) ends: "
+                        f"{qemu_proc.read_text(files.serial)[-200:]!r}")
+
         ev = src.wait_event(is_migration({"pre-switchover", *ENDED}), self.migrate_timeout_s,
-                            f"pre-copy of {vm.name} to {dst.name}", since=mark)
+                            f"pre-copy of {vm.name} to {dst.name}", since=mark,
+                            check=both_alive)
         status = ev["data"]["status"]
         if status != "pre-switchover":
             info = src.cmd("query-migrate")
@@ -233,6 +247,18 @@ class QemuHypervisor:
         if pid is not None:
             qemu_proc.wait_dead(pid, files, 2.0)
         qemu_proc.kill(files)
+
+    def guest_state(self, vm: VmSpec, chassis: str) -> GuestState:
+        state, pid = qemu_proc.liveness(self._files(vm, chassis))
+        if state != "running":
+            return GuestState(state, f"{self._files(vm, chassis).pidfile}")
+        try:
+            status = self.status(vm, chassis)
+        except GuestError as e:
+            return GuestState("unknown", f"pid {pid} runs but QMP does not answer: {e}")
+        named = {"running": "running", "inmigrate": "incoming", "paused": "paused",
+                 "postmigrate": "paused", "finish-migrate": "paused"}
+        return GuestState(named.get(str(status), str(status)), f"pid {pid}, QEMU {status}")
 
     # --- beyond the Protocol -------------------------------------------------------
 

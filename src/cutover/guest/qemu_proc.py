@@ -27,6 +27,7 @@ from pathlib import Path
 from cutover.errors import GuestError, PrerequisiteError, WaitTimeout
 from cutover.guest.image import GuestImage
 from cutover.guest.initramfs import READY_MARK
+from cutover.guest.process import Liveness
 from cutover.guest.runtime import read_pidfile
 from cutover.site import VmSpec
 
@@ -123,6 +124,15 @@ def is_our_qemu(pid: int, files: QemuFiles) -> bool:
     return state != "Z" and QEMU.encode() in cmdline and str(files.qmp).encode() in cmdline
 
 
+def liveness(files: QemuFiles) -> tuple[Liveness, int | None]:
+    """``running``, ``dead`` (pidfile left, process gone: killed or crashed) or ``missing``,
+    from the pidfile and /proc alone (``lab status`` may call it during a migration)."""
+    pid = read_pidfile(files.pidfile)
+    if pid is None:
+        return "missing", None
+    return ("running" if is_our_qemu(pid, files) else "dead"), pid
+
+
 def find_pid(files: QemuFiles) -> int | None:
     pid = read_pidfile(files.pidfile)
     return pid if pid is not None and is_our_qemu(pid, files) else None
@@ -190,6 +200,11 @@ def wait_dead(pid: int, files: QemuFiles, timeout_s: float) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+def read_text(path: Path) -> str:
+    """A console log's text, or "" if it cannot be read."""
+    return _read(path)
 
 
 def _read(path: Path) -> str:

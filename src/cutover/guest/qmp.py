@@ -26,6 +26,9 @@ from qemu.qmp.qmp_client import ExecuteError
 
 from cutover.errors import GuestError, WaitTimeout
 
+CHECK_EVERY_S = 0.05
+"""How often a wait runs its liveness check (the wake-up is an event otherwise)."""
+
 Event = dict[str, Any]
 EventFilter = Callable[[Event], bool]
 
@@ -99,9 +102,10 @@ class Monitor:
         return self._run(self._client.execute(name, args or None), timeout_s, name)
 
     def wait_event(self, match: EventFilter, timeout_s: float, what: str,
-                   since: int = 0) -> Event:
+                   since: int = 0, check: Callable[[], None] | None = None) -> Event:
         """The first event at index >= ``since`` that ``match``es, waiting up to
-        ``timeout_s``; WaitTimeout names the events seen."""
+        ``timeout_s``; WaitTimeout names the events seen. ``check`` runs every
+        :data:`CHECK_EVERY_S` while waiting and may raise (e.g. a QEMU died)."""
         loop = self._loop
         deadline = loop.time() + timeout_s
         i = since
@@ -115,6 +119,9 @@ class Monitor:
                 seen = [_brief(e) for e in self.events[since:]][-8:]
                 raise WaitTimeout(f"{what} ({self.label})", timeout_s,
                                   f"events {seen or 'none'}")
+            if check is not None:
+                check()
+                left = min(left, CHECK_EVERY_S)
             self._pull(left)
 
     def find(self, match: EventFilter, since: int = 0) -> Event | None:

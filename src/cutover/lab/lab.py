@@ -19,9 +19,11 @@ from typing import Literal
 from rich.progress import Progress, TaskID
 
 from cutover.errors import LabAlreadyUp, LabBuildError, LabError, LabNotUp, PrerequisiteError
-from cutover.lab import central, chassis, host, load, topo_ovn, underlay
+from cutover.guest.inventory import GuestRecord, guests_of
+from cutover.lab import agents, central, chassis, host, load, topo_ovn, underlay
 from cutover.lab.manifest import Manifest
 from cutover.lab.topology import ChassisSpec, LabTopology, PortSpec
+from cutover.ovsdb import connection
 from cutover.site import ChassisEndpoint, Site, VmSpec
 
 LAB_MARK = ".cutover-lab"
@@ -46,16 +48,29 @@ class LabStatus:
     """Existing namespaces with the lab prefix."""
     problems: tuple[str, ...] = ()
     """Why the lab is stale (empty when up or down)."""
+    guests: tuple[GuestRecord, ...] = ()
+    """Each VM's guest and each client's prober (read when the lab is up)."""
+
+    @property
+    def degraded(self) -> tuple[str, ...]:
+        """Guests that make an up lab unhealthy (a VM's guest dead or missing, ...): the
+        lab's OVN still works, so ``state`` stays ``up`` and ``site()`` still answers."""
+        return tuple(f"guest {g.describe()}" for g in self.guests if g.degrades)
 
     def describe(self) -> str:
-        """A few lines for a person: state, namespaces, each group's daemons, problems."""
-        lines = [f"lab {self.prefix} is {self.state} ({self.lab_dir})"]
+        """A few lines for a person: state, namespaces, each group's daemons, guests,
+        problems."""
+        degraded = f", degraded: {'; '.join(self.degraded)}" if self.degraded else ""
+        lines = [f"lab {self.prefix} is {self.state}{degraded} ({self.lab_dir})"]
         if self.namespaces:
             lines.append(f"  namespaces: {', '.join(self.namespaces)}")
         for group, daemons in self.daemons.items():
             alive = ", ".join(f"{n} {'up' if ok else 'DEAD'}" for n, ok in daemons.items())
             lines.append(f"  {group}: {alive}")
+        lines += [f"  guest: {g.describe()}" for g in self.guests]
         lines += [f"  problem: {p}" for p in self.problems]
+        if self.degraded:
+            lines.append("  run 'cutover lab restart-guests' to start the VMs' guests again")
         if self.state == "stale":
             lines.append("  run 'cutover lab down' (then 'cutover lab up') to clear it")
         return "\n".join(lines)
@@ -124,8 +139,9 @@ class Lab:
             state = "stale"
         else:
             state = "down"
+        guests = guests_of(topo.site_path) if state == "up" else ()
         return LabStatus(state=state, prefix=topo.prefix, lab_dir=topo.dir, daemons=daemons,
-                         namespaces=namespaces, problems=tuple(problems))
+                         namespaces=namespaces, problems=tuple(problems), guests=guests)
 
     def restart_controller(self, name: str) -> int:
         """Start chassis ``name``'s ovn-controller again after it died (fault tests); returns
@@ -179,7 +195,7 @@ class Lab:
     def up(self, progress: Progress | ProgressFn | None = None) -> Site:
         """Build the whole lab and return its Site (also written to ``lab_dir/site.json``)."""
         topo = self.topo
-        steps = _Steps(progress, f"lab {topo.prefix} up", total=7 + topo.n_chassis)
+        steps = _Steps(progress, f"lab {topo.prefix} up", total=8 + topo.n_chassis)
         steps("checking prerequisites")
         host.check_prerequisites()
         if self.manifest.exists() and self._nb_alive():
@@ -245,6 +261,8 @@ class Lab:
         topo_ovn.wait_hv_sync(topo)
         topo_ovn.wait_bound(topo)
         self._wait_tunnels()
+        steps.advance("per-chassis agents")
+        agents.start_agents(topo, self.manifest)
         steps.advance("writing site.json")
         site = self._make_site()
         site.save(topo.site_path)
@@ -300,7 +318,9 @@ class Lab:
             chassis=tuple(
                 ChassisEndpoint(name=ch.name, ovs_remote=f"unix:{ch.db_sock}",
                                 integration_bridge=chassis.INTEGRATION_BRIDGE, netns=ch.netns,
-                                encap_ip=ch.encap_ip, controller_ctl=str(ch.controller_ctl))
+                                encap_ip=ch.encap_ip, controller_ctl=str(ch.controller_ctl),
+                                agent=f"unix:{agents.socket_path(ch)}",
+                                agent_token_file=str(agents.token_path(topo)))
                 for ch in topo.chassis
             ),
             vms=tuple(vm(p) for p in topo.vms),
@@ -325,6 +345,8 @@ class Lab:
         missed, then the lab dir. Safe to call any number of times, in any state.
         """
         topo = self.topo
+        lab_path = str(topo.dir) + "/"
+        connection.close_matching(lambda remote: lab_path in remote)
         steps = _Steps(progress, f"lab {topo.prefix} down", total=4)
         steps.advance("stopping guest processes")
         left = self._stop_guests()

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Literal
+from typing import Literal, Protocol
 
 from cutover.chassis import unixctl
-from cutover.errors import ChassisUnreachable, InputError, LabError
+from cutover.errors import CutoverError, InputError, LabError
 
 StallRole = Literal["dst", "peer", "none"]
 STALL_ROLES: tuple[StallRole, ...] = ("dst", "peer", "none")
@@ -58,17 +58,44 @@ def _now_ms() -> float:
     return time.time() * 1000.0
 
 
+class Pausable(Protocol):
+    """An ovn-controller that can be frozen: a :class:`~cutover.chassis.base.Chassis` (the
+    seam: locally or through its agent) or :class:`UnixctlController`."""
+
+    name: str
+
+    def pause_controller(self) -> None: ...
+
+    def resume_controller(self) -> None: ...
+
+
+class UnixctlController:
+    """The ovn-controller behind a unixctl socket path (lab tests that have only a path)."""
+
+    def __init__(self, ctl_path: str) -> None:
+        self.name = ctl_path
+
+    def pause_controller(self) -> None:
+        unixctl.call(self.name, "debug/pause")
+
+    def resume_controller(self) -> None:
+        unixctl.call(self.name, "debug/resume")
+
+
 class ControllerStall:
     """Pause one ovn-controller for ``duration_ms``; always call :meth:`stop` in a finally.
 
-    ``started_ms``/``ended_ms`` are wall-clock times (ms since the epoch) taken right after
-    the pause and resume commands returned, to line the stall up with a migration timeline.
+    ``started_ms``/``ended_ms`` are wall-clock times (ms since the epoch): right after the
+    pause command returned (paused by then) and right before the resume command was sent
+    (it cannot run again earlier), so the window lies inside the real stall.
     """
 
-    def __init__(self, ctl_path: str, duration_ms: float) -> None:
+    def __init__(self, target: Pausable | str, duration_ms: float) -> None:
+        """``target``: the controller's chassis, or its unixctl socket path."""
         if duration_ms <= 0:
             raise InputError(f"stall duration must be > 0 ms, got {duration_ms:g}")
-        self.ctl_path = ctl_path
+        self.target = UnixctlController(target) if isinstance(target, str) else target
+        self.ctl_path = self.target.name
         self.duration_ms = duration_ms
         self.started_ms: float | None = None
         self.ended_ms: float | None = None
@@ -83,9 +110,13 @@ class ControllerStall:
         return self._paused
 
     def _appctl(self, command: str) -> None:
+        act = (self.target.pause_controller if command == "debug/pause"
+               else self.target.resume_controller)  # fmt: skip
         try:
-            unixctl.call(self.ctl_path, command)
-        except ChassisUnreachable as e:
+            act()
+        except LabError:
+            raise
+        except CutoverError as e:
             raise LabError(str(e)) from e
 
     def start(self) -> None:
@@ -113,9 +144,10 @@ class ControllerStall:
         with self._lock:
             if not self._paused:
                 return
+            sent = _now_ms()  # the controller may run again before the reply reaches us
             self._appctl("debug/resume")
             self._paused = False
-            self.ended_ms = _now_ms()
+            self.ended_ms = sent
 
     def stop(self) -> None:
         """Resume now if still paused; idempotent and safe before/without start()."""
@@ -126,7 +158,7 @@ class ControllerStall:
         except LabError as e:
             raise LabError(
                 f"could not resume ovn-controller at {self.ctl_path}: {e}; resume it by hand: "
-                f"ovn-appctl -t {self.ctl_path} debug/resume"
+                f"ovn-appctl -t <its unixctl socket> debug/resume"
             ) from e
 
     def wait(self, timeout: float | None = None) -> bool:

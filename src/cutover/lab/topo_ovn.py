@@ -1,22 +1,23 @@
 """The logical topology in OVN and each port's first plug, done the way os-vif does it.
 
 One logical switch holds an LSP per VM and one for the probe client (addresses and port
-security, as Neutron would set them). Each port is then plugged on its home chassis like
-os-vif with ``create_tap``: a persistent TAP (IPv6 off, the VM's MAC) and a plain (system
-type) OVS port on br-int whose Interface carries ``iface-id``, ``iface-status``,
-``attached-mac`` and ``vm-uuid``. Not OVS ``type=tap``: that would make OVS own the device,
-while here the guest process holds it. The TAPs live in the chassis namespace and vanish
-with it, so they need no manifest entries.
+security, as Neutron would set them). Each port is then plugged on its home chassis by the
+same code a migration plugs its destination with (:class:`cutover.chassis.local.
+LocalChassis`, os-vif's ``create_tap`` steps). Not OVS ``type=tap``: that would make OVS
+own the device, while here the guest process holds it. The TAPs live in the chassis
+namespace and vanish with it, so they need no manifest entries.
 """
 
 from __future__ import annotations
 
 import time
 
+from cutover.chassis.base import Vif
+from cutover.chassis.local import LocalChassis
 from cutover.errors import LabBuildError
-from cutover.lab import central, host
-from cutover.lab.chassis import INTEGRATION_BRIDGE, vsctl
+from cutover.lab import central
 from cutover.lab.topology import ChassisSpec, LabTopology, PortSpec
+from cutover.site import ChassisEndpoint
 
 
 def build_logical_switch(topo: LabTopology) -> None:
@@ -46,42 +47,16 @@ def add_lsp(topo: LabTopology, port: PortSpec, options: dict[str, str] | None = 
     central.nbctl(topo, *args)
 
 
-def create_tap(ch: ChassisSpec, port: PortSpec) -> None:
-    """Persistent TAP in the chassis namespace, IPv6 off, the VM's MAC, up (os-vif's steps).
-
-    IPv6 is already off for new devices (the namespace default), and is set explicitly
-    anyway, as os-vif does, so the TAP stays quiet even if that default was changed.
-    """
-    ip = host.tool("ip")
-    host.run([ip, "-n", ch.netns, "tuntap", "add", "dev", port.tap, "mode", "tap"])
-    host.run([host.tool("sysctl"), "-q", "-e", "-w",
-              f"net.ipv6.conf.{port.tap}.disable_ipv6=1"], netns=ch.netns)
-    host.run([ip, "-n", ch.netns, "link", "set", "dev", port.tap, "address", port.mac, "up"])
-
-
-def add_ovs_port(ch: ChassisSpec, port: PortSpec, timeout: float = 30.0) -> None:
-    """The br-int port ovn-controller binds, identified by ``iface-id`` = the LSP name."""
-    vsctl(
-        ch,
-        "--", "--may-exist", "add-port", INTEGRATION_BRIDGE, port.tap,
-        "--", "set", "Interface", port.tap,
-        f"external_ids:iface-id={port.lsp}",
-        "external_ids:iface-status=active",
-        f'external_ids:attached-mac="{port.mac}"',
-        f"external_ids:vm-uuid={port.vm_uuid}",
-        timeout=timeout,
-    )
-
-
-def plug_port(ch: ChassisSpec, port: PortSpec, timeout: float = 30.0) -> None:
-    """TAP first, then the OVS port (so vswitchd finds the device when it adds the port)."""
-    create_tap(ch, port)
-    add_ovs_port(ch, port, timeout)
+def plug_port(ch: ChassisSpec, port: PortSpec) -> None:
+    """Plug ``port`` on ``ch`` with the same code (and so the same TAP MTU and Interface
+    external_ids) as a migration's destination plug: the chassis seam's local plug."""
+    endpoint = ChassisEndpoint(ch.name, f"unix:{ch.db_sock}", netns=ch.netns)
+    LocalChassis(endpoint).plug(Vif(port.lsp, port.tap, port.mac, port.vm_uuid))
 
 
 def plug_all(topo: LabTopology) -> None:
     for p in topo.ports:
-        plug_port(topo.chassis_named(p.chassis), p, topo.timeout_s)
+        plug_port(topo.chassis_named(p.chassis), p)
 
 
 def wait_hv_sync(topo: LabTopology) -> None:

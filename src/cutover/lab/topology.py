@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import uuid
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from cutover.chassis.base import vm_uuid
 from cutover.errors import InputError
 
 IFNAMSIZ = 15
@@ -65,7 +65,8 @@ class PortSpec:
     chassis: str
     tap: str
     vm_uuid: str
-    """Stable per lab and port, recorded as Interface external_ids:vm-uuid like Nova does."""
+    """Recorded as Interface external_ids:vm-uuid like Nova does; the same UUID a
+    migration's plug writes (:func:`cutover.chassis.base.vm_uuid`)."""
 
 
 @dataclass(frozen=True)
@@ -248,7 +249,7 @@ class LabTopology:
             ip=self._host_ip(self.vm_subnet, host),
             chassis=chassis,
             tap=f"{self.short}t-{name}",
-            vm_uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"cutover-lab:{self.prefix}:{name}")),
+            vm_uuid=vm_uuid(name),
         )
 
     def _check_names(self) -> None:

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from cutover import bounds
-from cutover.chassis.liveness import ControllerLiveness
-from cutover.compute.plugger import Plugger
+from cutover.chassis.base import Chassis
+from cutover.evidence import Evidence
 from cutover.guest.base import Hypervisor
+from cutover.migration.liveness import Liveness
 from cutover.migration.timeline import Timeline
 from cutover.network.binding import BindingController
 from cutover.ovsdb.connection import Watch
 from cutover.ovsdb.sb import SbClient
-from cutover.readiness.base import Evidence, ReadinessCheck
+from cutover.readiness.base import ReadinessCheck
 from cutover.site import ChassisEndpoint, Site, VmSpec
 
-STRATEGIES = ("legacy", "claim", "nb-cfg", "port-ready", "path-ready")
 ACTIVATIONS = ("rarp", "none")
-FLOW_STRATEGIES = ("port-ready", "path-ready")
-"""Strategies that read OpenFlow tables on the chassis (ovs-ofctl beside a unix: OVSDB)."""
 
 
 @dataclass(frozen=True)
@@ -51,14 +50,15 @@ class MigrationContext:
     options: MigrationOptions
     binding: BindingController
     sb: SbClient
-    plugger: Plugger
+    chassis: Mapping[str, Chassis]
+    """Every chassis of the site, through the chassis seam (local or agent)."""
     hypervisor: Hypervisor
     readiness: ReadinessCheck | None
     timeline: Timeline
     ready_wait_ms: float = 0.0
     prepare_started_ms: float | None = None
     evidence: Evidence | None = None
-    liveness: ControllerLiveness | None = None
+    liveness: Liveness | None = None
     """Watches the ovn-controllers the readiness depends on (its ``vital()`` chassis) from
     the arming until the migration ends; None for strategies that watch none."""
     passive: list[tuple[str, Watch]] = field(default_factory=list)

@@ -9,28 +9,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cutover.compute.plugger import OvsTapPlugger, Plugger
 from cutover.errors import (
     InvalidMigration,
     MigrationAborted,
     RollbackIncomplete,
     SwitchedOverIncomplete,
 )
-from cutover.guest.base import Hypervisor
-from cutover.migration.context import (
-    ACTIVATIONS,
-    FLOW_STRATEGIES,
-    STRATEGIES,
-    MigrationContext,
-    MigrationOptions,
-)
+from cutover.guest.base import GuestState, Hypervisor
+from cutover.migration.clients import SiteClients
+from cutover.migration.context import ACTIVATIONS, MigrationContext, MigrationOptions
 from cutover.migration.steps import Step
-from cutover.migration.strategies import build_steps, readiness_for
+from cutover.migration.strategies import strategy
 from cutover.migration.timeline import Observer, Timeline
 from cutover.network.binding import BindingController
-from cutover.ovsdb.nb import NbClient
-from cutover.ovsdb.sb import SbClient
-from cutover.ovsdb.vswitch import VswitchClient
 from cutover.site import Site
 
 
@@ -53,48 +44,30 @@ class MigrationReport:
     ``Port_Binding`` has none)."""
 
 
-@dataclass
-class SiteClients:
-    """The OVSDB connections a migration uses: NB, SB and every chassis' vswitch DB."""
-
-    nb: NbClient
-    sb: SbClient
-    vswitch: dict[str, VswitchClient]
-
-    @classmethod
-    def connect(cls, site: Site) -> SiteClients:
-        return cls(
-            nb=NbClient(site.nb_remote),
-            sb=SbClient(site.sb_remote),
-            vswitch={c.name: VswitchClient(c.name, c.ovs_remote) for c in site.chassis},
-        )
-
-
 def validate(site: Site, vm_name: str, dst_name: str, options: MigrationOptions) -> None:
     """Reject a bad request before anything changes."""
     vm = site.vm_named(vm_name)
     site.chassis_named(dst_name)
-    if options.strategy not in STRATEGIES:
-        raise InvalidMigration(
-            f"unknown strategy {options.strategy!r}; choose one of {', '.join(STRATEGIES)}"
-        )
+    chosen = strategy(options.strategy)
     if options.activation not in ACTIVATIONS:
         raise InvalidMigration(
             f"unknown activation {options.activation!r}; choose one of {', '.join(ACTIVATIONS)}"
         )
-    if options.strategy in FLOW_STRATEGIES:
-        local = [c.name for c in site.chassis if not c.ovs_remote.startswith("unix:")]
-        if local:
+    if chosen.reads_flows:
+        direct = [c for c in site.chassis if not c.agent]
+        remote = [c.name for c in direct if not c.ovs_remote.startswith("unix:")]
+        if remote:
             raise InvalidMigration(
-                f"strategy {options.strategy} reads each chassis' OpenFlow tables with "
-                f"ovs-ofctl next to its unix: OVSDB socket, but {', '.join(local)} "
-                "are reached over the network; use claim or nb-cfg for them"
+                f"strategy {chosen.name} reads each chassis' OpenFlow tables, but "
+                f"{', '.join(remote)} have no agent and are reached over the network; give "
+                "them an agent endpoint or use claim or nb-cfg"
             )
-        if not site.chassis_named(dst_name).controller_ctl:
+        dst = site.chassis_named(dst_name)
+        if not dst.agent and not dst.controller_ctl:
             raise InvalidMigration(
-                f"strategy {options.strategy} requires the destination's ovn-controller to be "
+                f"strategy {chosen.name} requires the destination's ovn-controller to be "
                 f"alive, but the site gives no controller_ctl (its unixctl socket) for "
-                f"{dst_name}; add it to the site or use claim"
+                f"{dst_name}; add it (or an agent) to the site or use claim"
             )
     if vm.chassis == dst_name:
         raise InvalidMigration(
@@ -109,7 +82,6 @@ def migrate(
     options: MigrationOptions,
     hypervisor: Hypervisor,
     clients: SiteClients | None = None,
-    plugger: Plugger | None = None,
     observers: Sequence[Observer] = (),
 ) -> MigrationReport:
     """Live-migrate ``vm_name`` to ``dst_name``; on failure roll back and raise
@@ -132,12 +104,12 @@ def migrate(
         options=options,
         binding=BindingController(clients.nb),
         sb=clients.sb,
-        plugger=plugger or OvsTapPlugger(clients.vswitch),
+        chassis=clients.chassis,
         hypervisor=hypervisor,
-        readiness=readiness_for(options.strategy, clients, site),
+        readiness=strategy(options.strategy).readiness(clients),
         timeline=Timeline(observers),
     )
-    run_steps(ctx, build_steps(options.strategy))
+    run_steps(ctx, strategy(options.strategy).steps())
     return _report(ctx)
 
 
@@ -178,7 +150,19 @@ def _fail(ctx: MigrationContext, step: Step, done: list[Step], cause: BaseExcept
         raise cause
     if leftovers:
         raise RollbackIncomplete(ctx.vm.name, step.name, cause, leftovers) from cause
-    raise MigrationAborted(ctx.vm.name, step.name, cause) from cause
+    guest = _source_guest(ctx)
+    raise MigrationAborted(
+        ctx.vm.name, step.name, cause, ctx.src.name, guest.state, guest.detail
+    ) from cause
+
+
+def _source_guest(ctx: MigrationContext) -> GuestState:
+    """What runs of the VM on its source after a rollback, so the error says what is true
+    (a dead source guest is a common reason to abort). Never raises."""
+    try:
+        return ctx.hypervisor.guest_state(ctx.vm, ctx.src.name)
+    except Exception as e:  # a broken driver must not mask the migration's own error
+        return GuestState("unknown", f"the hypervisor could not tell: {type(e).__name__}: {e}")
 
 
 def _collect_passive(ctx: MigrationContext) -> None:

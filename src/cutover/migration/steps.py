@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import time
 
-from cutover.chassis.liveness import ControllerLiveness
+from cutover.chassis.base import Vif
 from cutover.errors import ControllerDown, MigrationError
 from cutover.migration.context import MigrationContext
+from cutover.migration.liveness import Liveness
 from cutover.ovsdb.sb import binding_state
 
 
@@ -38,11 +39,11 @@ class PlugDestination(Step):
 
     def do(self, ctx: MigrationContext) -> None:
         ctx.timeline.mark("plug.start", ctx.dst.name)
-        ctx.plugger.plug(ctx.vm, ctx.dst)
+        ctx.chassis[ctx.dst.name].plug(Vif.of(ctx.vm))
         ctx.timeline.mark("plug.done", f"{ctx.vm.tap} on {ctx.dst.name}")
 
     def undo(self, ctx: MigrationContext) -> None:
-        ctx.plugger.unplug(ctx.vm, ctx.dst)
+        ctx.chassis[ctx.dst.name].unplug(Vif.of(ctx.vm))
         ctx.timeline.mark("unplug.destination", ctx.dst.name)
 
 
@@ -79,8 +80,7 @@ class ArmReadiness(Step):
                 ctx.timeline.mark("controller.down", f"{down.chassis}: {down.reason}")
                 readiness.interrupt(down)
 
-            ctx.liveness = ControllerLiveness(vital, died)
-            ctx.liveness.start()  # ControllerDown now if one is not running already
+            ctx.liveness = Liveness(ctx.chassis, vital, died)  # ControllerDown if one is dead
         ctx.timeline.mark(
             "ready.armed",
             f"{readiness.name}; controllers watched: "
@@ -240,5 +240,5 @@ class CleanupSource(Step):
 
     def do(self, ctx: MigrationContext) -> None:
         ctx.hypervisor.finish_source(ctx.vm)
-        ctx.plugger.unplug(ctx.vm, ctx.src)
+        ctx.chassis[ctx.src.name].unplug(Vif.of(ctx.vm))
         ctx.timeline.mark("cleanup.done", ctx.src.name)

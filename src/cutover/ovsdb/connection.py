@@ -87,11 +87,18 @@ def open_api(
 
 def close_all() -> None:
     """Stop every cached connection (tests and CLI exit)."""
+    close_matching(lambda remote: True)
+
+
+def close_matching(match: Callable[[str], bool]) -> None:
+    """Stop the cached connections whose remote ``match`` es, e.g. those to a lab that is
+    being torn down: a later server on the same socket path must not be met with the
+    stale cache of the old one (a ``may_exist`` add would then do nothing)."""
     with _APIS_LOCK:
-        for api in _APIS.values():
+        for key in [k for k in _APIS if match(k[0])]:
+            api = _APIS.pop(key)
             api.ovsdb_connection.stop(timeout=5)
             api.idl.notify_handler.shutdown()
-        _APIS.clear()
 
 
 class RowCondition(ovs_event.RowEvent):  # type: ignore[misc]

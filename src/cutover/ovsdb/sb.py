@@ -105,6 +105,35 @@ class SbClient(Database):
         self.execute(*cmds)
         return True
 
+    def publish(self, chassis: str, key: str, value: str) -> None:
+        """Set ``Chassis_Private(chassis).external_ids:key`` (one write on a row of the
+        chassis' own: the pattern OVN's metadata agents use on Chassis_Private)."""
+        self.execute(self.api.db_set("Chassis_Private", chassis, ("external_ids", {key: value})))
+
+    def unpublish(self, chassis: str, key: str) -> None:
+        """Remove ``Chassis_Private(chassis).external_ids:key`` if present."""
+        row = next((r for r in self.rows("Chassis_Private") if r.name == chassis), None)
+        if row is None or key not in row.external_ids:
+            return
+        self.execute(self.api.db_remove("Chassis_Private", chassis, "external_ids", key,
+                                        if_exists=True))  # fmt: skip
+
+    def published(self, chassis: str, key: str) -> str | None:
+        row = next((r for r in self.rows("Chassis_Private") if r.name == chassis), None)
+        return None if row is None else row.external_ids.get(key)
+
+    def watch_published(self, chassis: str, key: str, predicate: Callable[[str], bool],
+                        what: str) -> Watch:
+        """Event-driven wait until ``Chassis_Private(chassis).external_ids:key`` satisfies
+        ``predicate`` (register before the request that makes the agent publish it)."""
+
+        def match(row: Any) -> bool:
+            value = row.external_ids.get(key)
+            return bool(row.name == chassis and value is not None and predicate(value))
+
+        return self.register("Chassis_Private", match, f"{what} (Chassis_Private {chassis} "
+                             f"{key})", lambda: f"{key}={self.published(chassis, key)}")
+
     def chassis_names(self) -> list[str]:
         return sorted(str(r.name) for r in self.rows("Chassis"))
 

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 
 from cutover.errors import GuestError, InputError
+from cutover.guest.inventory import PROBER_MODULE, prober_files
 from cutover.guest.process import ControlledProcess
 from cutover.probe.analysis import Sample
 from cutover.site import Site, VmSpec
 
-MODULE = "cutover.probe.prober"
+MODULE = PROBER_MODULE
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,7 @@ class Prober:
         self.target = target
         self.interval_ms = interval_ms
         self.ready_timeout_s = ready_timeout_s
-        base = Path(site.guest_dir)
-        self.control = base / f"{client.name}.probe.sock"
-        self.pidfile = base / f"{client.name}.probe.pid"
+        self.control, self.pidfile = prober_files(site.guest_dir, client.name)
         self.duplicates = 0
         """Duplicate replies seen by the last :meth:`stop`."""
         self.skipped_slots = 0

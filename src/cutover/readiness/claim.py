@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cutover.chassis.liveness import Watched
+from cutover.evidence import Evidence
 from cutover.ovsdb.connection import Watch
 from cutover.ovsdb.sb import SbClient, binding_state
-from cutover.readiness.base import Evidence
 from cutover.site import ChassisEndpoint, VmSpec
 
 
@@ -40,7 +39,7 @@ class ClaimReadiness:
         if self._watch is not None:
             self._watch.cancel()
 
-    def vital(self) -> Sequence[Watched]:
+    def vital(self) -> Sequence[tuple[str, str]]:
         return ()
 
     def interrupt(self, cause: BaseException) -> None:

@@ -24,12 +24,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from cutover.chassis.liveness import Watched
 from cutover.errors import InvalidMigration, WaitTimeout
+from cutover.evidence import Evidence
 from cutover.ovsdb.connection import Watch, now_ms
 from cutover.ovsdb.nb import NB_CFG_UPDATE_OPTION, NbClient
 from cutover.ovsdb.sb import SbClient
-from cutover.readiness.base import Evidence
 from cutover.readiness.claim import ClaimReadiness
 from cutover.site import ChassisEndpoint, VmSpec
 
@@ -135,7 +134,7 @@ class NbCfgReadiness:
         if self._cfg_watch is not None:
             self._cfg_watch.cancel()
 
-    def vital(self) -> Sequence[Watched]:
+    def vital(self) -> Sequence[tuple[str, str]]:
         """None, as in Neutron master: ``nb-cfg`` reproduces upstream."""
         return ()
 

@@ -1,5 +1,4 @@
-"""Pure parts of ``path-ready``: which chassis can send to a port, and what their flows
-for it do.
+"""Pure part of ``path-ready`` on the central side: which chassis can send to a port.
 
 Peer set (:func:`peer_chassis`): start at the datapath of the VM's port; follow SB
 ``Port_Binding`` rows of type ``patch`` (switch <-> router) and ``l3gateway`` (gateway
@@ -9,29 +8,16 @@ those datapaths (``chassis`` or ``additional_chassis``; this covers VIFs, and th
 gateway chassis of ``chassisredirect``/``l3gateway``/``external`` ports) can send to the
 VM and is a peer - except the migration's source and destination. A chassis with no port
 there installs no flows for these datapaths and does not count.
-
-Peer flows (:func:`classify_peer`): on a peer, the VM's port is remote, so the flows
-matching ``reg15=<port key>,metadata=<datapath key>`` that carry traffic out end in
-``output:<tunnel ofport>`` (one per chassis of the port: with a multi-chassis binding the
-packet is cloned to the source AND the destination tunnel). The table number (39 on OVN
-23.03) is never looked at.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cutover.ovsdb.vswitch import interface_ofport
-from cutover.readiness.flows import Flow, match_number
-
 FOLLOWED_TYPES = ("patch", "l3gateway")
 """Port_Binding types whose ``options:peer`` joins two datapaths."""
-TUNNEL_TYPES = ("geneve", "vxlan", "stt")
-
-_OUTPUT_RE = re.compile(r"(?:^|[,(])output:(\d+)(?=[,)]|$)")
 
 
 @dataclass(frozen=True)
@@ -93,65 +79,3 @@ def peer_chassis(rows: Sequence[BindingRow], lsp: str, src: str,
             if ch not in (src, dst):
                 found.setdefault(ch, []).append(r.logical_port)
     return {ch: tuple(sorted(ports)) for ch, ports in sorted(found.items())}
-
-
-def output_ports(actions: str) -> list[int]:
-    """Every ``output:N`` in an action list (also inside ``clone(...)``)."""
-    return [int(m) for m in _OUTPUT_RE.findall(actions)]
-
-
-@dataclass(frozen=True)
-class PeerPath:
-    """What one peer's flows for the VM's port do."""
-
-    chassis: str
-    n_flows: int
-    """Flows matching exactly this port key and datapath key."""
-    outputs: tuple[tuple[int, str | None], ...]
-    """``(ofport, tunnel remote_ip or None if not a tunnel)`` output by those flows."""
-    dst_ips: tuple[str, ...]
-
-    @property
-    def tunnels(self) -> tuple[str, ...]:
-        return tuple(ip for _, ip in self.outputs if ip is not None)
-
-    @property
-    def ready(self) -> bool:
-        return any(ip in self.dst_ips for ip in self.tunnels)
-
-    def __str__(self) -> str:
-        if self.n_flows == 0:
-            return f"{self.chassis}: no flow"
-        outs = ", ".join(f"ofport {p} -> {ip or 'not a tunnel'}" for p, ip in self.outputs)
-        verdict = "reaches" if self.ready else "does not reach"
-        return (f"{self.chassis}: {self.n_flows} flows, outputs [{outs or 'none'}] "
-                f"({verdict} {'/'.join(self.dst_ips)})")
-
-
-def classify_peer(chassis: str, flows: Sequence[Flow], port_key: int, dp_key: int,
-                  tunnels: Mapping[int, str], dst_ips: Sequence[str]) -> PeerPath:
-    """Judge a peer from its ``reg15=<port_key>,metadata=<dp_key>`` flows; ``tunnels`` maps
-    the peer's tunnel ofports to their ``options:remote_ip``."""
-    mine = [f for f in flows if match_number(f.match.get("reg15")) == port_key
-            and match_number(f.match.get("metadata")) == dp_key]
-    outs: dict[int, str | None] = {}
-    for f in mine:
-        if f.is_drop:
-            continue
-        for port in output_ports(f.actions):
-            outs.setdefault(port, tunnels.get(port))
-    return PeerPath(chassis, len(mine), tuple(sorted(outs.items())), tuple(dst_ips))
-
-
-def tunnel_ofports(interfaces: Iterable[Any], bridge_ports: Iterable[str]) -> dict[int, str]:
-    """``ofport -> remote_ip`` of the tunnel Interfaces on the integration bridge."""
-    on_bridge = set(bridge_ports)
-    out: dict[int, str] = {}
-    for r in interfaces:
-        if r.type not in TUNNEL_TYPES or r.name not in on_bridge:
-            continue
-        ip = r.options.get("remote_ip")
-        ofport = interface_ofport(r)
-        if ip and ofport is not None:
-            out[ofport] = str(ip)
-    return out

@@ -1,305 +1,60 @@
 """``port-ready``: the destination's own flows for THIS port are on its br-int.
 
-Why not the other signals:
+The check itself runs where the flows are - :mod:`cutover.chassis.port_watch` explains the
+signal (claim + ``ovn-installed`` where the build sets it + an OpenFlow check of the port's
+ingress and output flows, woken by a flow monitor) and the two version paths. Through the
+chassis seam it runs in this process for a chassis reached locally, or in the destination's
+agent, which publishes the result in the SB (``Chassis_Private(dst).external_ids``) where
+this side waits for it with an OVSDB event: nothing here opens the chassis' databases.
 
-- the SB claim (``additional_chassis``) is written before any flow is installed;
-- ``ovn-installed`` on the destination Interface is written by ovn-controller once ofctrl
-  has confirmed (barrier) the flows of the engine run that bound the port - but with
-  ``activation-strategy=rarp`` it is set while the port is still blocked, and whether it is
-  set at all for an *additional* chassis depends on the OVN build (upstream: only from
-  23.09, commit 842138e62; Debian's 23.03.1 does set it - a backport). So it can neither be
-  required nor trusted alone.
-
-The signal, per port and per chassis, all event-driven:
-
-1. Arm (before the NB transaction that adds the destination to requested-chassis): a
-   local Open_vSwitch ``Interface`` watch for ``external_ids:ovn-installed="true"`` on the
-   destination TAP, an SB watch for the claim, and a watch for the TAP's ofport.
-2. Once the ofport is known, an OpenFlow flow monitor (``ovs-ofctl monitor br-int
-   watch:table=0,in_port=OFPORT watch:reg15=KEY``) on the destination's bridge wakes the
-   wait on every change of this port's flows - no polling.
-3. On every wake-up after the claim, a filtered ``dump-flows`` is classified
-   (:mod:`cutover.readiness.flows`): ready needs the table-0 classification flow from the
-   port's ofport AND the output-table flow ``reg15=KEY -> output:OFPORT``. The rarp blocks
-   (drops, RARP->controller) may still be there: "installed, waiting for activation",
-   which is what a pre-switchover check must accept (the RARP sent at switchover lifts
-   them).
-
-Which path a build takes is decided at run time (:func:`decide`), never from the version:
-
-- ``ovn-installed`` path (OVN >= 23.09, and Debian 12's 23.03.1 as measured here): ready
-  when ``ovn-installed`` has fired AND the flows are on the bridge. ``ovn-installed`` says
-  the whole engine run is installed (not just the two physical flows), the dump says the
-  flows are this port's, on this ofport, on this chassis.
-- ``flows-only`` path (builds that never set ``ovn-installed`` on an additional chassis,
-  22.09-23.06 upstream): the claim is seen and the flows are complete, but no
-  ``ovn-installed`` follows within :data:`INSTALLED_GRACE_MS` (a bounded timed wait on the
-  same event, re-armed by every flow change): the flows on the bridge are then the
-  evidence. The evidence names the path taken.
-
-A wait that runs out raises ``WaitTimeout`` with the Interface external_ids, the last
-flow verdict and the SB binding; the orchestrator rolls back.
+The destination's ovn-controller must be alive too (:meth:`vital`): a dead one leaves its
+flows on br-int, and a flow check alone would pass on them.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
-from cutover.chassis.liveness import Watched
-from cutover.errors import WaitTimeout
-from cutover.ovsdb.connection import Watch, now_ms
-from cutover.ovsdb.sb import SbClient
-from cutover.ovsdb.vswitch import VswitchClient, interface_ofport
-from cutover.readiness.base import Evidence
-from cutover.readiness.flows import BridgeFlows, FlowCheckError, FlowMonitor, PortFlows
+from cutover.chassis.base import Chassis, Vif, Watch
+from cutover.chassis.port_watch import PATH_FLOWS_ONLY, PATH_INSTALLED
+from cutover.evidence import Evidence
 from cutover.site import ChassisEndpoint, VmSpec
 
-INSTALLED_GRACE_MS = 300.0
-"""How long complete flows may precede ``ovn-installed`` before the build is taken to
-never set it for an additional chassis. Measured here (23.03.1): the ``ovn-installed``
-event reaches us 10-25 ms after the flows are on the bridge (it is written one main-loop
-iteration after the barrier reply, ``ovn-installed-ts`` is the barrier time)."""
-MONITOR_READY_S = 1.0
-CHECK_RETRY_MS = 100.0
-"""A failed ``ovs-ofctl`` dump is retried after this long (bounded by the wait's timeout)."""
-DEFAULT_RUNDIR = "/var/run/openvswitch"
-
-PATH_INSTALLED = "ovn-installed+flows"
-PATH_FLOWS_ONLY = "flows-only (no ovn-installed for the additional chassis)"
-
-
-def rundir_for(chassis: ChassisEndpoint) -> str:
-    """The chassis' OVS_RUNDIR: where ``br-int.mgmt`` lives. OVS keeps ``db.sock`` there,
-    so it is the directory of a ``unix:`` remote (the lab's ``Site.extra['ovs_rundir']``
-    is exactly that); otherwise ``$OVS_RUNDIR`` or the OVS default."""
-    if chassis.ovs_remote.startswith("unix:"):
-        return os.path.dirname(chassis.ovs_remote[len("unix:"):]) or DEFAULT_RUNDIR
-    return os.environ.get("OVS_RUNDIR", DEFAULT_RUNDIR)
-
-
-@dataclass(frozen=True)
-class Decision:
-    ready: bool
-    path: str | None = None
-    recheck_at_ms: float | None = None
-    """Wake up by then even without an event (the flows-only grace)."""
-
-
-def decide(installed: bool, claimed: bool, flows: PortFlows | None,
-           complete_since_ms: float | None, now: float,
-           grace_ms: float = INSTALLED_GRACE_MS) -> Decision:
-    """The version-path decision (pure). ``complete_since_ms``: when the flows were first
-    seen complete (None if they are not)."""
-    if flows is None or not flows.installed:
-        return Decision(False)
-    if installed:
-        return Decision(True, PATH_INSTALLED)
-    if not claimed or complete_since_ms is None:
-        return Decision(False)
-    if now - complete_since_ms >= grace_ms:
-        return Decision(True, PATH_FLOWS_ONLY)
-    return Decision(False, recheck_at_ms=complete_since_ms + grace_ms)
+__all__ = ["PATH_FLOWS_ONLY", "PATH_INSTALLED", "PortReadyReadiness"]
 
 
 class PortReadyReadiness:
     name = "port-ready"
 
-    def __init__(self, sb: SbClient, vswitch: dict[str, VswitchClient],
-                 grace_ms: float = INSTALLED_GRACE_MS, use_ovn_installed: bool = True) -> None:
+    def __init__(self, chassis: Mapping[str, Chassis], use_ovn_installed: bool = True) -> None:
         """``use_ovn_installed=False`` ignores ``ovn-installed`` as a build that never sets
         it for an additional chassis would (exercises the flows-only path on any build)."""
+        self._chassis = chassis
         self._use_installed = use_ovn_installed
-        self._sb = sb
-        self._vswitch = vswitch
-        self._grace_ms = grace_ms
-        self._changed = threading.Event()
-        self._dirty = threading.Event()
-        """Set by the flow monitor: this port's flows changed since the last dump."""
-        self._watches: list[Watch] = []
-        self._monitor: FlowMonitor | None = None
-        self._last: PortFlows | None = None
-        self._checks = 0
-        self._error: str | None = None
-        self._interrupted: BaseException | None = None
-
-    # -- arming -----------------------------------------------------------------------
-
-    def _wake_if(self, ok: bool, flag: str) -> bool:
-        """Called by the watches' predicates in the IDL thread: record the fact *before*
-        waking the wait (a Watch only marks itself fired later, in the event thread)."""
-        if ok:
-            self._seen.add(flag)
-            self._changed.set()
-        return ok
+        self._watch: Watch | None = None
+        self._dst = ""
 
     def arm(self, vm: VmSpec, src: ChassisEndpoint, dst: ChassisEndpoint) -> None:
         self.disarm()
-        self._vm, self._dst = vm, dst
-        self._vs = self._vswitch[dst.name]
-        self._bridge = BridgeFlows(rundir_for(dst), dst.integration_bridge)
-        self._last, self._checks, self._error = None, 0, None
-        self._interrupted = None
-        self._seen: set[str] = set()
-        self._dirty.clear()
-        tap = vm.tap
-
-        def describe_iface() -> str:
-            return f"Interface {tap} external_ids={self._vs.interface_external_ids(tap)}"
-
-        self._installed = self._vs.register(
-            "Interface",
-            lambda r: self._wake_if(
-                self._use_installed and r.name == tap
-                and r.external_ids.get("ovn-installed") == "true", "installed"
-            ),
-            f"ovn-installed on {tap} at {dst.name}", describe_iface,
-        )
-        self._ofport = self._vs.register(
-            "Interface",
-            lambda r: self._wake_if(r.name == tap and interface_ofport(r) is not None, "ofport"),
-            f"an ofport for {tap} at {dst.name}", describe_iface,
-        )
-        self._claim = self._sb.watch_binding(
-            vm.lsp,
-            lambda b: self._wake_if(
-                b.claimed_by(dst.name), "claim"
-            ),
-            f"chassis {dst.name} to claim the port",
-        )
-        self._watches = [self._installed, self._ofport, self._claim]
-        self._start_monitor()
-
-    def _start_monitor(self) -> bool:
-        """Start the flow monitor once the TAP's ofport and the port key are known (at arm
-        time normally: the TAP is plugged before the network is prepared)."""
-        if self._monitor is not None:
-            return True
-        row = self._vs.interface(self._vm.tap)
-        ofport = interface_ofport(row) if row is not None else None
-        key = self._port_key()
-        if ofport is None or key is None:
-            return False
-        self._monitor = self._bridge.monitor(ofport, key, self._flows_changed)
-        self._target = (ofport, key)
-        return True
-
-    def vital(self) -> Sequence[Watched]:
-        """The destination: flows on its br-int mean nothing once its controller is gone."""
-        return (Watched(self._dst, "destination"),)
-
-    def interrupt(self, cause: BaseException) -> None:
-        self._interrupted = cause
-        self._changed.set()
-
-    def disarm(self) -> None:
-        for w in self._watches:
-            w.cancel()
-        self._watches = []
-        if self._monitor is not None:
-            self._monitor.stop()
-            self._monitor = None
-
-    # -- waiting ----------------------------------------------------------------------
+        self._dst = dst.name
+        self._watch = self._chassis[dst.name].watch_port(Vif.of(vm), self._use_installed)
 
     def wait(self, timeout_s: float) -> Evidence:
-        assert self._watches, "arm() first"
-        deadline = now_ms() + timeout_s * 1000.0
-        complete_since: float | None = None
+        assert self._watch is not None, "arm() first"
         try:
-            while True:
-                self._changed.clear()
-                if self._interrupted is not None:
-                    raise self._interrupted
-                flows = self._check()
-                t = now_ms()
-                if flows is not None and flows.installed:
-                    complete_since = complete_since if complete_since is not None else t
-                else:
-                    complete_since = None
-                d = decide("installed" in self._seen, "claim" in self._seen, flows,
-                           complete_since, t, self._grace_ms)
-                if d.ready:
-                    assert d.path is not None and flows is not None
-                    return self._evidence(d.path, flows, t)
-                if t >= deadline:
-                    raise WaitTimeout(
-                        f"the flows of {self._vm.lsp} on {self._dst.name}", timeout_s,
-                        self._describe(),
-                    )
-                recheck = d.recheck_at_ms
-                if self._error is not None:  # the dump failed: retry, an event may not come
-                    recheck = t + CHECK_RETRY_MS
-                until = min(deadline, recheck or deadline)
-                self._changed.wait(max(0.0, (until - t) / 1000.0))
+            return self._watch.wait(timeout_s)
         finally:
             self.disarm()
 
-    def _flows_changed(self) -> None:
-        self._dirty.set()
-        self._changed.set()
+    def disarm(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.cancel()
 
-    def _check(self) -> PortFlows | None:
-        """This port's flows as they are now: re-read only when the flow monitor saw them
-        change since the last dump. Dumping on flow changes (not only once ``ovn-installed``
-        or the claim arrived) keeps the verdict current while ovn-controller installs, so
-        when ``ovn-installed`` lands - 10-25 ms after the flows - the answer is ready
-        without another ``ovs-ofctl`` round trip (that saved ~15 ms of detection latency
-        here)."""
-        if not self._start_monitor():
-            return None
-        assert self._monitor is not None
-        self._monitor.ready.wait(MONITOR_READY_S)
-        if self._last is not None and not self._dirty.is_set() and self._monitor.alive:
-            return self._last  # the monitor saw no change of these flows since the dump
-        self._dirty.clear()
-        ofport, key = self._target
-        try:
-            self._last = self._bridge.port_flows(ofport, key)
-        except FlowCheckError as e:
-            self._error = str(e)
-            self._dirty.set()
-            return None
-        self._error = None
-        self._checks += 1
-        return self._last
+    def vital(self) -> Sequence[tuple[str, str]]:
+        """The destination: flows on its br-int mean nothing once its controller is gone."""
+        return ((self._dst, "destination"),)
 
-    def _port_key(self) -> int | None:
-        for row in self._sb.rows("Port_Binding"):
-            if row.logical_port == self._vm.lsp:
-                return int(row.tunnel_key)
-        return None
-
-    def _evidence(self, path: str, flows: PortFlows, seen: float) -> Evidence:
-        ids = self._vs.interface_external_ids(self._vm.tap) or {}
-        ts = ids.get("ovn-installed-ts")
-        installed_ts = float(ts) if ts and ts.isdigit() else None
-        detail = (
-            f"{path} on {self._dst.name}: {flows}; ovn-installed={ids.get('ovn-installed', '-')}"
-            f" ovn-installed-ts={ts or '-'}; {self._checks} flow checks"
-        )
-        marks: list[tuple[str, float, str]] = []
-        for name, w in (("claim", self._claim), ("ovn-installed", self._installed)):
-            if w.fired and w.seen_ms is not None:
-                marks.append((f"port-ready.{name}", w.seen_ms, w.what))
-        if installed_ts is not None and self._installed.seen_ms is not None:
-            detail += (
-                f"; ovn-installed event seen {self._installed.seen_ms - installed_ts:.1f} ms "
-                "after ovn-installed-ts"
-            )
-        return Evidence(self.name, seen, detail, committed_ms=installed_ts, marks=tuple(marks))
-
-    def _describe(self) -> str:
-        ids = self._vs.interface_external_ids(self._vm.tap)
-        flows = str(self._last) if self._last else "no flow check (port not claimed yet)"
-        monitor = ""
-        if self._monitor is not None and self._monitor.error:
-            monitor = f"; flow monitor: {self._monitor.error}"
-        if self._error is not None:
-            monitor += f"; last flow dump failed: {self._error}"
-        return (
-            f"Interface {self._vm.tap} external_ids={ids}; {flows}; "
-            f"{self._sb.describe_binding(self._vm.lsp)}{monitor}"
-        )
+    def interrupt(self, cause: BaseException) -> None:
+        if self._watch is not None:
+            self._watch.interrupt(cause)

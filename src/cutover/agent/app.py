@@ -1,0 +1,219 @@
+"""The agent's HTTP API (version 1): routes, authentication, errors.
+
+Every route, the OpenAPI description included, requires ``Authorization: Bearer <token>``
+(compared in constant time); anything else is a 401 that touches nothing. Requests are
+validated against :mod:`cutover.agent.models` before a handler runs (422 otherwise).
+cutover's own errors map to status codes at this one boundary::
+
+    InputError (bad request, nothing changed)          400  (NotWatched 404, FaultsDisabled 403)
+    PlugError                                          409  the node refused the change
+    ChassisUnreachable / OvsdbError / WaitTimeout      503  a daemon of the node did not answer
+    any other CutoverError                             500
+
+Error bodies are ``{"error": {"type": ..., "message": ...}}``.
+
+The controller watch (``GET /v1/controller/watch``) is a stream: ``alive`` at once, a
+heartbeat ``alive`` every :data:`HEARTBEAT_S`, and ``down: <reason>`` when ovn-controller
+dies, after which the stream ends. The client learns of a death (or of the agent's own)
+as an event, not by polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Path, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
+from cutover.agent import API_VERSION
+from cutover.agent.models import (
+    ControllerState,
+    ErrorResponse,
+    Health,
+    LogicalPort,
+    PathReadinessRequest,
+    PortReadinessRequest,
+    TapName,
+    VifRequest,
+    VifState,
+    WatchState,
+)
+from cutover.agent.service import FaultsDisabled, NotWatched, Service
+from cutover.chassis.base import PathTarget
+from cutover.errors import (
+    ChassisUnreachable,
+    ControllerDown,
+    CutoverError,
+    InputError,
+    OvsdbError,
+    PlugError,
+    WaitTimeout,
+)
+
+HEARTBEAT_S = 15.0
+Kind = {"port-readiness": "port", "path-readiness": "path"}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 503)
+}
+
+
+def status_for(error: CutoverError) -> int:
+    for kind, status in ((NotWatched, 404), (FaultsDisabled, 403), (InputError, 400),
+                         (PlugError, 409), (ChassisUnreachable, 503), (OvsdbError, 503),
+                         (WaitTimeout, 503)):  # fmt: skip
+        if isinstance(error, kind):
+            return status
+    return 500
+
+
+def _error(status: int, kind: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
+
+
+def make_app(service: Service, token: str) -> FastAPI:
+    """The API for ``service``; every request must carry ``token``."""
+    if len(token) < 16:
+        raise InputError("the agent token must be at least 16 characters")
+    expected = f"Bearer {token}".encode()
+
+    def authenticated(authorization: Annotated[str | None, Header()] = None) -> None:
+        given = (authorization or "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise _Unauthorized()
+
+    app = FastAPI(title="cutover agent", version=str(API_VERSION), openapi_url=None,
+                  docs_url=None, redoc_url=None,
+                  dependencies=[Depends(authenticated)], responses=_ERRORS)  # fmt: skip
+
+    @app.exception_handler(_Unauthorized)
+    async def unauthorized(request: Request, exc: _Unauthorized) -> JSONResponse:
+        return _error(401, "Unauthorized", "missing or wrong bearer token")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Routing errors in the API's error format; a 405 lists every method the path
+        has (Starlette's own lists only those of the first route that matched the path)."""
+        response = _error(exc.status_code, "HTTPError", str(exc.detail))
+        if exc.status_code == 405:
+            allowed = sorted({m for r in app.router.routes if isinstance(r, APIRoute)
+                              and r.matches(request.scope)[0] != Match.NONE
+                              for m in r.methods or ()})  # fmt: skip
+            response.headers["Allow"] = ", ".join(allowed)
+        return response
+
+    @app.exception_handler(CutoverError)
+    async def cutover_error(request: Request, exc: CutoverError) -> JSONResponse:
+        return _error(status_for(exc), type(exc).__name__, str(exc))
+
+    @app.get("/v1/openapi.json", include_in_schema=False)
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/v1/health")
+    def health() -> Health:
+        return Health(chassis=service.chassis_name, api_version=API_VERSION,
+                      faults_enabled=service.faults_enabled)  # fmt: skip
+
+    @app.put("/v1/vifs/{tap}")
+    def plug(tap: Annotated[TapName, Path()], body: VifRequest) -> VifState:
+        service.plug(tap, body.lsp, body.mac, body.vm_uuid, body.mtu)
+        return VifState(tap=tap, plugged=True, external_ids=service.vif_state(tap) or {})
+
+    @app.delete("/v1/vifs/{tap}")
+    def unplug(tap: Annotated[TapName, Path()]) -> VifState:
+        service.unplug(tap)
+        return VifState(tap=tap, plugged=False)
+
+    @app.get("/v1/vifs/{tap}")
+    def vif(tap: Annotated[TapName, Path()]) -> VifState:
+        ids = service.vif_state(tap)
+        return VifState(tap=tap, plugged=ids is not None, external_ids=ids or {})
+
+    @app.put("/v1/port-readiness/{lsp}", status_code=202)
+    def watch_port(lsp: Annotated[LogicalPort, Path()], body: PortReadinessRequest
+                   ) -> WatchState:  # fmt: skip
+        service.watch_port(lsp, body.tap, body.request_id, body.timeout_s,
+                           body.use_ovn_installed)  # fmt: skip
+        return WatchState(lsp=lsp, state="waiting")
+
+    @app.put("/v1/path-readiness/{lsp}", status_code=202)
+    def watch_path(lsp: Annotated[LogicalPort, Path()], body: PathReadinessRequest
+                   ) -> WatchState:  # fmt: skip
+        target = PathTarget(lsp, body.port_key, body.datapath_key, body.dst,
+                            tuple(body.dst_ips))  # fmt: skip
+        service.watch_path(lsp, body.request_id, target, body.timeout_s)
+        return WatchState(lsp=lsp, state="waiting")
+
+    for prefix, kind in Kind.items():
+        _watch_routes(app, service, prefix, kind)
+
+    @app.get("/v1/controller")
+    def controller() -> ControllerState:
+        alive, detail = service.controller_alive()
+        return ControllerState(chassis=service.chassis_name, alive=alive, detail=detail)
+
+    @app.get("/v1/controller/watch", response_class=StreamingResponse)
+    async def watch_controller() -> StreamingResponse:
+        loop = asyncio.get_running_loop()
+        died: asyncio.Future[str] = loop.create_future()
+
+        def settle(reason: str) -> None:
+            if not died.done():
+                died.set_result(reason)
+
+        def on_death(down: ControllerDown) -> None:
+            loop.call_soon_threadsafe(settle, down.reason)
+
+        try:
+            watch = service.watch_controller(on_death)
+        except ControllerDown as e:
+            died.set_result(e.reason)
+            watch = None
+
+        async def lines() -> AsyncIterator[bytes]:
+            try:
+                if not died.done():
+                    yield b"alive\n"
+                while not died.done():
+                    try:
+                        await asyncio.wait_for(asyncio.shield(died), HEARTBEAT_S)
+                    except TimeoutError:
+                        yield b"alive\n"
+                yield f"down: {died.result()}\n".encode()
+            finally:
+                if watch is not None:
+                    watch.stop()
+
+        return StreamingResponse(lines(), media_type="text/plain")
+
+    @app.post("/v1/controller/pause", status_code=204)
+    def pause() -> None:
+        service.pause_controller()
+
+    @app.post("/v1/controller/resume", status_code=204)
+    def resume() -> None:
+        service.resume_controller()
+
+    return app
+
+
+def _watch_routes(app: FastAPI, service: Service, prefix: str, kind: str) -> None:
+    @app.get(f"/v1/{prefix}/{{lsp}}", name=f"{kind}_state")
+    def state(lsp: Annotated[LogicalPort, Path()]) -> WatchState:
+        name, detail = service.watch_state(kind, lsp)
+        return WatchState(lsp=lsp, state=name, detail=detail)  # type: ignore[arg-type]
+
+    @app.delete(f"/v1/{prefix}/{{lsp}}", name=f"{kind}_cancel")
+    def cancel(lsp: Annotated[LogicalPort, Path()]) -> WatchState:
+        service.cancel_watch(kind, lsp)
+        return WatchState(lsp=lsp, state="cancelled")
+
+
+class _Unauthorized(Exception):
+    pass

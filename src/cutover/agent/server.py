@@ -1,0 +1,113 @@
+"""Run the agent: validate its configuration, build the service, serve the API.
+
+``--listen unix:/path/agent.sock`` (the lab: a socket in the lab directory, reachable from
+the root namespace while the agent runs inside the chassis namespace) or
+``--listen https://ADDRESS:PORT`` with ``--tls-cert``/``--tls-key`` (a real deployment;
+``--tls-client-ca`` additionally requires client certificates). Plain ``http://`` on TCP
+is refused: the API plugs devices on a hypervisor.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cutover.errors import InputError, PrerequisiteError
+from cutover.site import ChassisEndpoint
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    chassis: str
+    ovs_remote: str
+    sb_remote: str
+    listen: str
+    token_file: Path
+    controller_ctl: str | None = None
+    integration_bridge: str = "br-int"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    allow_faults: bool = False
+
+    def check(self) -> None:
+        """InputError for anything the agent could not serve with, before it starts."""
+        if not self.ovs_remote.startswith("unix:"):
+            raise InputError(f"--ovs-remote {self.ovs_remote!r}: the agent runs on its node "
+                             "and reaches its Open_vSwitch DB over a unix: socket")  # fmt: skip
+        if self.listen.startswith("unix:"):
+            if self.tls_cert or self.tls_key:
+                raise InputError("--tls-cert/--tls-key go with an https:// --listen address")
+        elif self.listen.startswith("https://"):
+            if not (self.tls_cert and self.tls_key):
+                raise InputError(f"--listen {self.listen} needs --tls-cert and --tls-key")
+            host_port = self.listen[len("https://"):]
+            host, _, port = host_port.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise InputError(f"--listen {self.listen}: give https://ADDRESS:PORT")
+        else:
+            raise InputError(f"--listen {self.listen!r}: give unix:/path or "
+                             "https://ADDRESS:PORT (plain http is refused)")  # fmt: skip
+        read_token(self.token_file)
+
+    def endpoint(self) -> ChassisEndpoint:
+        """The chassis as the agent sees it: devices in its own namespace (netns None)."""
+        return ChassisEndpoint(self.chassis, self.ovs_remote, self.integration_bridge,
+                               controller_ctl=self.controller_ctl)  # fmt: skip
+
+
+def read_token(path: Path) -> str:
+    """The bearer token in ``path``; refused unless only its owner can read it."""
+    try:
+        st = path.stat()
+        token = path.read_text().strip()
+    except OSError as e:
+        raise InputError(f"token file {path}: {e.strerror}") from None
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        raise InputError(f"token file {path} is readable by others "
+                         f"(mode {stat.S_IMODE(st.st_mode):o}); chmod 600 it")  # fmt: skip
+    if len(token) < 16:
+        raise InputError(f"token file {path} holds fewer than 16 characters")
+    return token
+
+
+def write_token(path: Path) -> str:
+    """A new random token in ``path``, created with mode 0600."""
+    token = os.urandom(24).hex()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    os.chmod(path, 0o600)
+    return token
+
+
+def serve(config: AgentConfig) -> None:
+    """Serve until SIGTERM/SIGINT; on the way out withdraw every published verdict."""
+    config.check()
+    try:
+        import uvicorn
+
+        from cutover.agent.app import make_app
+        from cutover.agent.service import NodeService
+    except ImportError as e:
+        raise PrerequisiteError(f"the agent needs its web stack ({e}); pip install cutover") from e
+    service = NodeService(config.endpoint(), config.sb_remote, config.allow_faults)
+    app = make_app(service, read_token(config.token_file))
+    kwargs: dict[str, object] = {"log_level": "warning", "access_log": False}
+    if config.listen.startswith("unix:"):
+        sock = config.listen[len("unix:"):]
+        Path(sock).unlink(missing_ok=True)
+        kwargs["uds"] = sock
+    else:
+        host, _, port = config.listen[len("https://"):].rpartition(":")
+        kwargs.update(host=host.strip("[]"), port=int(port), ssl_certfile=str(config.tls_cert),
+                      ssl_keyfile=str(config.tls_key))  # fmt: skip
+        if config.tls_client_ca:
+            kwargs.update(ssl_ca_certs=str(config.tls_client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
+    try:
+        uvicorn.run(app, **kwargs)  # type: ignore[arg-type]
+    finally:
+        service.close()

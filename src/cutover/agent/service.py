@@ -1,0 +1,199 @@
+"""What the agent does on its node, independent of HTTP.
+
+Everything runs through :class:`~cutover.chassis.local.LocalChassis` (the same code the
+orchestrator uses when it reaches a chassis directly), plus the two things only an agent
+does: it runs readiness waits in the background and publishes their verdicts in the SB
+(:mod:`cutover.chassis.published`), and it keeps track of them so they can be read,
+cancelled, and withdrawn when the migration ends.
+
+:class:`Service` is the seam the HTTP layer talks to; the contract tests drive the HTTP
+layer against a recording fake of it, so that fuzzing the API changes nothing on a node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from cutover.chassis.base import ControllerWatch, PathTarget, Vif, Watch
+from cutover.chassis.local import LocalChassis
+from cutover.chassis.published import encode_failed, encode_ready, path_ready_key, port_ready_key
+from cutover.errors import ControllerDown, CutoverError, InputError
+from cutover.ovsdb.sb import SbClient
+from cutover.site import ChassisEndpoint
+
+ROLE = "local"
+
+
+class FaultsDisabled(InputError):
+    """Fault injection was asked of an agent started without ``--allow-faults``."""
+
+
+class NotWatched(InputError):
+    """No readiness watch exists for that port on this agent."""
+
+
+@dataclass
+class _Job:
+    kind: str
+    lsp: str
+    key: str
+    request_id: str
+    watch: Watch
+    state: str = "waiting"
+    detail: str = ""
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+
+class Service(Protocol):
+    """The operations of one agent (see the module docstring)."""
+
+    chassis_name: str
+    faults_enabled: bool
+
+    def plug(self, tap: str, lsp: str, mac: str, vm_uuid: str, mtu: int) -> None: ...
+    def unplug(self, tap: str) -> None: ...
+    def vif_state(self, tap: str) -> dict[str, str] | None: ...
+    def watch_port(self, lsp: str, tap: str, request_id: str, timeout_s: float,
+                   use_ovn_installed: bool) -> None: ...
+    def watch_path(self, lsp: str, request_id: str, target: PathTarget,
+                   timeout_s: float) -> None: ...
+    def watch_state(self, kind: str, lsp: str) -> tuple[str, str]: ...
+    def cancel_watch(self, kind: str, lsp: str) -> None: ...
+    def controller_alive(self) -> tuple[bool, str]: ...
+    def watch_controller(self, on_death: Callable[[ControllerDown], None]) -> ControllerWatch: ...
+    def pause_controller(self) -> None: ...
+    def resume_controller(self) -> None: ...
+
+
+class NodeService:
+    """:class:`Service` on a real node."""
+
+    def __init__(self, endpoint: ChassisEndpoint, sb_remote: str,
+                 faults_enabled: bool = False) -> None:
+        self.chassis_name = endpoint.name
+        self.faults_enabled = faults_enabled
+        self._sb = SbClient(sb_remote)
+        self._chassis = LocalChassis(endpoint, self._sb)
+        self._jobs: dict[tuple[str, str], _Job] = {}
+        self._lock = threading.Lock()
+
+    # -- VIFs ------------------------------------------------------------------------------
+
+    def plug(self, tap: str, lsp: str, mac: str, vm_uuid: str, mtu: int) -> None:
+        self._chassis.plug(Vif(lsp, tap, mac, vm_uuid, mtu))
+
+    def unplug(self, tap: str) -> None:
+        self._chassis.unplug(Vif("", tap, "", ""))
+
+    def vif_state(self, tap: str) -> dict[str, str] | None:
+        """The Interface's external_ids if a TAP or port of that name is here, else None."""
+        if not self._chassis.is_plugged(Vif("", tap, "", "")):
+            return None
+        return self._chassis.vswitch.interface_external_ids(tap) or {}
+
+    # -- readiness ---------------------------------------------------------------------------
+
+    def watch_port(self, lsp: str, tap: str, request_id: str, timeout_s: float,
+                   use_ovn_installed: bool) -> None:
+        vif = Vif(lsp, tap, "", "")
+        self._start("port", lsp, port_ready_key(lsp), request_id, timeout_s,
+                    lambda: self._chassis.watch_port(vif, use_ovn_installed))  # fmt: skip
+
+    def watch_path(self, lsp: str, request_id: str, target: PathTarget,
+                   timeout_s: float) -> None:
+        self._start("path", lsp, path_ready_key(lsp), request_id, timeout_s,
+                    lambda: self._chassis.watch_path(target))  # fmt: skip
+
+    def _start(self, kind: str, lsp: str, key: str, request_id: str, timeout_s: float,
+               arm: Callable[[], Watch]) -> None:
+        """Replace any earlier watch of this port, withdraw its verdict, arm the new one
+        (errors reach the caller), and wait for it in the background."""
+        self.cancel_watch(kind, lsp, missing_ok=True)
+        job = _Job(kind, lsp, key, request_id, arm())
+        job.thread = threading.Thread(target=self._run, args=(job, timeout_s),
+                                      name=f"{kind}-{lsp}", daemon=True)  # fmt: skip
+        with self._lock:
+            self._jobs[(kind, lsp)] = job
+        job.thread.start()
+
+    def _run(self, job: _Job, timeout_s: float) -> None:
+        try:
+            evidence = job.watch.wait(timeout_s)
+        except CutoverError as e:
+            if job.state == "cancelled":
+                return
+            job.state, job.detail = "failed", f"{type(e).__name__}: {e}"
+            self._publish(job, encode_failed(job.request_id, e))
+            return
+        if job.state == "cancelled":
+            return
+        job.state, job.detail = "ready", evidence.detail
+        self._publish(job, encode_ready(job.request_id, evidence))
+
+    def _publish(self, job: _Job, value: str) -> None:
+        try:
+            self._sb.publish(self.chassis_name, job.key, value)
+        except CutoverError as e:
+            job.state, job.detail = "failed", f"could not publish in the SB: {e}"
+
+    def watch_state(self, kind: str, lsp: str) -> tuple[str, str]:
+        """(state, detail); while waiting the detail is what the wait sees right now."""
+        with self._lock:
+            job = self._jobs.get((kind, lsp))
+        if job is None:
+            raise NotWatched(f"no {kind} readiness watch for {lsp} on {self.chassis_name}")
+        if job.state == "waiting":
+            return job.state, job.watch.describe()
+        return job.state, job.detail
+
+    def cancel_watch(self, kind: str, lsp: str, missing_ok: bool = False) -> None:
+        """Stop the watch and withdraw its verdict from the SB (idempotent)."""
+        with self._lock:
+            job = self._jobs.pop((kind, lsp), None)
+        key = port_ready_key(lsp) if kind == "port" else path_ready_key(lsp)
+        if job is not None:
+            job.state = "cancelled"
+            job.watch.interrupt(InputError("cancelled"))
+            job.watch.cancel()
+        elif not missing_ok:
+            raise NotWatched(f"no {kind} readiness watch for {lsp} on {self.chassis_name}")
+        self._sb.unpublish(self.chassis_name, key)
+
+    # -- ovn-controller -----------------------------------------------------------------------
+
+    def controller_alive(self) -> tuple[bool, str]:
+        try:
+            self._chassis.confirm_controller(ROLE)
+        except ControllerDown as e:
+            return False, e.reason
+        return True, "answers on its unixctl socket"
+
+    def watch_controller(self, on_death: Callable[[ControllerDown], None]) -> ControllerWatch:
+        return self._chassis.watch_controller(ROLE, on_death)
+
+    def pause_controller(self) -> None:
+        self._faults("pause")
+        self._chassis.pause_controller()
+
+    def resume_controller(self) -> None:
+        self._faults("resume")
+        self._chassis.resume_controller()
+
+    def _faults(self, what: str) -> None:
+        if not self.faults_enabled:
+            raise FaultsDisabled(
+                f"agent of {self.chassis_name} does not inject faults ({what} refused); "
+                "start it with --allow-faults (labs only)"
+            )
+
+    def close(self) -> None:
+        """Cancel every watch and withdraw every verdict (agent shutdown)."""
+        with self._lock:
+            jobs = list(self._jobs)
+        for kind, lsp in jobs:
+            with contextlib.suppress(CutoverError):
+                self.cancel_watch(kind, lsp, missing_ok=True)

@@ -1,0 +1,270 @@
+"""The chassis seam through the chassis' agent: nothing here touches the chassis itself.
+
+Requests go to the agent's API (:mod:`cutover.agent.app`) over a unix socket or HTTPS,
+with the bearer token from the site's ``agent_token_file``. Readiness is NOT read back
+from the agent: the agent publishes it in the SB (:mod:`cutover.chassis.published`) and
+this side waits for that row with an OVSDB event registered before the request, exactly
+as Neutron waits for a claim. The agent is asked again only to explain a timeout.
+
+httpx errors are mapped here, at one boundary: a transport failure is
+:class:`~cutover.errors.ChassisUnreachable`; the agent's own error bodies come back as the
+cutover error they name where that is a request error (InputError, PlugError), else as
+ChassisUnreachable with the agent's message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from cutover.chassis.base import DeathCallback, PathTarget, Vif
+from cutover.chassis.published import Verdict, decode, path_ready_key, port_ready_key
+from cutover.errors import (
+    ChassisUnreachable,
+    ControllerDown,
+    CutoverError,
+    InputError,
+    PlugError,
+    WaitTimeout,
+)
+from cutover.evidence import Evidence
+from cutover.ovsdb.connection import now_ms
+from cutover.ovsdb.sb import SbClient
+from cutover.site import ChassisEndpoint
+
+REQUEST_TIMEOUT_S = 10.0
+WATCH_READ_TIMEOUT_S = 45.0
+"""Longer than the agent's controller-watch heartbeat (15 s): silence past it is a dead
+agent."""
+AGENT_WAIT_S = 3600.0
+"""How long the agent's own wait may run: ours is shorter (and cancels it when it ends),
+so our timeout, with the state we saw, is the one the operator gets."""
+
+
+def _token(endpoint: ChassisEndpoint) -> str:
+    if not endpoint.agent_token_file:
+        raise InputError(f"chassis {endpoint.name} has an agent but no agent_token_file")
+    try:
+        return Path(endpoint.agent_token_file).read_text().strip()
+    except OSError as e:
+        raise InputError(f"agent token of {endpoint.name} ({endpoint.agent_token_file}): "
+                         f"{e.strerror}") from None  # fmt: skip
+
+
+def http_client(endpoint: ChassisEndpoint, read_timeout: float = REQUEST_TIMEOUT_S
+                ) -> httpx.Client:  # fmt: skip
+    """An httpx client for ``endpoint.agent`` (``unix:/path`` or ``https://...``)."""
+    agent = endpoint.agent or ""
+    headers = {"Authorization": f"Bearer {_token(endpoint)}"}
+    timeout = httpx.Timeout(REQUEST_TIMEOUT_S, read=read_timeout)
+    if agent.startswith("unix:"):
+        transport = httpx.HTTPTransport(uds=agent[len("unix:"):])
+        return httpx.Client(transport=transport, base_url="http://agent", headers=headers,
+                            timeout=timeout)  # fmt: skip
+    if agent.startswith("https://"):
+        return httpx.Client(base_url=agent, headers=headers, timeout=timeout)
+    raise InputError(f"chassis {endpoint.name}: agent {agent!r} must be unix:/path or https://")
+
+
+class AgentChassis:
+    """:class:`~cutover.chassis.base.Chassis` through its agent (see the module docstring)."""
+
+    def __init__(self, endpoint: ChassisEndpoint, sb: SbClient) -> None:
+        self.name = endpoint.name
+        self.endpoint = endpoint
+        self.sb = sb
+        self._http = http_client(endpoint)
+
+    def request(self, method: str, path: str, json: Any = None) -> Any:
+        """One API call; the response's JSON, or a cutover error (see the module)."""
+        try:
+            r = self._http.request(method, path, json=json)
+        except httpx.HTTPError as e:
+            raise ChassisUnreachable(f"agent of {self.name} at {self.endpoint.agent}: "
+                                     f"{type(e).__name__}: {e}") from e  # fmt: skip
+        if r.status_code < 300:
+            return r.json() if r.content else None
+        try:
+            err = r.json()["error"]
+            kind, message = str(err["type"]), str(err["message"])
+        except (ValueError, KeyError, TypeError):
+            kind, message = f"HTTP {r.status_code}", r.text[:300]
+        text = f"agent of {self.name}: {kind}: {message}"
+        if r.status_code == 409:
+            raise PlugError(text)
+        if r.status_code in (400, 403, 404, 422):
+            raise InputError(text)
+        raise ChassisUnreachable(text)
+
+    # -- VIFs ------------------------------------------------------------------------------
+
+    def plug(self, vif: Vif) -> None:
+        self.request("PUT", f"/v1/vifs/{vif.tap}", {"lsp": vif.lsp, "mac": vif.mac,
+                     "vm_uuid": vif.vm_uuid, "mtu": vif.mtu})  # fmt: skip
+
+    def unplug(self, vif: Vif) -> None:
+        self.request("DELETE", f"/v1/vifs/{vif.tap}")
+
+    def is_plugged(self, vif: Vif) -> bool:
+        return bool(self.request("GET", f"/v1/vifs/{vif.tap}")["plugged"])
+
+    # -- readiness ---------------------------------------------------------------------------
+
+    def watch_port(self, vif: Vif, use_ovn_installed: bool = True) -> PublishedWatch:
+        return PublishedWatch(self, "port-readiness", vif.lsp, port_ready_key(vif.lsp),
+                              {"tap": vif.tap, "use_ovn_installed": use_ovn_installed})
+
+    def watch_path(self, target: PathTarget) -> PublishedWatch:
+        return PublishedWatch(self, "path-readiness", target.lsp, path_ready_key(target.lsp),
+                              {"port_key": target.port_key, "datapath_key": target.datapath_key,
+                               "dst": target.dst, "dst_ips": list(target.dst_ips)})
+
+    # -- ovn-controller -----------------------------------------------------------------------
+
+    def watch_controller(self, role: str, on_death: DeathCallback) -> StreamedControllerWatch:
+        return StreamedControllerWatch(self, role, on_death)
+
+    def confirm_controller(self, role: str) -> None:
+        try:
+            state = self.request("GET", "/v1/controller")
+        except ChassisUnreachable as e:
+            raise ControllerDown(self.name, role, f"its agent did not answer: {e}") from e
+        if not state["alive"]:
+            raise ControllerDown(self.name, role, str(state.get("detail", "")))
+
+    def pause_controller(self) -> None:
+        self.request("POST", "/v1/controller/pause")
+
+    def resume_controller(self) -> None:
+        self.request("POST", "/v1/controller/resume")
+
+
+class PublishedWatch:
+    """A readiness watch run by an agent; its verdict arrives as an SB row change."""
+
+    def __init__(self, chassis: AgentChassis, route: str, lsp: str, key: str,
+                 body: dict[str, Any]) -> None:
+        self._chassis, self._route, self._lsp, self._key = chassis, route, lsp, key
+        self._request_id = str(uuid.uuid4())
+        self._event = threading.Event()
+        self._interrupted: BaseException | None = None
+
+        self._verdict: Verdict | None = None
+        self._seen_ms: float | None = None
+
+        def mine(value: str) -> bool:
+            """In the IDL thread: keep the verdict and its time, then wake the wait."""
+            verdict = decode(value)
+            ok = verdict is not None and verdict.request_id == self._request_id
+            if ok and self._verdict is None:
+                self._verdict, self._seen_ms = verdict, now_ms()
+                self._event.set()
+            return ok
+
+        # registered BEFORE the request: the verdict cannot be missed
+        self._sb_watch = chassis.sb.watch_published(chassis.name, key, mine,
+                                                     f"{route} of {lsp} on {chassis.name}")
+        try:
+            chassis.request("PUT", f"/v1/{route}/{lsp}", {
+                **body, "request_id": self._request_id, "timeout_s": AGENT_WAIT_S})
+        except CutoverError:
+            self._sb_watch.cancel()
+            raise
+        self._armed = True
+
+    def interrupt(self, cause: BaseException) -> None:
+        self._interrupted = cause
+        self._event.set()
+
+    def wait(self, timeout_s: float) -> Evidence:
+        deadline = now_ms() + timeout_s * 1000.0
+        try:
+            while not self._event.wait(max(0.0, (deadline - now_ms()) / 1000.0)):
+                if now_ms() >= deadline:
+                    raise WaitTimeout(f"{self._route} of {self._lsp} on {self._chassis.name} "
+                                      "(published by its agent)", timeout_s, self._describe())
+            if self._interrupted is not None:
+                raise self._interrupted
+            verdict = self._verdict
+            assert verdict is not None and self._seen_ms is not None
+            if verdict.evidence is None:
+                raise WaitTimeout(f"{self._route} of {self._lsp} on {self._chassis.name}",
+                                  timeout_s, f"the agent's own wait failed: {verdict.error}")
+            ev = verdict.evidence
+            seen = self._seen_ms
+            marks = (*ev.marks, (f"{ev.check}.on-chassis", ev.seen_ms,
+                                 f"seen by the agent of {self._chassis.name}"))
+            return Evidence(ev.check, seen, ev.detail + f"; published by the agent, seen here "
+                            f"{seen - ev.seen_ms:.1f} ms after the agent saw it",
+                            committed_ms=ev.committed_ms, marks=marks)  # fmt: skip
+        finally:
+            self.cancel()
+
+    def describe(self) -> str:
+        return self._describe()
+
+    def _describe(self) -> str:
+        try:
+            state = self._chassis.request("GET", f"/v1/{self._route}/{self._lsp}")
+            return f"agent of {self._chassis.name}: {state['state']}: {state['detail']}"
+        except CutoverError as e:
+            return f"the agent could not say ({e})"
+
+    def cancel(self) -> None:
+        """Stop waiting; the agent stops too and withdraws its SB key (idempotent)."""
+        self._sb_watch.cancel()
+        if self._armed:
+            self._armed = False
+            with contextlib.suppress(InputError):  # already gone on the agent
+                self._chassis.request("DELETE", f"/v1/{self._route}/{self._lsp}")
+
+
+class StreamedControllerWatch:
+    """Listens to the agent's controller-watch stream in a thread (see agent/app.py)."""
+
+    def __init__(self, chassis: AgentChassis, role: str, on_death: DeathCallback) -> None:
+        self._name, self._role, self._on_death = chassis.name, role, on_death
+        self._stopped = threading.Event()
+        self._first = threading.Event()
+        self._first_line = ""
+        self._client = http_client(chassis.endpoint, read_timeout=WATCH_READ_TIMEOUT_S)
+        self._thread = threading.Thread(target=self._listen, name=f"controller-{chassis.name}",
+                                        daemon=True)  # fmt: skip
+        self._thread.start()
+        if not self._first.wait(REQUEST_TIMEOUT_S) or self._first_line != "alive":
+            self.stop()
+            raise ControllerDown(self._name, role, self._first_line.removeprefix("down: ")
+                                 or "its agent did not answer the controller watch")
+
+    def _listen(self) -> None:
+        reason = "its agent stopped answering"
+        try:
+            with self._client.stream("GET", "/v1/controller/watch") as r:
+                if r.status_code != 200:
+                    reason = f"the agent refused the controller watch (HTTP {r.status_code})"
+                else:
+                    for line in r.iter_lines():
+                        if not self._first.is_set():
+                            self._first_line = line
+                            self._first.set()
+                        if line.startswith("down"):
+                            reason = line.removeprefix("down: ")
+                            break
+        except httpx.HTTPError as e:
+            reason = f"its agent stopped answering ({type(e).__name__})"
+        finally:
+            self._first.set()
+        if not self._stopped.is_set():
+            self._on_death(ControllerDown(self._name, self._role, reason))
+
+    def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._client.close()
+        self._thread.join(timeout=2.0)

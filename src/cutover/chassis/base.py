@@ -1,0 +1,129 @@
+"""The one seam for "act on chassis X": what the migration core asks of a hypervisor host.
+
+In a real cloud the central side (Neutron's and Nova's conductor roles) never touches a
+compute node's local Open_vSwitch database or its br-int: nova-compute + os-vif on that
+node plug the VIF, and the node's own agents report what only the node can see. So every
+operation the core needs on a chassis goes through :class:`Chassis`, with two
+implementations:
+
+- :class:`cutover.chassis.local.LocalChassis` does it in this process (local OVSDB,
+  ``ovs-ofctl`` on br-int, iproute2, the controller's unixctl socket): what the per-node
+  agent runs on its node, and what the lab can use directly when everything is one host;
+- :class:`cutover.chassis.agent_client.AgentChassis` asks that chassis' agent over its
+  HTTP API; readiness the agent observes is published in the SB
+  (``Chassis_Private.external_ids``), where the central side waits for it with an OVSDB
+  event.
+
+Waits are handles: ``watch_*`` arms a wait (before the transaction that can make it true)
+and returns an object with ``wait(timeout)``, ``interrupt(cause)`` and ``cancel()``, so no
+state hides in attributes of a shared object.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from cutover.errors import ControllerDown
+from cutover.evidence import Evidence
+from cutover.site import VmSpec
+
+DEFAULT_MTU = 1442
+"""Geneve overhead on a 1500-byte underlay, as Neutron computes it for OVN."""
+
+@dataclass(frozen=True)
+class Vif:
+    """A VM's interface as os-vif plugs it (``VIFOpenVSwitch`` with ``create_tap``)."""
+
+    lsp: str
+    """Logical switch port = Interface ``external_ids:iface-id``."""
+    tap: str
+    """TAP device name (<= 15 characters)."""
+    mac: str
+    vm_uuid: str
+    """Interface ``external_ids:vm-uuid``: the instance's UUID."""
+    mtu: int = DEFAULT_MTU
+
+    @classmethod
+    def of(cls, vm: VmSpec, mtu: int = DEFAULT_MTU) -> Vif:
+        """The VIF Nova would build for ``vm`` (the same on every chassis it runs on)."""
+        return cls(lsp=vm.lsp, tap=vm.tap, mac=vm.mac, vm_uuid=vm_uuid(vm.name), mtu=mtu)
+
+
+def vm_uuid(name: str) -> str:
+    """A stable instance UUID for a VM name (Nova would pass the instance's own)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"cutover:vm:{name}"))
+
+
+@dataclass(frozen=True)
+class PathTarget:
+    """What a peer chassis must do for ``lsp``: output its traffic to the destination."""
+
+    lsp: str
+    port_key: int
+    datapath_key: int
+    dst: str
+    dst_ips: tuple[str, ...]
+    """The destination's encap IPs (from the SB ``Chassis.encaps``)."""
+
+
+class Watch(Protocol):
+    """An armed wait on one chassis."""
+
+    def wait(self, timeout_s: float) -> Evidence:
+        """Block until the condition holds; WaitTimeout (with the state seen) otherwise."""
+
+    def interrupt(self, cause: BaseException) -> None:
+        """Make a running or later :meth:`wait` raise ``cause`` now (thread-safe)."""
+
+    def cancel(self) -> None:
+        """Stop watching and withdraw anything published for it (idempotent)."""
+
+    def describe(self) -> str:
+        """What the wait sees right now (for a timeout's message)."""
+
+
+class ControllerWatch(Protocol):
+    def stop(self) -> None:
+        """Stop watching (idempotent); no death is reported afterwards."""
+
+
+DeathCallback = Callable[[ControllerDown], None]
+
+
+class Chassis(Protocol):
+    """One hypervisor host, as the migration core may act on it."""
+
+    name: str
+
+    def plug(self, vif: Vif) -> None:
+        """TAP + OVS port with os-vif's external_ids (idempotent). PlugError on failure."""
+
+    def unplug(self, vif: Vif) -> None:
+        """Remove the TAP and the OVS port (idempotent)."""
+
+    def is_plugged(self, vif: Vif) -> bool:
+        """Whether a TAP or an OVS port of ``vif`` is left on this chassis."""
+
+    def watch_port(self, vif: Vif, use_ovn_installed: bool = True) -> Watch:
+        """Arm ``port-ready`` for ``vif`` here: this chassis' own flows for the port are on
+        its br-int and the SB shows its claim (readiness/port_ready.py explains why)."""
+
+    def watch_path(self, target: PathTarget) -> Watch:
+        """Arm a peer check here: this chassis tunnels ``target.lsp``'s traffic to the
+        destination (readiness/path_ready.py)."""
+
+    def watch_controller(self, role: str, on_death: DeathCallback) -> ControllerWatch:
+        """Report, once, when this chassis' ovn-controller dies (event-driven).
+        ControllerDown now if it is not running."""
+
+    def confirm_controller(self, role: str) -> None:
+        """ControllerDown unless this chassis' ovn-controller answers right now."""
+
+    def pause_controller(self) -> None:
+        """Fault injection: freeze ovn-controller (``debug/pause``)."""
+
+    def resume_controller(self) -> None:
+        """Undo :meth:`pause_controller` (``debug/resume``; idempotent)."""

@@ -1,0 +1,254 @@
+"""``port-ready`` on the chassis itself: this chassis' own flows for ONE port are installed.
+
+Why not the other signals:
+
+- the SB claim (``additional_chassis``) is written before any flow is installed;
+- ``ovn-installed`` on the Interface is written by ovn-controller once ofctrl has
+  confirmed (barrier) the flows of the engine run that bound the port - but with
+  ``activation-strategy=rarp`` it is set while the port is still blocked, and whether it is
+  set at all for an *additional* chassis depends on the OVN build (upstream: only from
+  23.09, commit 842138e62; Debian's 23.03.1 does set it - a backport). So it can neither
+  be required nor trusted alone.
+
+The signal, all event-driven, runs where the flows are (in the chassis' agent, or in the
+orchestrator when it reaches the chassis locally):
+
+1. Armed before the NB transaction that adds the destination to requested-chassis: a local
+   Open_vSwitch ``Interface`` watch for ``external_ids:ovn-installed="true"`` on the TAP,
+   an SB watch for the claim, and a watch for the TAP's ofport.
+2. Once the ofport and the port's tunnel key are known, an OpenFlow flow monitor
+   (``ovs-ofctl monitor br-int watch:table=0,in_port=OFPORT watch:reg15=KEY``) wakes the
+   wait on every change of this port's flows - no polling.
+3. On every wake-up, a filtered ``dump-flows`` is classified (:mod:`cutover.chassis.flows`):
+   ready needs the table-0 flow from the port's ofport AND the output-table flow
+   ``reg15=KEY -> output:OFPORT``. The rarp blocks may still be there: "installed, waiting
+   for activation" is what a pre-switchover check must accept.
+
+Which path a build takes is decided at run time (:func:`decide`), never from the version:
+``ovn-installed+flows`` when ``ovn-installed`` fired AND the flows are on the bridge;
+``flows-only`` when the claim is seen and the flows are complete but no ``ovn-installed``
+follows within :data:`INSTALLED_GRACE_MS`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from cutover.chassis.flows import BridgeFlows, FlowCheckError, FlowMonitor, PortFlows
+from cutover.errors import WaitTimeout
+from cutover.evidence import Evidence
+from cutover.ovsdb.connection import Watch, now_ms
+from cutover.ovsdb.sb import SbClient
+from cutover.ovsdb.vswitch import VswitchClient, interface_ofport
+
+INSTALLED_GRACE_MS = 300.0
+"""How long complete flows may precede ``ovn-installed`` before the build is taken to
+never set it for an additional chassis. Measured here (23.03.1): the ``ovn-installed``
+event reaches us 10-25 ms after the flows are on the bridge (it is written one main-loop
+iteration after the barrier reply, ``ovn-installed-ts`` is the barrier time)."""
+MONITOR_READY_S = 1.0
+CHECK_RETRY_MS = 100.0
+"""A failed ``ovs-ofctl`` dump is retried after this long (bounded by the wait's timeout)."""
+
+PATH_INSTALLED = "ovn-installed+flows"
+PATH_FLOWS_ONLY = "flows-only (no ovn-installed for the additional chassis)"
+CHECK = "port-ready"
+
+
+@dataclass(frozen=True)
+class Decision:
+    ready: bool
+    path: str | None = None
+    recheck_at_ms: float | None = None
+    """Wake up by then even without an event (the flows-only grace)."""
+
+
+def decide(installed: bool, claimed: bool, flows: PortFlows | None,
+           complete_since_ms: float | None, now: float,
+           grace_ms: float = INSTALLED_GRACE_MS) -> Decision:
+    """The version-path decision (pure). ``complete_since_ms``: when the flows were first
+    seen complete (None if they are not)."""
+    if flows is None or not flows.installed:
+        return Decision(False)
+    if installed:
+        return Decision(True, PATH_INSTALLED)
+    if not claimed or complete_since_ms is None:
+        return Decision(False)
+    if now - complete_since_ms >= grace_ms:
+        return Decision(True, PATH_FLOWS_ONLY)
+    return Decision(False, recheck_at_ms=complete_since_ms + grace_ms)
+
+
+class LocalPortWatch:
+    """One armed port-ready wait on one chassis (see the module docstring)."""
+
+    def __init__(self, chassis: str, sb: SbClient, vswitch: VswitchClient,
+                 bridge: BridgeFlows, lsp: str, tap: str,
+                 grace_ms: float = INSTALLED_GRACE_MS, use_ovn_installed: bool = True) -> None:
+        """``use_ovn_installed=False`` ignores ``ovn-installed`` as a build that never sets
+        it for an additional chassis would (exercises the flows-only path on any build)."""
+        self.chassis, self.lsp, self.tap = chassis, lsp, tap
+        self._sb, self._vs, self._bridge = sb, vswitch, bridge
+        self._grace_ms = grace_ms
+        self._changed = threading.Event()
+        self._dirty = threading.Event()
+        """Set by the flow monitor: this port's flows changed since the last dump."""
+        self._seen: set[str] = set()
+        self._monitor: FlowMonitor | None = None
+        self._target: tuple[int, int] | None = None
+        self._last: PortFlows | None = None
+        self._checks = 0
+        self._error: str | None = None
+        self._interrupted: BaseException | None = None
+
+        def describe_iface() -> str:
+            return f"Interface {tap} external_ids={vswitch.interface_external_ids(tap)}"
+
+        self._installed = vswitch.register(
+            "Interface",
+            lambda r: self._wake_if(use_ovn_installed and r.name == tap
+                                    and r.external_ids.get("ovn-installed") == "true",
+                                    "installed"),
+            f"ovn-installed on {tap} at {chassis}", describe_iface,
+        )  # fmt: skip
+        self._ofport = vswitch.register(
+            "Interface",
+            lambda r: self._wake_if(r.name == tap and interface_ofport(r) is not None, "ofport"),
+            f"an ofport for {tap} at {chassis}", describe_iface,
+        )
+        self._claim = sb.watch_binding(
+            lsp, lambda b: self._wake_if(b.claimed_by(chassis), "claim"),
+            f"chassis {chassis} to claim the port",
+        )
+        self._watches: list[Watch] = [self._installed, self._ofport, self._claim]
+        self._start_monitor()
+
+    def _wake_if(self, ok: bool, flag: str) -> bool:
+        """Called by the watches' predicates in the IDL thread: record the fact *before*
+        waking the wait (a Watch only marks itself fired later, in the event thread)."""
+        if ok:
+            self._seen.add(flag)
+            self._changed.set()
+        return ok
+
+    def _start_monitor(self) -> bool:
+        """Start the flow monitor once the TAP's ofport and the port key are known (at arm
+        time normally: the TAP is plugged before the network is prepared)."""
+        if self._monitor is not None:
+            return True
+        row = self._vs.interface(self.tap)
+        ofport = interface_ofport(row) if row is not None else None
+        key = self._port_key()
+        if ofport is None or key is None:
+            return False
+        self._monitor = self._bridge.monitor(ofport, key, self._flows_changed)
+        self._target = (ofport, key)
+        return True
+
+    def _port_key(self) -> int | None:
+        for row in self._sb.rows("Port_Binding"):
+            if row.logical_port == self.lsp:
+                return int(row.tunnel_key)
+        return None
+
+    # -- Watch ---------------------------------------------------------------------------
+
+    def interrupt(self, cause: BaseException) -> None:
+        self._interrupted = cause
+        self._changed.set()
+
+    def cancel(self) -> None:
+        for w in self._watches:
+            w.cancel()
+        self._watches = []
+        if self._monitor is not None:
+            self._monitor.stop()
+            self._monitor = None
+
+    def wait(self, timeout_s: float) -> Evidence:
+        assert self._watches, "the watch was cancelled"
+        deadline = now_ms() + timeout_s * 1000.0
+        complete_since: float | None = None
+        try:
+            while True:
+                self._changed.clear()
+                if self._interrupted is not None:
+                    raise self._interrupted
+                flows = self._check()
+                t = now_ms()
+                if flows is not None and flows.installed:
+                    complete_since = complete_since if complete_since is not None else t
+                else:
+                    complete_since = None
+                d = decide("installed" in self._seen, "claim" in self._seen, flows,
+                           complete_since, t, self._grace_ms)
+                if d.ready:
+                    assert d.path is not None and flows is not None
+                    return self._evidence(d.path, flows, t)
+                if t >= deadline:
+                    raise WaitTimeout(f"the flows of {self.lsp} on {self.chassis}", timeout_s,
+                                      self.describe())
+                recheck = d.recheck_at_ms
+                if self._error is not None:  # the dump failed: retry, an event may not come
+                    recheck = t + CHECK_RETRY_MS
+                until = min(deadline, recheck or deadline)
+                self._changed.wait(max(0.0, (until - t) / 1000.0))
+        finally:
+            self.cancel()
+
+    def _flows_changed(self) -> None:
+        self._dirty.set()
+        self._changed.set()
+
+    def _check(self) -> PortFlows | None:
+        """This port's flows as they are now: re-read only when the flow monitor saw them
+        change since the last dump, so the verdict is current when ``ovn-installed`` lands
+        10-25 ms after the flows, without another ``ovs-ofctl`` round trip."""
+        if not self._start_monitor():
+            return None
+        assert self._monitor is not None and self._target is not None
+        self._monitor.ready.wait(MONITOR_READY_S)
+        if self._last is not None and not self._dirty.is_set() and self._monitor.alive:
+            return self._last
+        self._dirty.clear()
+        ofport, key = self._target
+        try:
+            self._last = self._bridge.port_flows(ofport, key)
+        except FlowCheckError as e:
+            self._error = str(e)
+            self._dirty.set()
+            return None
+        self._error = None
+        self._checks += 1
+        return self._last
+
+    def _evidence(self, path: str, flows: PortFlows, seen: float) -> Evidence:
+        ids = self._vs.interface_external_ids(self.tap) or {}
+        ts = ids.get("ovn-installed-ts")
+        installed_ts = float(ts) if ts and ts.isdigit() else None
+        detail = (
+            f"{path} on {self.chassis}: {flows}; ovn-installed={ids.get('ovn-installed', '-')}"
+            f" ovn-installed-ts={ts or '-'}; {self._checks} flow checks"
+        )
+        marks: list[tuple[str, float, str]] = []
+        for name, w in (("claim", self._claim), ("ovn-installed", self._installed)):
+            if w.fired and w.seen_ms is not None:
+                marks.append((f"{CHECK}.{name}", w.seen_ms, w.what))
+        if installed_ts is not None and self._installed.seen_ms is not None:
+            detail += (
+                f"; ovn-installed event seen {self._installed.seen_ms - installed_ts:.1f} ms "
+                "after ovn-installed-ts"
+            )
+        return Evidence(CHECK, seen, detail, committed_ms=installed_ts, marks=tuple(marks))
+
+    def describe(self) -> str:
+        ids = self._vs.interface_external_ids(self.tap)
+        flows = str(self._last) if self._last else "no flow check (port not claimed yet)"
+        monitor = ""
+        if self._monitor is not None and self._monitor.error:
+            monitor = f"; flow monitor: {self._monitor.error}"
+        if self._error is not None:
+            monitor += f"; last flow dump failed: {self._error}"
+        return (f"Interface {self.tap} external_ids={ids}; {flows}; "
+                f"{self._sb.describe_binding(self.lsp)}{monitor}")  # fmt: skip

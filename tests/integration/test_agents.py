@@ -1,0 +1,110 @@
+"""Per-chassis agents on the real lab: the central side reaches chassis only through them.
+
+A site that gives each chassis ONLY as an agent endpoint (no local OVSDB path, no
+controller socket, no namespace) runs claim, port-ready and path-ready; readiness comes
+back through the SB (``Chassis_Private.external_ids``) and is withdrawn afterwards; the
+agents refuse unauthenticated and malformed requests without touching the node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+from labkit import lab_prefix, links, other_chassis, running_lab, vswitch
+
+from cutover.chassis.agent_client import AgentChassis
+from cutover.chassis.base import vm_uuid
+from cutover.guest.emulated import EmulatedHypervisor
+from cutover.lab import Lab
+from cutover.migration.clients import SiteClients
+from cutover.migration.context import MigrationOptions
+from cutover.migration.orchestrator import migrate
+from cutover.ovsdb.sb import SbClient
+from cutover.site import Site
+
+pytestmark = [pytest.mark.integration]
+
+PREFIX = lab_prefix("cota")
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    yield from running_lab(PREFIX)
+
+
+def agent_only(site: Site) -> Site:
+    """What a real deployment's config gives: chassis by name and agent, nothing local."""
+    return replace(site, chassis=tuple(
+        replace(c, ovs_remote="", controller_ctl=None, netns=None) for c in site.chassis
+    ))  # fmt: skip
+
+
+def agent_http(site: Site, chassis: str, token: bool = True) -> httpx.Client:
+    ch = site.chassis_named(chassis)
+    assert ch.agent is not None and ch.agent_token_file is not None
+    headers = {}
+    if token:
+        headers["Authorization"] = f"Bearer {Path(ch.agent_token_file).read_text().strip()}"
+    return httpx.Client(transport=httpx.HTTPTransport(uds=ch.agent.removeprefix("unix:")),
+                        base_url="http://agent", headers=headers, timeout=10.0)  # fmt: skip
+
+
+def published_keys(sb: SbClient) -> dict[str, list[str]]:
+    return {str(r.name): sorted(k for k in r.external_ids if k.startswith("cutover-"))
+            for r in sb.rows("Chassis_Private")}  # fmt: skip
+
+
+def test_every_chassis_runs_an_agent(lab: Lab) -> None:
+    st = lab.status()
+    for ch in lab.site().chassis:
+        assert st.daemons[ch.name]["cutover-agent"] is True
+    with agent_http(lab.site(), "hv2") as http:
+        health = http.get("/v1/health").json()
+    assert health == {"chassis": "hv2", "api_version": 1, "faults_enabled": True}
+
+
+def test_unauthenticated_and_malformed_requests_change_nothing(lab: Lab) -> None:
+    site = lab.site()
+    body = {"lsp": "nosuch", "mac": "02:00:00:00:00:99", "vm_uuid": vm_uuid("x"), "mtu": 1442}
+    with agent_http(site, "hv2", token=False) as http:
+        assert http.put("/v1/vifs/cotax9", json=body).status_code == 401
+        assert http.get("/v1/health", headers={"Authorization": "Bearer nope"}
+                        ).status_code == 401  # fmt: skip
+    with agent_http(site, "hv2") as http:
+        assert http.put("/v1/vifs/cotax9", json={**body, "mac": "zz"}).status_code == 422
+        assert http.put("/v1/vifs/cotax9", json={**body, "mtu": "1442"}).status_code == 422
+        assert http.delete("/v1/port-readiness/nosuch").status_code == 404
+    assert "cotax9" not in links(site, "hv2")
+    assert vswitch(site, "hv2").interface("cotax9") is None
+
+
+@pytest.mark.parametrize("strategy", ["claim", "port-ready", "path-ready"])
+def test_a_site_of_agents_only_migrates(lab: Lab, strategy: str) -> None:
+    full = lab.site()
+    site = agent_only(full)
+    clients = SiteClients.connect(site)
+    assert all(isinstance(c, AgentChassis) for c in clients.chassis.values())
+    vm = full.vm_named("vm1")
+    dst = other_chassis(full, "vm1")
+    report = migrate(site, "vm1", dst, MigrationOptions(strategy=strategy, copy_ms=100),
+                     EmulatedHypervisor(full), clients)  # fmt: skip
+    lab.save_site(full.with_vm_on("vm1", dst))
+    names = [e[1] for e in report.timeline]
+    assert names.index("switchover") < names.index("bound")
+    if strategy != "claim":
+        assert "published by the agent" in report.evidence
+        assert report.detection_latency_ms is not None
+        assert "ready.confirmed" in names  # the controllers were confirmed through agents
+    # the destination's VIF is what os-vif writes; nothing stays published
+    ids = vswitch(full, dst).interface_external_ids(vm.tap)
+    assert ids is not None
+    assert {k: ids[k] for k in ("iface-id", "iface-status", "attached-mac", "vm-uuid")} == {
+        "iface-id": vm.lsp, "iface-status": "active", "attached-mac": vm.mac,
+        "vm-uuid": vm_uuid("vm1")}  # fmt: skip
+    assert all(keys == [] for keys in published_keys(clients.sb).values())
+    state = clients.sb.binding(vm.lsp)
+    assert state is not None and state.chassis == dst and state.additional == ()

@@ -1,0 +1,198 @@
+"""The agent's HTTP API against a recording fake of the node service (no node is touched).
+
+- every request without the right bearer token is a 401 and reaches nothing;
+- malformed requests are 4xx and reach nothing;
+- a property-based contract test (schemathesis, from the agent's own OpenAPI description)
+  finds no 5xx, no response that breaks the schema, and no 4xx that changed anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, settings
+
+from cutover.agent.app import make_app, status_for
+from cutover.agent.service import FaultsDisabled, NotWatched
+from cutover.chassis.base import ControllerWatch, PathTarget
+from cutover.errors import ChassisUnreachable, ControllerDown, InputError, PlugError
+
+TOKEN = "t" * 32
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+VIF = {"lsp": "ls-vm1", "mac": "02:00:00:00:00:01",
+       "vm_uuid": "12345678-1234-1234-1234-123456789012", "mtu": 1442}  # fmt: skip
+
+
+class _Stopped:
+    def stop(self) -> None:
+        pass
+
+
+class FakeService:
+    """Records every call that would change the node."""
+
+    chassis_name = "hv2"
+    faults_enabled = False
+
+    def __init__(self) -> None:
+        self.changes: list[tuple[Any, ...]] = []
+        self.watches: dict[tuple[str, str], str] = {}
+
+    def plug(self, tap: str, lsp: str, mac: str, vm_uuid: str, mtu: int) -> None:
+        self.changes.append(("plug", tap, lsp))
+
+    def unplug(self, tap: str) -> None:
+        self.changes.append(("unplug", tap))
+
+    def vif_state(self, tap: str) -> dict[str, str] | None:
+        return {"iface-id": "ls-vm1"} if tap == "tapvm1" else None
+
+    def watch_port(self, lsp: str, tap: str, request_id: str, timeout_s: float,
+                   use_ovn_installed: bool) -> None:
+        self.changes.append(("watch_port", lsp))
+        self.watches[("port", lsp)] = "waiting"
+
+    def watch_path(self, lsp: str, request_id: str, target: PathTarget,
+                   timeout_s: float) -> None:
+        self.changes.append(("watch_path", lsp))
+        self.watches[("path", lsp)] = "waiting"
+
+    def watch_state(self, kind: str, lsp: str) -> tuple[str, str]:
+        if (kind, lsp) not in self.watches:
+            raise NotWatched(f"no {kind} watch for {lsp}")
+        return self.watches[(kind, lsp)], ""
+
+    def cancel_watch(self, kind: str, lsp: str) -> None:
+        if self.watches.pop((kind, lsp), None) is None:
+            raise NotWatched(f"no {kind} watch for {lsp}")
+        self.changes.append(("cancel", kind, lsp))
+
+    def controller_alive(self) -> tuple[bool, str]:
+        return True, "answers"
+
+    def watch_controller(self, on_death: Callable[[ControllerDown], None]) -> ControllerWatch:
+        on_death(ControllerDown("hv2", "local", "test"))  # the stream ends at once
+        return _Stopped()
+
+    def pause_controller(self) -> None:
+        raise FaultsDisabled("faults are off")
+
+    def resume_controller(self) -> None:
+        raise FaultsDisabled("faults are off")
+
+
+@pytest.fixture
+def service() -> FakeService:
+    return FakeService()
+
+
+@pytest.fixture
+def client(service: FakeService) -> TestClient:
+    return TestClient(make_app(service, TOKEN))
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"},
+                                     {"Authorization": TOKEN}, {"Authorization": "Basic x"}])
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("GET", "/v1/health", None), ("PUT", "/v1/vifs/tapvm1", VIF),
+    ("DELETE", "/v1/vifs/tapvm1", None), ("GET", "/v1/openapi.json", None),
+    ("POST", "/v1/controller/pause", None),
+])  # fmt: skip
+def test_unauthenticated_requests_are_refused_and_change_nothing(
+    client: TestClient, service: FakeService, headers: dict[str, str], method: str,
+    path: str, body: dict[str, Any] | None,
+) -> None:
+    r = client.request(method, path, json=body, headers=headers)
+    assert r.status_code == 401
+    assert r.json()["error"]["type"] == "Unauthorized"
+    assert service.changes == []
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/vifs/tapvm1", {**VIF, "mac": "not-a-mac"}),
+    ("/v1/vifs/tapvm1", {**VIF, "mtu": 100000}),
+    ("/v1/vifs/tapvm1", {**VIF, "extra": 1}),
+    ("/v1/vifs/tapvm1", {k: v for k, v in VIF.items() if k != "lsp"}),
+    ("/v1/vifs/a-name-longer-than-15", VIF),
+    ("/v1/vifs/tap;rm", VIF),
+    ("/v1/port-readiness/ls-vm1", {"tap": "tapvm1", "request_id": "x", "timeout_s": 1}),
+    ("/v1/port-readiness/ls-vm1", {"tap": "tapvm1",
+                                   "request_id": "12345678-1234-1234-1234-123456789012",
+                                   "timeout_s": 0}),
+    ("/v1/path-readiness/ls-vm1", {"request_id": "12345678-1234-1234-1234-123456789012",
+                                   "port_key": 1, "datapath_key": 1, "dst": "hv2",
+                                   "dst_ips": ["300.1.1.1"], "timeout_s": 5}),
+])  # fmt: skip
+def test_malformed_requests_are_4xx_and_change_nothing(
+    client: TestClient, service: FakeService, path: str, body: dict[str, Any]
+) -> None:
+    r = client.put(path, json=body, headers=AUTH)
+    assert 400 <= r.status_code < 500, r.text
+    assert service.changes == []
+
+
+def test_a_body_that_is_not_json_is_422(client: TestClient, service: FakeService) -> None:
+    r = client.put("/v1/vifs/tapvm1", content=b"{nope", headers={**AUTH,
+                   "Content-Type": "application/json"})  # fmt: skip
+    assert r.status_code == 422 and service.changes == []
+
+
+def test_plug_watch_and_cancel(client: TestClient, service: FakeService) -> None:
+    r = client.put("/v1/vifs/tapvm1", json=VIF, headers=AUTH)
+    assert r.status_code == 200 and r.json()["external_ids"] == {"iface-id": "ls-vm1"}
+    body = {"tap": "tapvm1", "request_id": "12345678-1234-1234-1234-123456789012",
+            "timeout_s": 30}  # fmt: skip
+    assert client.put("/v1/port-readiness/ls-vm1", json=body, headers=AUTH).status_code == 202
+    assert client.get("/v1/port-readiness/ls-vm1", headers=AUTH).json()["state"] == "waiting"
+    assert client.delete("/v1/port-readiness/ls-vm1", headers=AUTH).status_code == 200
+    assert client.get("/v1/port-readiness/ls-vm1", headers=AUTH).status_code == 404
+    assert service.changes == [("plug", "tapvm1", "ls-vm1"), ("watch_port", "ls-vm1"),
+                               ("cancel", "port", "ls-vm1")]  # fmt: skip
+
+
+def test_faults_are_refused_unless_enabled(client: TestClient) -> None:
+    r = client.post("/v1/controller/pause", headers=AUTH)
+    assert r.status_code == 403 and r.json()["error"]["type"] == "FaultsDisabled"
+
+
+def test_the_controller_watch_streams_alive_then_down(client: TestClient) -> None:
+    r = client.get("/v1/controller/watch", headers=AUTH)
+    assert r.status_code == 200 and r.text == "down: test\n"
+
+
+@pytest.mark.parametrize(("error", "status"), [
+    (InputError("x"), 400), (NotWatched("x"), 404), (FaultsDisabled("x"), 403),
+    (PlugError("x"), 409), (ChassisUnreachable("x"), 503),
+    (ControllerDown("hv2", "local", "x"), 503),
+])  # fmt: skip
+def test_errors_map_to_status_codes(error: Exception, status: int) -> None:
+    assert status_for(error) == status  # type: ignore[arg-type]
+
+
+def test_a_short_token_is_refused() -> None:
+    with pytest.raises(InputError, match="16 characters"):
+        make_app(FakeService(), "short")
+
+
+# -- the contract test ------------------------------------------------------------------------
+
+_contract_service = FakeService()
+_contract_app = make_app(_contract_service, TOKEN)
+schema = schemathesis.openapi.from_asgi("/v1/openapi.json", _contract_app, headers=AUTH)
+
+
+@schema.parametrize()
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+def test_api_contract(case: schemathesis.Case[Any]) -> None:
+    """Generated requests against the published OpenAPI: never a 5xx, responses match
+    their schema, and a refused request leaves the node as it was."""
+    before = len(_contract_service.changes)
+    response = case.call(headers=AUTH)
+    assert response.status_code < 500, response.text
+    case.validate_response(response)
+    if 400 <= response.status_code < 500:
+        assert len(_contract_service.changes) == before, (case.path, response.text)
