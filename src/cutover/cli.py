@@ -97,6 +97,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="require client certificates signed by this CA")
     agent.add_argument("--allow-faults", action="store_true",
                        help="allow controller pause/resume (fault injection; labs only)")
+    agent.add_argument("--plugger", choices=("os-vif", "tap"), default="os-vif",
+                       help="plug VIFs with the os-vif library (default) or its steps "
+                            "written out")
+    agent.add_argument("--state-dir", type=Path,
+                       help="where the agent writes its os-vif configuration")
 
     mig = sub.add_parser("migrate", help="live-migrate a VM of the running lab")
     mig.add_argument("vm")

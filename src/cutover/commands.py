@@ -280,6 +280,6 @@ def agent(args: argparse.Namespace) -> int:
         listen=args.listen, token_file=args.token_file, controller_ctl=args.controller_ctl,
         integration_bridge=args.integration_bridge, tls_cert=args.tls_cert,
         tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
-        allow_faults=args.allow_faults,
+        allow_faults=args.allow_faults, plugger=args.plugger, state_dir=args.state_dir,
     ))
     return 0

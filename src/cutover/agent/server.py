@@ -10,6 +10,7 @@ is refused: the API plugs devices on a hypervisor.
 from __future__ import annotations
 
 import os
+import signal
 import ssl
 import stat
 from dataclasses import dataclass
@@ -32,6 +33,11 @@ class AgentConfig:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     allow_faults: bool = False
+    plugger: str = "os-vif"
+    """``os-vif`` (the library, as nova-compute plugs) or ``tap`` (the same steps written
+    out, for a node without os-vif)."""
+    state_dir: Path | None = None
+    """Where the agent keeps its os-vif configuration (default: beside the token file)."""
 
     def check(self) -> None:
         """InputError for anything the agent could not serve with, before it starts."""
@@ -51,6 +57,8 @@ class AgentConfig:
         else:
             raise InputError(f"--listen {self.listen!r}: give unix:/path or "
                              "https://ADDRESS:PORT (plain http is refused)")  # fmt: skip
+        if self.plugger not in ("os-vif", "tap"):
+            raise InputError(f"--plugger {self.plugger!r}: choose os-vif or tap")
         read_token(self.token_file)
 
     def endpoint(self) -> ChassisEndpoint:
@@ -94,9 +102,17 @@ def serve(config: AgentConfig) -> None:
         from cutover.agent.service import NodeService
     except ImportError as e:
         raise PrerequisiteError(f"the agent needs its web stack ({e}); pip install cutover") from e
-    service = NodeService(config.endpoint(), config.sb_remote, config.allow_faults)
+    plugger = None
+    if config.plugger == "os-vif":
+        from cutover.agent.osvif import OsVifPlugger
+
+        state = config.state_dir or config.token_file.parent
+        plugger = OsVifPlugger(state / f"os-vif-{config.chassis}.conf", config.ovs_remote,
+                               config.integration_bridge)  # fmt: skip
+    service = NodeService(config.endpoint(), config.sb_remote, config.allow_faults, plugger)
     app = make_app(service, read_token(config.token_file))
-    kwargs: dict[str, object] = {"log_level": "warning", "access_log": False}
+    kwargs: dict[str, object] = {"log_level": "warning", "access_log": False,
+                                 "timeout_graceful_shutdown": 2}
     if config.listen.startswith("unix:"):
         sock = config.listen[len("unix:"):]
         Path(sock).unlink(missing_ok=True)
@@ -107,7 +123,14 @@ def serve(config: AgentConfig) -> None:
                       ssl_keyfile=str(config.tls_key))  # fmt: skip
         if config.tls_client_ca:
             kwargs.update(ssl_ca_certs=str(config.tls_client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the
+    # handler it found: with the default one the process would die right there, before
+    # the clean-up below (published verdicts, os-vif's privsep daemon). Found: ours.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     try:
         uvicorn.run(app, **kwargs)  # type: ignore[arg-type]
     finally:
         service.close()
+        if config.listen.startswith("unix:"):
+            Path(config.listen[len("unix:"):]).unlink(missing_ok=True)

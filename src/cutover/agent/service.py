@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from cutover.chassis.base import ControllerWatch, PathTarget, Vif, Watch
-from cutover.chassis.local import LocalChassis
+from cutover.chassis.local import LocalChassis, VifPlugger
 from cutover.chassis.published import encode_failed, encode_ready, path_ready_key, port_ready_key
 from cutover.errors import ControllerDown, CutoverError, InputError
 from cutover.ovsdb.sb import SbClient
@@ -73,11 +73,13 @@ class NodeService:
     """:class:`Service` on a real node."""
 
     def __init__(self, endpoint: ChassisEndpoint, sb_remote: str,
-                 faults_enabled: bool = False) -> None:
+                 faults_enabled: bool = False, plugger: VifPlugger | None = None) -> None:
+        """``plugger``: how VIFs are plugged here (the agent passes os-vif's)."""
         self.chassis_name = endpoint.name
         self.faults_enabled = faults_enabled
         self._sb = SbClient(sb_remote)
-        self._chassis = LocalChassis(endpoint, self._sb)
+        self._chassis = LocalChassis(endpoint, self._sb, plugger=plugger)
+        self._plugger = plugger
         self._jobs: dict[tuple[str, str], _Job] = {}
         self._lock = threading.Lock()
 
@@ -191,9 +193,13 @@ class NodeService:
             )
 
     def close(self) -> None:
-        """Cancel every watch and withdraw every verdict (agent shutdown)."""
+        """Cancel every watch, withdraw every verdict, stop the plugger's helpers (agent
+        shutdown)."""
         with self._lock:
             jobs = list(self._jobs)
         for kind, lsp in jobs:
             with contextlib.suppress(CutoverError):
                 self.cancel_watch(kind, lsp, missing_ok=True)
+        close = getattr(self._plugger, "close", None)
+        if close is not None:
+            close()

@@ -74,11 +74,19 @@ def http_client(endpoint: ChassisEndpoint, read_timeout: float = REQUEST_TIMEOUT
 class AgentChassis:
     """:class:`~cutover.chassis.base.Chassis` through its agent (see the module docstring)."""
 
-    def __init__(self, endpoint: ChassisEndpoint, sb: SbClient) -> None:
+    def __init__(self, endpoint: ChassisEndpoint, sb: SbClient | None = None) -> None:
+        """``sb``: where the agent's verdicts are read; needed only for ``watch_*``."""
         self.name = endpoint.name
         self.endpoint = endpoint
-        self.sb = sb
+        self._sb = sb
         self._http = http_client(endpoint)
+
+    @property
+    def sb(self) -> SbClient:
+        if self._sb is None:
+            raise InputError(f"AgentChassis {self.name} has no SB connection to read "
+                             "readiness from")  # fmt: skip
+        return self._sb
 
     def request(self, method: str, path: str, json: Any = None) -> Any:
         """One API call; the response's JSON, or a cutover error (see the module)."""

@@ -6,14 +6,18 @@ the local Open_vSwitch database (``ovs_remote``, ``unix:`` only: ``ovs-ofctl`` m
 unixctl socket. The orchestrator uses it directly only when every chassis is reachable
 from where it runs (the lab on one machine); otherwise the chassis' agent runs it.
 
-Plugging is what os-vif's OVS plugin does with ``create_tap`` (os-vif >= 4.3): a persistent
-TAP with the VM's MAC and MTU, IPv6 off, and a system-type OVS port on the integration
-bridge with ``iface-id``, ``iface-status``, ``attached-mac`` and ``vm-uuid``.
+Plugging is os-vif's OVS plugin with ``create_tap`` (os-vif >= 4.3) in the agent
+(:mod:`cutover.agent.osvif`), and the same steps written out (:class:`TapPortPlugger`)
+where os-vif is not loaded: a persistent TAP with the VM's MAC and MTU, IPv6 off, and a
+system-type OVS port on the integration bridge with ``iface-id``, ``iface-status``,
+``attached-mac`` and ``vm-uuid``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Protocol
 
 from cutover.chassis import privileged, unixctl
 from cutover.chassis.base import DeathCallback, PathTarget, Vif
@@ -44,18 +48,55 @@ def rundir_for(chassis: ChassisEndpoint) -> str:
     return os.environ.get("OVS_RUNDIR", DEFAULT_RUNDIR)
 
 
+class VifPlugger(Protocol):
+    """How VIFs are plugged: os-vif in the agent, :class:`TapPortPlugger` elsewhere."""
+
+    def plug(self, vif: Vif) -> None: ...
+
+    def unplug(self, vif: Vif) -> None: ...
+
+
+class TapPortPlugger:
+    """os-vif's ``create_tap`` steps written out, for where os-vif is not loaded (the
+    orchestrator reaching a chassis without an agent; os-vif would bring eventlet and
+    oslo.* into it). TAP first, then the port: vswitchd finds the device at once (os-vif
+    does the reverse and logs "No such device" once)."""
+
+    def __init__(self, endpoint: ChassisEndpoint, vswitch: Callable[[], VswitchClient]) -> None:
+        self._endpoint = endpoint
+        self._vswitch = vswitch
+
+    def plug(self, vif: Vif) -> None:
+        netns = self._endpoint.netns
+        if not privileged.tap_exists(netns, vif.tap):
+            privileged.create_tap(netns, vif.tap, vif.mac, vif.mtu)
+        try:
+            self._vswitch().add_vif_port(self._endpoint.integration_bridge, vif.tap, vif.lsp,
+                                         vif.mac, vif.vm_uuid)  # fmt: skip
+        except CutoverError as e:
+            privileged.delete_tap(netns, vif.tap)
+            raise PlugError(f"{vif.tap} on {self._endpoint.name}: {e}") from e
+
+    def unplug(self, vif: Vif) -> None:
+        self._vswitch().del_port(vif.tap)
+        privileged.delete_tap(self._endpoint.netns, vif.tap)
+
+
 class LocalChassis:
     """:class:`~cutover.chassis.base.Chassis` for a chassis reachable from this process."""
 
     def __init__(self, endpoint: ChassisEndpoint, sb: SbClient | None = None,
-                 grace_ms: float = INSTALLED_GRACE_MS) -> None:
-        """``sb``: needed only to watch a port's readiness (the claim, the port's key)."""
+                 grace_ms: float = INSTALLED_GRACE_MS, plugger: VifPlugger | None = None
+                 ) -> None:  # fmt: skip
+        """``sb``: needed only to watch a port's readiness (the claim, the port's key).
+        ``plugger``: default :class:`TapPortPlugger`; the agent passes os-vif's."""
         self.name = endpoint.name
         self.endpoint = endpoint
         self.grace_ms = grace_ms
         self._sb = sb
         self._vswitch: VswitchClient | None = None
         self._bridge = BridgeFlows(rundir_for(endpoint), endpoint.integration_bridge)
+        self._plugger = plugger or TapPortPlugger(endpoint, lambda: self.vswitch)
 
     @property
     def vswitch(self) -> VswitchClient:
@@ -67,21 +108,10 @@ class LocalChassis:
     # -- VIFs ------------------------------------------------------------------------------
 
     def plug(self, vif: Vif) -> None:
-        """TAP first, then the port: vswitchd finds the device at once (os-vif does the
-        reverse and logs "No such device" once)."""
-        netns = self.endpoint.netns
-        if not privileged.tap_exists(netns, vif.tap):
-            privileged.create_tap(netns, vif.tap, vif.mac, vif.mtu)
-        try:
-            self.vswitch.add_vif_port(self.endpoint.integration_bridge, vif.tap, vif.lsp,
-                                      vif.mac, vif.vm_uuid)  # fmt: skip
-        except CutoverError as e:
-            privileged.delete_tap(netns, vif.tap)
-            raise PlugError(f"{vif.tap} on {self.name}: {e}") from e
+        self._plugger.plug(vif)
 
     def unplug(self, vif: Vif) -> None:
-        self.vswitch.del_port(vif.tap)
-        privileged.delete_tap(self.endpoint.netns, vif.tap)
+        self._plugger.unplug(vif)
 
     def is_plugged(self, vif: Vif) -> bool:
         return (self.vswitch.interface(vif.tap) is not None

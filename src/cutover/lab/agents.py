@@ -43,7 +43,7 @@ def start_agents(topo: LabTopology, manifest: Manifest) -> None:
                 "--ovs-remote", f"unix:{ch.db_sock}", "--sb-remote", f"unix:{topo.sb_sock}",
                 "--controller-ctl", str(ch.controller_ctl),
                 "--listen", f"unix:{socket_path(ch)}", "--token-file", str(token_path(topo)),
-                "--allow-faults"]  # fmt: skip
+                "--state-dir", str(ch.dir), "--allow-faults"]  # fmt: skip
         log = (ch.dir / f"{AGENT}.log").open("ab")
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True)  # fmt: skip

@@ -165,9 +165,12 @@ def netns_setup(name: str) -> None:
 
 
 def netns_pids(name: str) -> list[int]:
-    """Processes still running inside a namespace (so down can report, not kill, strangers)."""
+    """Processes still running inside a namespace (so down can report, not kill, strangers).
+
+    Zombies do not count: they run nothing and hold nothing, and on a machine whose init
+    does not reap orphans (this sandbox's) every daemon the lab stopped stays one."""
     out = run([tool("ip"), "netns", "pids", name], check=False)
-    return [int(p) for p in out.split() if p.isdigit()]
+    return [int(p) for p in out.split() if p.isdigit() and cmdline(int(p)) is not None]
 
 
 def netns_del(name: str) -> None:

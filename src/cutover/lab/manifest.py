@@ -172,9 +172,16 @@ class Manifest:
         try:
             if isinstance(e, NetnsEntry):
                 pids = host.netns_pids(e.name) if host.netns_exists(e.name) else []
+                # Helpers our daemons started (os-vif's privsep daemon, spawned by the agent
+                # and orphaned if the agent was killed) run in our namespace AND name our lab
+                # dir (their config file is in it): ours to stop. Anything else is reported.
+                marker = str(self.lab_dir) + "/"
+                ours = [(pid, marker) for pid in pids if host.is_ours(pid, marker)]
+                left = host.kill_pids(ours, timeout=2.0)
+                strangers = [p for p in pids if (p, marker) not in ours or p in left]
                 host.netns_del(e.name)
-                if pids:
-                    return f"deleted, but processes we did not start still run in it: {pids}"
+                if strangers:
+                    return f"deleted, but processes we did not start still run in it: {strangers}"
             elif isinstance(e, PathEntry):
                 return self._remove_path(e, has_failures)
         except LabError as err:

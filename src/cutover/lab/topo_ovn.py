@@ -11,6 +11,7 @@ namespace and vanish with it, so they need no manifest entries.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from cutover.chassis.base import Vif
 from cutover.chassis.local import LocalChassis
@@ -48,15 +49,19 @@ def add_lsp(topo: LabTopology, port: PortSpec, options: dict[str, str] | None = 
 
 
 def plug_port(ch: ChassisSpec, port: PortSpec) -> None:
-    """Plug ``port`` on ``ch`` with the same code (and so the same TAP MTU and Interface
-    external_ids) as a migration's destination plug: the chassis seam's local plug."""
+    """Plug ``port`` on ``ch`` in this process, with the migration's local plug (tests)."""
     endpoint = ChassisEndpoint(ch.name, f"unix:{ch.db_sock}", netns=ch.netns)
     LocalChassis(endpoint).plug(Vif(port.lsp, port.tap, port.mac, port.vm_uuid))
 
 
-def plug_all(topo: LabTopology) -> None:
+def plug_all(topo: LabTopology, endpoints: Mapping[str, ChassisEndpoint]) -> None:
+    """Plug every port on its home chassis through that chassis' agent (os-vif), exactly
+    as a migration plugs its destination: same TAP MTU, same Interface external_ids."""
+    from cutover.chassis.agent_client import AgentChassis
+
+    agents = {name: AgentChassis(e) for name, e in endpoints.items()}
     for p in topo.ports:
-        plug_port(topo.chassis_named(p.chassis), p)
+        agents[p.chassis].plug(Vif(p.lsp, p.tap, p.mac, p.vm_uuid))
 
 
 def wait_hv_sync(topo: LabTopology) -> None:
