@@ -63,12 +63,23 @@ def lab() -> Iterator[Lab]:
             hv.ensure_running(vm)
     finally:
         hv.close()
+    deadline = time.monotonic() + 15.0  # a fresh guest's first ARP may meet a cold tunnel
+    while not _answered(lab) and time.monotonic() < deadline:
+        pass
     yield lab
     close_all()
     assert _ours() != []  # the daemons and guests ran until now ...
     assert lab.down() == []
     assert host.list_netns(PREFIX) == []
     assert _ours() == []  # ... and lab down stopped every one of them
+
+
+def _answered(lab: Lab) -> bool:
+    site = lab.site()
+    with Prober(site, site.clients[0], site.vm_named("vm1"), 5.0) as p:
+        p.start()
+        time.sleep(0.3)
+        return any(r is not None for _, _, r in p.stop())
 
 
 @pytest.fixture

@@ -56,6 +56,7 @@ def lab() -> Iterator[Lab]:
             hv.ensure_running(vm)
     finally:
         hv.close()
+    _until_answering(lab.site())
     yield lab
     close_all()
     assert lab.down() == []
@@ -82,6 +83,18 @@ def _answering(site: Site, seconds: float = 0.4) -> tuple[int, int]:
         time.sleep(seconds)
         samples = p.stop()
     return len(samples), sum(r is not None for _, _, r in samples)
+
+
+def _until_answering(site: Site, timeout_s: float = 15.0) -> None:
+    """Wait until the freshly booted vm1 answers the client (its first ARP through a new
+    tunnel may be dropped), so the first measured run starts from a working path."""
+    deadline = time.monotonic() + timeout_s
+    seen = (0, 0)
+    while time.monotonic() < deadline:
+        seen = _answering(site, 0.3)
+        if seen[1] > 0:
+            return
+    raise AssertionError(f"vm1 never answered within {timeout_s} s (sent, answered): {seen}")
 
 
 def _assert_source_kept(lab: Lab, hv: QemuHypervisor, clients: SiteClients, dst: str) -> None:

@@ -40,6 +40,10 @@ done
 for c in all default; do
   f=/proc/sys/net/ipv6/conf/$c/disable_ipv6; [ -e $f ] && echo 1 > $f
 done
+# ARP again after 100 ms, not 1 s: the first broadcast to a remote chassis may be dropped
+# while OVS resolves the tunnel, and the guest must answer its first prober at once
+echo 100 > /proc/sys/net/ipv4/neigh/eth0/retrans_time_ms
+echo 100 > /proc/sys/net/ipv4/neigh/default/retrans_time_ms
 ip link set lo up; ip link set eth0 up
 ip addr add "$ip/32" dev eth0 && ip route add default dev eth0
 echo "@READY@ ip=$ip uptime=$(cat /proc/uptime)"
