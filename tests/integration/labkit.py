@@ -30,10 +30,10 @@ def lab_prefix(base: str) -> str:
     return base + SUFFIX
 
 
-def running_lab(prefix: str, n_chassis: int = 3) -> Iterator[Lab]:
+def running_lab(prefix: str, n_chassis: int = 3, spare_chassis: int = 0) -> Iterator[Lab]:
     """Build a lab with its guests running; on exit tear it down and check nothing is left
     (use as ``yield from running_lab(PREFIX)`` in a module fixture)."""
-    lab = Lab(LabTopology(prefix=prefix, n_chassis=n_chassis))
+    lab = Lab(LabTopology(prefix=prefix, n_chassis=n_chassis, spare_chassis=spare_chassis))
     lab.down()  # a crashed earlier run may have left one
     site = lab.up()
     hv = EmulatedHypervisor(site)

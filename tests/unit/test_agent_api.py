@@ -51,9 +51,9 @@ class FakeService:
     def vif_state(self, tap: str) -> dict[str, str] | None:
         return {"iface-id": "ls-vm1"} if tap == "tapvm1" else None
 
-    def watch_port(self, lsp: str, tap: str, request_id: str, timeout_s: float,
+    def watch_port(self, lsp: str, tap: str, mac: str, request_id: str, timeout_s: float,
                    use_ovn_installed: bool) -> None:
-        self.changes.append(("watch_port", lsp))
+        self.changes.append(("watch_port", lsp, mac))
         self.watches[("port", lsp)] = "waiting"
 
     def watch_path(self, lsp: str, request_id: str, target: PathTarget,
@@ -119,10 +119,18 @@ def test_unauthenticated_requests_are_refused_and_change_nothing(
     ("/v1/vifs/tapvm1", {k: v for k, v in VIF.items() if k != "lsp"}),
     ("/v1/vifs/a-name-longer-than-15", VIF),
     ("/v1/vifs/tap;rm", VIF),
-    ("/v1/port-readiness/ls-vm1", {"tap": "tapvm1", "request_id": "x", "timeout_s": 1}),
-    ("/v1/port-readiness/ls-vm1", {"tap": "tapvm1",
+    ("/v1/port-readiness/ls-vm1", {"tap": "tapvm1", "mac": "02:00:00:00:00:01",
+                                   "request_id": "x", "timeout_s": 1}),
+    ("/v1/port-readiness/ls-vm1", {"tap": "tapvm1", "mac": "02:00:00:00:00:01",
                                    "request_id": "12345678-1234-1234-1234-123456789012",
                                    "timeout_s": 0}),
+    # the MAC is required (the port's L2 lookup is part of the check) and must be one
+    ("/v1/port-readiness/ls-vm1", {"tap": "tapvm1",
+                                   "request_id": "12345678-1234-1234-1234-123456789012",
+                                   "timeout_s": 5}),
+    ("/v1/port-readiness/ls-vm1", {"tap": "tapvm1", "mac": "02:00:00:00:00",
+                                   "request_id": "12345678-1234-1234-1234-123456789012",
+                                   "timeout_s": 5}),
     ("/v1/path-readiness/ls-vm1", {"request_id": "12345678-1234-1234-1234-123456789012",
                                    "port_key": 1, "datapath_key": 1, "dst": "hv2",
                                    "dst_ips": ["300.1.1.1"], "timeout_s": 5}),
@@ -144,13 +152,14 @@ def test_a_body_that_is_not_json_is_422(client: TestClient, service: FakeService
 def test_plug_watch_and_cancel(client: TestClient, service: FakeService) -> None:
     r = client.put("/v1/vifs/tapvm1", json=VIF, headers=AUTH)
     assert r.status_code == 200 and r.json()["external_ids"] == {"iface-id": "ls-vm1"}
-    body = {"tap": "tapvm1", "request_id": "12345678-1234-1234-1234-123456789012",
-            "timeout_s": 30}  # fmt: skip
+    body = {"tap": "tapvm1", "mac": "02:00:00:00:00:01",
+            "request_id": "12345678-1234-1234-1234-123456789012", "timeout_s": 30}
     assert client.put("/v1/port-readiness/ls-vm1", json=body, headers=AUTH).status_code == 202
     assert client.get("/v1/port-readiness/ls-vm1", headers=AUTH).json()["state"] == "waiting"
     assert client.delete("/v1/port-readiness/ls-vm1", headers=AUTH).status_code == 200
     assert client.get("/v1/port-readiness/ls-vm1", headers=AUTH).status_code == 404
-    assert service.changes == [("plug", "tapvm1", "ls-vm1"), ("watch_port", "ls-vm1"),
+    assert service.changes == [("plug", "tapvm1", "ls-vm1"),
+                               ("watch_port", "ls-vm1", "02:00:00:00:00:01"),
                                ("cancel", "port", "ls-vm1")]  # fmt: skip
 
 

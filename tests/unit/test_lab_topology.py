@@ -52,6 +52,24 @@ def test_more_chassis_spread_vms_over_all_but_the_last() -> None:
     assert t.chassis[3].encap_ip == "172.31.250.14"
 
 
+def test_spare_chassis_host_no_port() -> None:
+    assert LabTopology().spares == ()
+    t = LabTopology(prefix="sp", n_chassis=3, spare_chassis=1)
+    assert [v.chassis for v in t.vms] == ["hv1"]
+    assert t.spares == ("hv2",) and t.client.chassis == "hv3"
+    assert "hv2" not in {p.chassis for p in t.ports}
+    t = LabTopology(prefix="sp", n_chassis=5, spare_chassis=2, n_vms=3)
+    assert [v.chassis for v in t.vms] == ["hv1", "hv2", "hv1"]
+    assert t.spares == ("hv3", "hv4") and t.client.chassis == "hv5"
+    assert not set(t.spares) & {p.chassis for p in t.ports}
+
+
+@pytest.mark.parametrize(("n_chassis", "spare"), [(3, 2), (2, 1), (3, -1)])
+def test_spares_leave_a_vm_chassis_and_the_client(n_chassis: int, spare: int) -> None:
+    with pytest.raises(InputError, match="spare_chassis"):
+        LabTopology(n_chassis=n_chassis, spare_chassis=spare)
+
+
 def test_all_interface_names_fit_ifnamsiz() -> None:
     # longest allowed prefix and tag, most chassis and VMs
     t = LabTopology(prefix="abcdefghij", tag="abcd", n_chassis=99, n_vms=99, client_host=200,

@@ -171,9 +171,11 @@ def test_site_round_trip_and_move() -> None:
 
 @pytest.mark.parametrize("strategy", ["claim", "nb-cfg", "port-ready", "path-ready"])
 def test_readiness_is_confirmed_right_before_the_point_of_no_return(strategy: str) -> None:
+    """The round trip before the pause (the source still runs), events only after it."""
     names = [s.name for s in build_steps(strategy)]
     i = names.index("switchover")
-    assert names[i - 2 : i + 1] == ["pause-source", "confirm-ready", "switchover"]
+    assert names[i - 3 : i + 1] == ["confirm-ready", "pause-source", "still-alive",
+                                    "switchover"]
 
 
 @pytest.mark.parametrize("strategy", ["port-ready", "path-ready"])
@@ -198,3 +200,18 @@ def test_out_of_range_options_are_refused_when_built(options: dict[str, float]) 
 
     with pytest.raises(InputError):
         MigrationOptions(**options)  # type: ignore[arg-type]
+
+
+def test_still_alive_raises_a_death_seen_during_the_pause() -> None:
+    from types import SimpleNamespace
+
+    from cutover.errors import ControllerDown
+    from cutover.migration.steps import StillAlive
+
+    ctx = _ctx()
+    down = ControllerDown("hv2", "destination", "its control socket closed")
+    ctx.liveness = SimpleNamespace(dead=lambda: [down])  # type: ignore[assignment]
+    with pytest.raises(ControllerDown, match="hv2"):
+        StillAlive().do(ctx)
+    ctx.liveness = SimpleNamespace(dead=lambda: [])  # type: ignore[assignment]
+    StillAlive().do(ctx)  # nothing died: nothing to say, no I/O

@@ -138,7 +138,7 @@ def make_app(service: Service, token: str) -> FastAPI:
     @app.put("/v1/port-readiness/{lsp}", status_code=202)
     def watch_port(lsp: Annotated[LogicalPort, Path()], body: PortReadinessRequest
                    ) -> WatchState:  # fmt: skip
-        service.watch_port(lsp, body.tap, body.request_id, body.timeout_s,
+        service.watch_port(lsp, body.tap, body.mac, body.request_id, body.timeout_s,
                            body.use_ovn_installed)  # fmt: skip
         return WatchState(lsp=lsp, state="waiting")
 

@@ -71,6 +71,10 @@ class PortReadinessRequest(Strict):
     """Watch this chassis' flows for ``lsp`` and publish the verdict in the SB."""
 
     tap: TapName
+    mac: Mac
+    """The VIF's MAC: the port's L2 lookup flow for it must be on br-int too (a chassis
+    can report ``ovn-installed`` for its first port on a switch before the switch's
+    logical flows arrive)."""
     request_id: Uuid
     """Echoed in the published value, so that the central side never takes the verdict of
     an earlier request for the same port."""

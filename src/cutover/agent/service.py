@@ -57,7 +57,7 @@ class Service(Protocol):
     def plug(self, tap: str, lsp: str, mac: str, vm_uuid: str, mtu: int) -> None: ...
     def unplug(self, tap: str) -> None: ...
     def vif_state(self, tap: str) -> dict[str, str] | None: ...
-    def watch_port(self, lsp: str, tap: str, request_id: str, timeout_s: float,
+    def watch_port(self, lsp: str, tap: str, mac: str, request_id: str, timeout_s: float,
                    use_ovn_installed: bool) -> None: ...
     def watch_path(self, lsp: str, request_id: str, target: PathTarget,
                    timeout_s: float) -> None: ...
@@ -99,9 +99,9 @@ class NodeService:
 
     # -- readiness ---------------------------------------------------------------------------
 
-    def watch_port(self, lsp: str, tap: str, request_id: str, timeout_s: float,
+    def watch_port(self, lsp: str, tap: str, mac: str, request_id: str, timeout_s: float,
                    use_ovn_installed: bool) -> None:
-        vif = Vif(lsp, tap, "", "")
+        vif = Vif(lsp, tap, mac, "")
         self._start("port", lsp, port_ready_key(lsp), request_id, timeout_s,
                     lambda: self._chassis.watch_port(vif, use_ovn_installed))  # fmt: skip
 

@@ -26,7 +26,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from cutover.bench.preconditions import check_baseline, unmeasurable
+from cutover.bench.preconditions import (
+    BASELINE_STEADY,
+    BASELINE_TIMEOUT_S,
+    check_baseline,
+    unmeasurable,
+)
 from cutover.bench.results import BenchResult, RunResult, TimelineEvent
 from cutover.bench.runner import SETTLE_S, WARMUP_S, BenchPlan, guest_figures
 from cutover.errors import CutoverError, LabBuildError
@@ -172,6 +177,7 @@ def _run_once(fsite: Site, vm: VmSpec, client: VmSpec, plan: BenchPlan, index: i
     prepare."""
     dst = fsite.chassis_named("fb" if vm.chassis == "fa" else "fa")
     error: str | None = None
+    steady_from: int | None = None
     marks: list[tuple[float, str]] = []
     moved = vm
     with Prober(fsite, client, vm, plan.probe_interval_ms) as prober:
@@ -179,7 +185,8 @@ def _run_once(fsite: Site, vm: VmSpec, client: VmSpec, plan: BenchPlan, index: i
         time.sleep(WARMUP_S)
         t0 = time.time() * 1000.0
         try:
-            check_baseline(prober.status(), vm, client)
+            steady_from, status = prober.wait_steady(BASELINE_STEADY, BASELINE_TIMEOUT_S)
+            check_baseline(steady_from, status, vm, client, BASELINE_TIMEOUT_S)
             hv.prepare_destination(vm, dst)
             marks.append((time.time() * 1000.0, "incoming.started"))
             hv.copy_memory(vm, dst, plan.copy_ms)
@@ -196,7 +203,7 @@ def _run_once(fsite: Site, vm: VmSpec, client: VmSpec, plan: BenchPlan, index: i
                 except CutoverError as undo:  # recorded; the next run will find out
                     error += f"; rollback: {undo}"
         time.sleep(SETTLE_S)
-        samples = prober.stop()
+        samples = [p for p in prober.stop() if p[0] >= (steady_from or 0)]
         duplicates = prober.duplicates
     summary = summarize(samples, plan.probe_interval_ms, duplicates)
     if error is None and summary.blackout_open:

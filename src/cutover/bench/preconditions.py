@@ -8,8 +8,9 @@ that says what was wrong, so that no figure comes from a run that could not meas
 - :func:`check_site`: the SB agrees with the site (the VM's port is bound to its source
   and to no other chassis; the client's port is bound to its chassis, which is neither
   the source nor the destination, so the client stays a third party);
-- :func:`check_baseline`: during the warm-up before the migration the client's probes
-  are answered (the path works before we break it);
+- :func:`check_baseline`: before the migration the client's probes are answered
+  steadily (the path works before we break it); only the capture from that steady run on
+  is analysed, so a path still settling after the previous run is not counted;
 - :func:`unmeasurable`: after the migration, the longest silence must not run into the
   end of the capture (the VM answered again before the prober stopped), else the
   blackout is only a lower bound.
@@ -25,11 +26,10 @@ from cutover.probe.analysis import ProbeSummary
 from cutover.probe.client import ProbeStatus
 from cutover.site import VmSpec
 
-BASELINE_MIN_ANSWERED = 0.8
-"""Share of warm-up probes that must be answered (a few may still be in flight)."""
-BASELINE_MIN_PROBES = 10
-BASELINE_MAX_SILENCE_MS = 100.0
-"""The latest reply must be this recent when the migration starts."""
+BASELINE_STEADY = 50
+"""Probes in a row that must be answered before a migration starts (100 ms at 2 ms): the
+path is established (after the previous run, a peer may still be updating its tunnels)."""
+BASELINE_TIMEOUT_S = 10.0
 
 
 def check_site(sb: SbClient, vm: VmSpec, client: VmSpec, dst: str) -> None:
@@ -56,26 +56,18 @@ def check_site(sb: SbClient, vm: VmSpec, client: VmSpec, dst: str) -> None:
             )
 
 
-def check_baseline(status: ProbeStatus, vm: VmSpec, client: VmSpec) -> None:
-    """Raise :class:`MeasurementError` unless the warm-up probes were answered and the
-    latest reply is recent (:data:`BASELINE_MIN_ANSWERED`, :data:`BASELINE_MAX_SILENCE_MS`)."""
-    seen = f"{status.received} of {status.sent} probes answered"
-    if status.sent < BASELINE_MIN_PROBES:
-        raise MeasurementError(
-            f"prober {client.name} -> {vm.name} sent only {status.sent} probes in its warm-up "
-            f"(state {status.state}): the client is too slow to measure; is the machine "
-            "overloaded?"
-        )
-    recent = (
-        status.last_recv_ms is not None
-        and time.time() * 1000.0 - status.last_recv_ms <= BASELINE_MAX_SILENCE_MS
+def check_baseline(steady_from: int | None, status: ProbeStatus, vm: VmSpec, client: VmSpec,
+                   timeout_s: float) -> None:
+    """Raise :class:`MeasurementError` unless the client's probes became steadily answered
+    (:data:`BASELINE_STEADY` in a row) within ``timeout_s`` before the migration."""
+    if steady_from is not None:
+        return
+    raise MeasurementError(
+        f"{vm.name} does not answer {client.name} steadily before the migration (no "
+        f"{BASELINE_STEADY} probes in a row within {timeout_s:g} s; {status.received} of "
+        f"{status.sent} answered, last reply {_ago(status.last_recv_ms)}): nothing could be "
+        f"measured; check that the VM's guest runs on {vm.chassis} ('cutover lab status')"
     )
-    if status.received < BASELINE_MIN_ANSWERED * status.sent or not recent:
-        raise MeasurementError(
-            f"{vm.name} does not answer {client.name} before the migration ({seen}, last "
-            f"reply {_ago(status.last_recv_ms)}): nothing could be measured; check that the "
-            f"VM's guest runs on {vm.chassis} ('cutover lab status')"
-        )
 
 
 def unmeasurable(summary: ProbeSummary, vm: VmSpec, client: VmSpec) -> MeasurementError:

@@ -19,7 +19,13 @@ from typing import Any
 from cutover import bounds
 from cutover.bench.environment import describe_environment
 from cutover.bench.faults import StallPlan
-from cutover.bench.preconditions import check_baseline, check_site, unmeasurable
+from cutover.bench.preconditions import (
+    BASELINE_STEADY,
+    BASELINE_TIMEOUT_S,
+    check_baseline,
+    check_site,
+    unmeasurable,
+)
 from cutover.bench.results import BenchResult, RunResult, TimelineEvent
 from cutover.bench.sb_monitor import SbMonitor, SbWrites
 from cutover.errors import (
@@ -243,7 +249,8 @@ def _run_once(
         time.sleep(WARMUP_S)
         try:
             check_site(clients.sb, vm, client, dst)
-            check_baseline(prober.status(), vm, client)
+            steady_from, status = prober.wait_steady(BASELINE_STEADY, BASELINE_TIMEOUT_S)
+            check_baseline(steady_from, status, vm, client, BASELINE_TIMEOUT_S)
         except MeasurementError as e:
             prober.stop()
             return _not_run(plan, strategy, cond, index, vm, dst, e), site
@@ -259,7 +266,7 @@ def _run_once(
             injector.finish()
         time.sleep(SETTLE_S)
         writes: SbWrites | None = sb_monitor.stop() if sb_monitor is not None else None
-        samples = prober.stop()
+        samples = [p for p in prober.stop() if p[0] >= (steady_from or 0)]
         duplicates = prober.duplicates
     summary = summarize(samples, plan.probe_interval_ms, duplicates)
     if error is None and summary.blackout_open:

@@ -125,7 +125,8 @@ class AgentChassis:
 
     def watch_port(self, vif: Vif, use_ovn_installed: bool = True) -> PublishedWatch:
         return PublishedWatch(self, "port-readiness", vif.lsp, port_ready_key(vif.lsp),
-                              {"tap": vif.tap, "use_ovn_installed": use_ovn_installed})
+                              {"tap": vif.tap, "mac": vif.mac.lower(),
+                               "use_ovn_installed": use_ovn_installed})
 
     def watch_path(self, target: PathTarget) -> PublishedWatch:
         return PublishedWatch(self, "path-readiness", target.lsp, path_ready_key(target.lsp),

@@ -1,4 +1,4 @@
-"""The destination's own OpenFlow flows for one VIF: dump, parse, classify, watch.
+"""The destination's own OpenFlow flows for one VIF: dump, classify, watch.
 
 ovn-controller programs two *physical* flows per bound VIF on ``br-int``, whatever the
 OVN version numbers its tables:
@@ -11,8 +11,13 @@ OVN version numbers its tables:
 With ``activation-strategy=rarp`` on an additional chassis it adds, until the RARP
 arrives, a higher-priority drop with the same match in both places and a priority-1010
 ``rarp,in_port=<ofport>`` flow sending RARPs to the controller (physical.c,
-``setup_rarp_activation_strategy``). :func:`classify` turns the flows into a
-:class:`PortFlows` verdict: both physical flows present = installed; the drops present =
+``setup_rarp_activation_strategy``).
+
+Physical flows come from the ``Port_Binding`` alone; a chassis that gets its first port on
+a switch can install them (and set ``ovn-installed``) before the switch's *logical* flows
+have arrived (:mod:`cutover.chassis.lookup`). So :func:`classify` also looks for the
+port's L2 lookup flow and turns the three filtered dumps into a :class:`PortFlows`
+verdict: both physical flows AND the lookup present = installed; the drops present =
 installed but blocked waiting for activation (which still counts as ready: the unblock is
 the RARP's job and happens at switchover).
 
@@ -23,14 +28,20 @@ numbers numeric (names would appear on a tty) and ``--no-stats`` keeps lines par
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from cutover.chassis.lookup import L2Lookup, classify_lookup, lookup_match
+from cutover.chassis.ofparse import Flow, match_number, parse_flow, parse_flows
 from cutover.errors import CutoverError
+
+__all__ = [
+    "BridgeFlows", "Flow", "FlowCheckError", "FlowMonitor", "PortFlows", "PortTarget",
+    "classify", "match_number", "parse_flow", "parse_flows",
+]
 
 OFCTL_TIMEOUT_S = 5.0
 RARP_PRIORITY = 1010
@@ -42,73 +53,27 @@ class FlowCheckError(CutoverError):
 
 
 @dataclass(frozen=True)
-class Flow:
-    table: int
-    priority: int
-    match: dict[str, str]
-    """``field -> value``; bare keywords (``ip``, ``rarp``) map to ``""``."""
-    actions: str
+class PortTarget:
+    """What identifies one VIF's flows on a bridge."""
+
+    ofport: int
+    port_key: int
+    """``Port_Binding.tunnel_key`` (reg15/reg14 in the pipeline)."""
+    datapath_key: int
+    """The logical switch's ``Datapath_Binding.tunnel_key`` (``metadata``)."""
+    mac: str
 
     @property
-    def is_drop(self) -> bool:
-        return self.actions in ("", "drop")
-
-    def outputs_to(self, ofport: int) -> bool:
-        return re.search(rf"(?:^|,)output:{ofport}(?:,|$)", self.actions) is not None
-
-
-_STAT_KEYS = frozenset({
-    "cookie", "duration", "n_packets", "n_bytes", "idle_age", "hard_age", "idle_timeout",
-    "hard_timeout", "importance", "reset_counts", "send_flow_rem", "no_packet_counts",
-    "no_byte_counts",
-})
-"""Per-flow metadata ``dump-flows`` prints before the match (with or without --no-stats)."""
-
-
-def parse_flow(line: str) -> Flow | None:
-    """One line of ``ovs-ofctl --no-stats --no-names dump-flows`` (None: not a flow)."""
-    text = line.strip()
-    if not text.startswith("cookie=") and "actions=" not in text:
-        return None
-    left, sep, actions = text.partition(" actions=")
-    if not sep:
-        return None
-    table, priority = 0, 32768
-    match: dict[str, str] = {}
-    for token in left.split(", "):
-        key, _, value = token.partition("=")
-        if key in _STAT_KEYS:
-            continue
-        if key == "table" and "," not in token:
-            table = int(value)
-            continue
-        for field in token.split(","):
-            fkey, _, fvalue = field.partition("=")
-            if fkey == "priority":
-                priority = int(fvalue)
-            elif fkey:
-                match[fkey] = fvalue
-    return Flow(table, priority, match, actions.strip())
-
-
-def parse_flows(text: str) -> list[Flow]:
-    return [f for f in (parse_flow(line) for line in text.splitlines()) if f is not None]
-
-
-def match_number(value: str | None) -> int | None:
-    """An exact numeric match field (``reg15=0x2``, ``metadata=3``); None if absent or
-    masked (a masked match is not about one port)."""
-    if value is None or "/" in value:
-        return None
-    try:
-        return int(value, 0)
-    except ValueError:
-        return None
+    def filters(self) -> tuple[str, str, str]:
+        """The three ``dump-flows`` filters / ``monitor`` watch specs: ingress, egress, and
+        the port's L2 lookup."""
+        return (f"table=0,in_port={self.ofport}", f"reg15={self.port_key}",
+                lookup_match(self.datapath_key, self.mac))  # fmt: skip
 
 
 @dataclass(frozen=True)
 class PortFlows:
-    """Which of the VIF's physical flows are on the bridge."""
+    """Which of the VIF's flows are on the bridge: physical and logical."""
 
     ofport: int
     port_key: int
@@ -122,10 +87,17 @@ class PortFlows:
     rarp_to_controller: bool
     n_in_port: int
     n_reg15: int
+    lookup: L2Lookup
+    """The port's L2 lookup flow: the switch's logical pipeline reached this chassis."""
+
+    @property
+    def physical(self) -> bool:
+        return self.ingress and self.egress
 
     @property
     def installed(self) -> bool:
-        return self.ingress and self.egress
+        """Physical flows AND the port's logical pipeline."""
+        return self.physical and self.lookup.present
 
     @property
     def blocked(self) -> bool:
@@ -133,8 +105,10 @@ class PortFlows:
 
     @property
     def state(self) -> str:
-        if not self.installed:
+        if not self.physical:
             return "not-installed"
+        if not self.lookup.present:
+            return "physical-only (no logical pipeline for the port yet)"
         return "blocked-awaiting-activation" if self.blocked else "open"
 
     def __str__(self) -> str:
@@ -143,14 +117,15 @@ class PortFlows:
             f"(ingress={self.ingress} egress={self.egress} table={self.egress_table} "
             f"in-drop={self.ingress_blocked} out-drop={self.egress_blocked} "
             f"rarp->controller={self.rarp_to_controller}; {self.n_in_port} in_port flows in "
-            f"table 0, {self.n_reg15} reg15 flows)"
+            f"table 0, {self.n_reg15} reg15 flows; {self.lookup})"
         )
 
 
-def classify(in_port_flows: Sequence[Flow], reg15_flows: Sequence[Flow], ofport: int,
-             port_key: int) -> PortFlows:
-    """Judge the VIF's flows from the two filtered dumps (``table=0,in_port=ofport`` and
-    ``reg15=port_key``); flows of other ports that slipped in are ignored."""
+def classify(in_port_flows: Sequence[Flow], reg15_flows: Sequence[Flow],
+             lookup_flows: Sequence[Flow], target: PortTarget) -> PortFlows:
+    """Judge the VIF's flows from the three filtered dumps (:attr:`PortTarget.filters`);
+    flows of other ports, datapaths or MACs that slipped in are ignored."""
+    ofport, port_key = target.ofport, target.port_key
     ins = [f for f in in_port_flows
            if f.table == 0 and match_number(f.match.get("in_port")) == ofport]
     regs = [f for f in reg15_flows if match_number(f.match.get("reg15")) == port_key]
@@ -172,6 +147,7 @@ def classify(in_port_flows: Sequence[Flow], reg15_flows: Sequence[Flow], ofport:
         egress_table=out_flow.table if out_flow else None, ingress_blocked=ingress_blocked,
         egress_blocked=egress_blocked, rarp_to_controller=rarp, n_in_port=len(ins),
         n_reg15=len(regs),
+        lookup=classify_lookup(lookup_flows, target.datapath_key, target.mac, port_key),
     )
 
 
@@ -226,29 +202,78 @@ class BridgeFlows:
                     proc.kill()
                     proc.wait()
 
-    def port_flows(self, ofport: int, port_key: int) -> PortFlows:
-        ingress, egress = self.dump_many([f"table=0,in_port={ofport}", f"reg15={port_key}"])
-        return classify(ingress, egress, ofport, port_key)
+    def port_flows(self, target: PortTarget) -> PortFlows:
+        ingress, egress, lookup = self.dump_many(target.filters)
+        return classify(ingress, egress, lookup, target)
 
-    def monitor(self, ofport: int, port_key: int, on_change: Callable[[], None]) -> FlowMonitor:
-        return FlowMonitor(self, [f"table=0,in_port={ofport}", f"reg15={port_key}"], on_change)
+    def monitor(self, target: PortTarget, on_change: Callable[[], None]) -> FlowMonitor:
+        """A flow monitor on all three of the port's filters: a change of its logical
+        lookup wakes the wait as a change of its physical flows does."""
+        return FlowMonitor(self, target.filters, on_change)
+
+
+WATCHES_PER_MONITOR = 2
+"""``ovs-ofctl monitor`` takes at most 3 arguments (``BR [MISSLEN] [invalid_ttl]
+[watch:...]`` in its command table): the bridge and two ``watch:`` specs per process."""
 
 
 class FlowMonitor:
-    """``ovs-ofctl monitor BR watch:...``: an OpenFlow flow monitor used as a wake-up.
+    """``ovs-ofctl monitor BR watch:...``: OpenFlow flow monitors used as a wake-up.
 
     Every flow added/modified/deleted that matches one of ``specs`` calls ``on_change``
     (the dump stays the source of truth: the monitor prints no priorities on OVS 3.1, so
     it cannot tell the classification flow from the drop with the same match). ``ready``
     is set once the switch has answered every monitor request (the initial replies), so a
-    check made after it cannot miss a later change.
+    check made after it cannot miss a later change. One ``ovs-ofctl`` process serves at
+    most :data:`WATCHES_PER_MONITOR` specs; more specs start more processes.
     """
 
     def __init__(self, bridge: BridgeFlows, specs: Sequence[str],
                  on_change: Callable[[], None]) -> None:
-        self._on_change = on_change
-        self._expected = len(specs)
         self.ready = threading.Event()
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._procs: list[_MonitorProcess] = []
+        chunks = [specs[i:i + WATCHES_PER_MONITOR]
+                  for i in range(0, len(specs), WATCHES_PER_MONITOR)]  # fmt: skip
+        self._pending = len(chunks)
+        if not chunks:
+            self.ready.set()
+        try:
+            for chunk in chunks:
+                self._procs.append(_MonitorProcess(bridge, chunk, on_change, self._one_ready))
+        except FlowCheckError:
+            self.stop()
+            raise
+
+    def _one_ready(self) -> None:
+        with self._lock:
+            self._pending -= 1
+            if self._pending <= 0:
+                self.ready.set()
+
+    @property
+    def error(self) -> str | None:
+        return next((p.error for p in self._procs if p.error is not None), None)
+
+    @property
+    def alive(self) -> bool:
+        return all(p.alive for p in self._procs)
+
+    def stop(self) -> None:
+        for p in self._procs:
+            p.stop()
+
+
+class _MonitorProcess:
+    """One ``ovs-ofctl monitor`` process (see :class:`FlowMonitor`)."""
+
+    def __init__(self, bridge: BridgeFlows, specs: Sequence[str],
+                 on_change: Callable[[], None], on_ready: Callable[[], None]) -> None:
+        self._on_change = on_change
+        self._on_ready = on_ready
+        self._expected = len(specs)
+        self._ready = False
         self.error: str | None = None
         argv = [_ofctl(), "--no-names", "monitor", bridge.bridge,
                 *(f"watch:{s}" for s in specs)]
@@ -262,6 +287,11 @@ class FlowMonitor:
         self._thread = threading.Thread(target=self._read, name="flow-monitor", daemon=True)
         self._thread.start()
 
+    def _set_ready(self) -> None:
+        if not self._ready:
+            self._ready = True
+            self._on_ready()
+
     def _read(self) -> None:
         assert self._proc.stdout is not None
         replies = 0
@@ -269,14 +299,14 @@ class FlowMonitor:
             if "FLOW_MONITOR reply" in line and "xid=0x0)" not in line:
                 replies += 1
                 if replies >= self._expected:
-                    self.ready.set()
+                    self._set_ready()
             elif "event=" in line:
                 self._on_change()
-            elif line.strip() and not self.ready.is_set():
+            elif line.strip() and not self._ready:
                 self.error = line.strip()
-        if not self.ready.is_set() and self.error is None:
+        if not self._ready and self.error is None:
             self.error = "ovs-ofctl monitor exited"
-        self.ready.set()
+        self._set_ready()
         self._on_change()
 
     @property

@@ -132,8 +132,11 @@ class LocalChassis:
         if self._sb is None:
             raise InvalidMigration(f"LocalChassis {self.name} has no SB connection to watch "
                                    f"{vif.lsp}'s claim with")  # fmt: skip
-        return LocalPortWatch(self.name, self._sb, self.vswitch, self._bridge, vif.lsp,
-                              vif.tap, self.grace_ms, use_ovn_installed)  # fmt: skip
+        if not vif.mac:
+            raise InvalidMigration(f"port-ready of {vif.lsp} on {self.name} needs the VIF's MAC "
+                                   "(its L2 lookup flow is part of the check)")  # fmt: skip
+        return LocalPortWatch(self.name, self._sb, self.vswitch, self._bridge, vif,
+                              self.grace_ms, use_ovn_installed)  # fmt: skip
 
     def watch_path(self, target: PathTarget) -> LocalPathWatch:
         self._flows_reachable()

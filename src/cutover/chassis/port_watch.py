@@ -8,7 +8,11 @@ Why not the other signals:
   ``activation-strategy=rarp`` it is set while the port is still blocked, and whether it is
   set at all for an *additional* chassis depends on the OVN build (upstream: only from
   23.09, commit 842138e62; Debian's 23.03.1 does set it - a backport). So it can neither
-  be required nor trusted alone.
+  be required nor trusted alone;
+- nor can the physical flows: a chassis that gets its first port on a logical switch
+  installs them, and sets ``ovn-installed``, before the switch's logical flows have
+  arrived and before its claim is committed (released OVN builds; reproduced here on
+  23.03.1, see :mod:`cutover.chassis.lookup`).
 
 The signal, all event-driven, runs where the flows are (in the chassis' agent, or in the
 orchestrator when it reaches the chassis locally):
@@ -16,18 +20,21 @@ orchestrator when it reaches the chassis locally):
 1. Armed before the NB transaction that adds the destination to requested-chassis: a local
    Open_vSwitch ``Interface`` watch for ``external_ids:ovn-installed="true"`` on the TAP,
    an SB watch for the claim, and a watch for the TAP's ofport.
-2. Once the ofport and the port's tunnel key are known, an OpenFlow flow monitor
-   (``ovs-ofctl monitor br-int watch:table=0,in_port=OFPORT watch:reg15=KEY``) wakes the
-   wait on every change of this port's flows - no polling.
-3. On every wake-up, a filtered ``dump-flows`` is classified (:mod:`cutover.chassis.flows`):
-   ready needs the table-0 flow from the port's ofport AND the output-table flow
-   ``reg15=KEY -> output:OFPORT``. The rarp blocks may still be there: "installed, waiting
-   for activation" is what a pre-switchover check must accept.
+2. Once the ofport, the port's tunnel key and its datapath's key are known, OpenFlow flow
+   monitors (``ovs-ofctl monitor br-int watch:table=0,in_port=OFPORT watch:reg15=KEY``
+   and ``... watch:metadata=DP,dl_dst=MAC``: two watches per process at most) wake the
+   wait on every change of this port's flows, physical or logical - no polling.
+3. On every wake-up, the three filtered ``dump-flows`` are classified
+   (:mod:`cutover.chassis.flows`): ready needs the table-0 flow from the port's ofport,
+   the output-table flow ``reg15=KEY -> output:OFPORT``, AND the port's L2 lookup
+   ``metadata=DP,dl_dst=MAC -> reg15=KEY`` (the switch's logical pipeline is here). The
+   rarp blocks may still be there: "installed, waiting for activation" is what a
+   pre-switchover check must accept.
 
-Which path a build takes is decided at run time (:func:`decide`), never from the version:
-``ovn-installed+flows`` when ``ovn-installed`` fired AND the flows are on the bridge;
-``flows-only`` when the claim is seen and the flows are complete but no ``ovn-installed``
-follows within :data:`INSTALLED_GRACE_MS`.
+Which path a build takes is decided at run time (:func:`decide`), never from the version;
+both need the SB claim by this chassis and all three flows:
+``ovn-installed+flows`` when ``ovn-installed`` fired too; ``flows-only`` when the flows
+have been complete for :data:`INSTALLED_GRACE_MS` without ``ovn-installed``.
 """
 
 from __future__ import annotations
@@ -35,7 +42,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from cutover.chassis.flows import BridgeFlows, FlowCheckError, FlowMonitor, PortFlows
+from cutover.chassis.base import Vif
+from cutover.chassis.flows import BridgeFlows, FlowCheckError, FlowMonitor, PortFlows, PortTarget
 from cutover.errors import WaitTimeout
 from cutover.evidence import Evidence
 from cutover.ovsdb.connection import Watch, now_ms
@@ -56,48 +64,85 @@ PATH_FLOWS_ONLY = "flows-only (no ovn-installed for the additional chassis)"
 CHECK = "port-ready"
 
 
+WAIT_CLAIM = "the SB claim by this chassis"
+WAIT_FLOW_CHECK = "a flow check (no ofport or port binding yet)"
+WAIT_PHYSICAL = "the port's physical flows (in_port -> pipeline, reg15 -> output)"
+WAIT_LOOKUP = "the port's L2 lookup flow (its switch's logical pipeline)"
+WAIT_INSTALLED = "ovn-installed, or the flows-only grace"
+
+
 @dataclass(frozen=True)
 class Decision:
     ready: bool
     path: str | None = None
     recheck_at_ms: float | None = None
     """Wake up by then even without an event (the flows-only grace)."""
+    waiting_for: tuple[str, ...] = ()
+    """What is missing when not ready (for timeouts and status)."""
 
 
 def decide(installed: bool, claimed: bool, flows: PortFlows | None,
            complete_since_ms: float | None, now: float,
            grace_ms: float = INSTALLED_GRACE_MS) -> Decision:
-    """The version-path decision (pure). ``complete_since_ms``: when the flows were first
-    seen complete (None if they are not)."""
-    if flows is None or not flows.installed:
-        return Decision(False)
+    """The version-path decision (pure). ``complete_since_ms``: when the flows (physical
+    and the L2 lookup) were first seen complete (None if they are not).
+
+    ``ovn-installed`` never stands in for the claim or for the logical flows: a build that
+    reports it early (first port on a switch) is caught by either."""
+    missing: list[str] = []
+    if not claimed:
+        missing.append(WAIT_CLAIM)
+    if flows is None:
+        missing.append(WAIT_FLOW_CHECK)
+    else:
+        if not flows.physical:
+            missing.append(WAIT_PHYSICAL)
+        if not flows.lookup.present:
+            missing.append(WAIT_LOOKUP)
+    if missing:
+        return Decision(False, waiting_for=tuple(missing))
     if installed:
         return Decision(True, PATH_INSTALLED)
-    if not claimed or complete_since_ms is None:
-        return Decision(False)
+    if complete_since_ms is None:
+        return Decision(False, waiting_for=(WAIT_INSTALLED,))
     if now - complete_since_ms >= grace_ms:
         return Decision(True, PATH_FLOWS_ONLY)
-    return Decision(False, recheck_at_ms=complete_since_ms + grace_ms)
+    return Decision(False, recheck_at_ms=complete_since_ms + grace_ms,
+                    waiting_for=(WAIT_INSTALLED,))  # fmt: skip
 
 
 class LocalPortWatch:
     """One armed port-ready wait on one chassis (see the module docstring)."""
 
     def __init__(self, chassis: str, sb: SbClient, vswitch: VswitchClient,
-                 bridge: BridgeFlows, lsp: str, tap: str,
+                 bridge: BridgeFlows, vif: Vif,
                  grace_ms: float = INSTALLED_GRACE_MS, use_ovn_installed: bool = True) -> None:
         """``use_ovn_installed=False`` ignores ``ovn-installed`` as a build that never sets
-        it for an additional chassis would (exercises the flows-only path on any build)."""
-        self.chassis, self.lsp, self.tap = chassis, lsp, tap
+        it for an additional chassis would (exercises the flows-only path on any build).
+        ``vif.mac`` is the MAC whose L2 lookup must be here."""
+        lsp, tap = vif.lsp, vif.tap
+        self.chassis, self.lsp, self.tap, self.mac = chassis, lsp, tap, vif.mac
         self._sb, self._vs, self._bridge = sb, vswitch, bridge
         self._grace_ms = grace_ms
         self._changed = threading.Event()
         self._dirty = threading.Event()
         """Set by the flow monitor: this port's flows changed since the last dump."""
-        self._seen: set[str] = set()
+        self._seen: dict[str, float] = {}
+        """flag -> when the IDL thread saw it (the Watch's own time is set later, in the
+        event thread, so it may still be missing when the evidence is built)."""
         self._monitor: FlowMonitor | None = None
-        self._target: tuple[int, int] | None = None
+        self._target: PortTarget | None = None
         self._last: PortFlows | None = None
+        self._decision: tuple[Decision, bool, bool] | None = None
+        """The last verdict, with the ovn-installed and claim flags it was made with."""
+        self._physical_ms: float | None = None
+        """When the physical flows were first seen (for the evidence: how far the
+        logical pipeline lagged behind them)."""
+        self._dump_started_ms: float | None = None
+        """Since when the last flow check's result is known to hold."""
+        self._fooled_ms: float | None = None
+        """Latest start of a flow check that began after ``ovn-installed`` was seen and
+        still found the port's L2 lookup missing: the early-ovn-installed race, observed."""
         self._checks = 0
         self._error: str | None = None
         self._interrupted: BaseException | None = None
@@ -128,7 +173,7 @@ class LocalPortWatch:
         """Called by the watches' predicates in the IDL thread: record the fact *before*
         waking the wait (a Watch only marks itself fired later, in the event thread)."""
         if ok:
-            self._seen.add(flag)
+            self._seen.setdefault(flag, now_ms())
             self._changed.set()
         return ok
 
@@ -139,17 +184,19 @@ class LocalPortWatch:
             return True
         row = self._vs.interface(self.tap)
         ofport = interface_ofport(row) if row is not None else None
-        key = self._port_key()
-        if ofport is None or key is None:
+        keys = self._binding_keys()
+        if ofport is None or keys is None:
             return False
-        self._monitor = self._bridge.monitor(ofport, key, self._flows_changed)
-        self._target = (ofport, key)
+        target = PortTarget(ofport, keys[0], keys[1], self.mac)
+        self._monitor = self._bridge.monitor(target, self._flows_changed)
+        self._target = target
         return True
 
-    def _port_key(self) -> int | None:
+    def _binding_keys(self) -> tuple[int, int] | None:
+        """(port key, datapath key) from the SB ``Port_Binding``."""
         for row in self._sb.rows("Port_Binding"):
             if row.logical_port == self.lsp:
-                return int(row.tunnel_key)
+                return int(row.tunnel_key), int(row.datapath.tunnel_key)
         return None
 
     # -- Watch ---------------------------------------------------------------------------
@@ -181,16 +228,26 @@ class LocalPortWatch:
                     complete_since = complete_since if complete_since is not None else t
                 else:
                     complete_since = None
-                d = decide("installed" in self._seen, "claim" in self._seen, flows,
-                           complete_since, t, self._grace_ms)
+                if flows is not None and flows.physical and self._physical_ms is None:
+                    self._physical_ms = t
+                installed_ms = self._seen.get("installed")
+                if (flows is not None and flows.physical and not flows.lookup.present
+                        and installed_ms is not None and self._dump_started_ms is not None
+                        and self._dump_started_ms > installed_ms):
+                    self._fooled_ms = self._dump_started_ms
+                installed, claimed = "installed" in self._seen, "claim" in self._seen
+                d = decide(installed, claimed, flows, complete_since, t, self._grace_ms)
+                self._decision = (d, installed, claimed)
                 if d.ready:
                     assert d.path is not None and flows is not None
-                    return self._evidence(d.path, flows, t)
+                    return self._evidence(d.path, flows, t, complete_since)
                 if t >= deadline:
                     raise WaitTimeout(f"the flows of {self.lsp} on {self.chassis}", timeout_s,
                                       self.describe())
                 recheck = d.recheck_at_ms
-                if self._error is not None:  # the dump failed: retry, an event may not come
+                monitor_down = self._monitor is not None and not self._monitor.alive
+                if self._error is not None or monitor_down:
+                    # a dump failed, or nothing would wake us on a flow change: retry
                     recheck = t + CHECK_RETRY_MS
                 until = min(deadline, recheck or deadline)
                 self._changed.wait(max(0.0, (until - t) / 1000.0))
@@ -210,11 +267,12 @@ class LocalPortWatch:
         assert self._monitor is not None and self._target is not None
         self._monitor.ready.wait(MONITOR_READY_S)
         if self._last is not None and not self._dirty.is_set() and self._monitor.alive:
+            self._dump_started_ms = now_ms()  # unchanged since: the last dump is current
             return self._last
         self._dirty.clear()
-        ofport, key = self._target
+        self._dump_started_ms = now_ms()
         try:
-            self._last = self._bridge.port_flows(ofport, key)
+            self._last = self._bridge.port_flows(self._target)
         except FlowCheckError as e:
             self._error = str(e)
             self._dirty.set()
@@ -223,7 +281,8 @@ class LocalPortWatch:
         self._checks += 1
         return self._last
 
-    def _evidence(self, path: str, flows: PortFlows, seen: float) -> Evidence:
+    def _evidence(self, path: str, flows: PortFlows, seen: float,
+                  complete_ms: float | None) -> Evidence:
         ids = self._vs.interface_external_ids(self.tap) or {}
         ts = ids.get("ovn-installed-ts")
         installed_ts = float(ts) if ts and ts.isdigit() else None
@@ -231,20 +290,36 @@ class LocalPortWatch:
             f"{path} on {self.chassis}: {flows}; ovn-installed={ids.get('ovn-installed', '-')}"
             f" ovn-installed-ts={ts or '-'}; {self._checks} flow checks"
         )
+        if (self._physical_ms is not None and complete_ms is not None
+                and complete_ms > self._physical_ms):
+            detail += (f"; the L2 lookup was seen {complete_ms - self._physical_ms:.1f} ms "
+                       "after the physical flows")  # fmt: skip
         marks: list[tuple[str, float, str]] = []
-        for name, w in (("claim", self._claim), ("ovn-installed", self._installed)):
-            if w.fired and w.seen_ms is not None:
-                marks.append((f"{CHECK}.{name}", w.seen_ms, w.what))
-        if installed_ts is not None and self._installed.seen_ms is not None:
-            detail += (
-                f"; ovn-installed event seen {self._installed.seen_ms - installed_ts:.1f} ms "
-                "after ovn-installed-ts"
-            )
+        for name, flag, w in (("claim", "claim", self._claim),
+                              ("ovn-installed", "installed", self._installed)):  # fmt: skip
+            if flag in self._seen:
+                marks.append((f"{CHECK}.{name}", self._seen[flag], w.what))
+        installed_ms = self._seen.get("installed")
+        if installed_ms is not None and self._fooled_ms is not None:
+            # what a check trusting ovn-installed and the physical flows would have taken
+            detail += ("; EARLY ovn-installed: a flow check started "
+                       f"{self._fooled_ms - installed_ms:.1f} ms after it still found no L2 "
+                       "lookup")  # fmt: skip
+        if installed_ts is not None and installed_ms is not None:
+            detail += (f"; ovn-installed event seen {installed_ms - installed_ts:.1f} ms "
+                       "after ovn-installed-ts")  # fmt: skip
         return Evidence(CHECK, seen, detail, committed_ms=installed_ts, marks=tuple(marks))
 
     def describe(self) -> str:
         ids = self._vs.interface_external_ids(self.tap)
         flows = str(self._last) if self._last else "no flow check (port not claimed yet)"
+        if self._decision is not None and self._decision[0].waiting_for:
+            d, installed, claimed = self._decision
+            flows = (f"last verdict with ovn-installed {'seen' if installed else 'not seen'} "
+                     f"and the claim {'seen' if claimed else 'not seen'}: waiting for "
+                     f"{', '.join(d.waiting_for)}; {flows}")  # fmt: skip
+        if self._fooled_ms is not None:
+            flows += "; EARLY ovn-installed observed (a flow check after it found no L2 lookup)"
         monitor = ""
         if self._monitor is not None and self._monitor.error:
             monitor = f"; flow monitor: {self._monitor.error}"

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cutover.chassis.flows import Flow, match_number
+from cutover.chassis.ofparse import Flow, match_number
 from cutover.ovsdb.vswitch import interface_ofport
 
 TUNNEL_TYPES = ("geneve", "vxlan", "stt")

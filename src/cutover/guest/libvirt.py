@@ -33,8 +33,8 @@ from typing import Any
 import libvirt
 import libvirt_qemu
 
-from cutover.chassis.base import DEFAULT_MTU, vm_uuid
-from cutover.compute.libvirt_xml import interface_xml
+from cutover.chassis.base import DEFAULT_MTU, Vif, vm_uuid
+from cutover.compute.libvirt_xml import interface_element
 from cutover.errors import GuestError, InvalidMigration, WaitTimeout
 from cutover.guest import qemu_proc
 from cutover.guest.base import GuestState
@@ -89,7 +89,7 @@ def domain_xml(vm: VmSpec, name: str, kernel: Path, initrd: Path, ram_mb: int,
     ET.SubElement(dom, "on_poweroff").text = "destroy"
     devices = ET.SubElement(dom, "devices")
     ET.SubElement(devices, "emulator").text = "/usr/bin/" + qemu_proc.QEMU
-    iface = ET.fromstring(interface_xml(vm, DEFAULT_MTU))
+    iface = interface_element(Vif.of(vm, DEFAULT_MTU), precreated_tap=True)
     if managed_tap:
         target = iface.find("target")
         assert target is not None

@@ -332,6 +332,7 @@ class Lab:
                 "underlay_netns": topo.underlay_netns,
                 "ovs_rundir": {ch.name: str(ch.dir) for ch in topo.chassis},
                 "vm_uuid": {p.name: p.vm_uuid for p in topo.ports},
+                "spare_chassis": list(topo.spares),
             },
         )
 

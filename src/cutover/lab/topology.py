@@ -89,7 +89,15 @@ class LabTopology:
     underlay_subnet: str = "172.31.250.0/24"
     vm_subnet: str = "10.99.0.0/24"
     n_vms: int | None = None
-    """Migratable VMs; defaults to one per chassis except the last (which hosts the client)."""
+    """Migratable VMs; defaults to one per VM chassis (every chassis but the spares and the
+    last, which hosts the client)."""
+    spare_chassis: int = 0
+    """Chassis that host no port at all - none on the lab switch either - placed between
+    the VM chassis and the client's. Migrating a VM to one gives that chassis its first
+    port on the switch: the case where released OVN builds report ``ovn-installed`` before
+    the switch's logical flows arrive (port-ready must not be fooled there). A chassis
+    only stays "spare" until a port lands on it: ovn-controller keeps the switch's flows
+    after the port leaves, until a full recompute. The default builds none."""
     client_host: int = 100
     """Host part of the client's IP (10.99.0.100 by default)."""
     timeout_s: float = 30.0
@@ -113,6 +121,11 @@ class LabTopology:
             )
         if self.n_vms is not None and not 1 <= self.n_vms <= 99:
             raise InputError(f"n_vms={self.n_vms}: use 1-99 VMs")
+        if not 0 <= self.spare_chassis <= self.n_chassis - 2:
+            raise InputError(
+                f"spare_chassis={self.spare_chassis}: use 0-{self.n_chassis - 2} with "
+                f"{self.n_chassis} chassis (at least one must host VMs and one the client)"
+            )
         lab_dir = Path(self.lab_dir) if self.lab_dir is not None else DEFAULT_LAB_ROOT / self.prefix
         if not lab_dir.is_absolute():
             raise InputError(f"lab_dir {str(lab_dir)!r} must be an absolute path")
@@ -140,8 +153,13 @@ class LabTopology:
             )
 
     @property
+    def vm_chassis_count(self) -> int:
+        """Chassis that host VMs: the first ones, before the spares and the client's."""
+        return self.n_chassis - 1 - self.spare_chassis
+
+    @property
     def vms_count(self) -> int:
-        return self.n_vms if self.n_vms is not None else self.n_chassis - 1
+        return self.n_vms if self.n_vms is not None else self.vm_chassis_count
 
     def _host_ip(self, subnet: str, host: int) -> str:
         return str(ipaddress.IPv4Network(subnet).network_address + host)
@@ -227,11 +245,18 @@ class LabTopology:
 
     @cached_property
     def vms(self) -> tuple[PortSpec, ...]:
-        """vmK lives on hv((K-1) mod (N-1) + 1): every chassis but the last hosts VMs."""
+        """vmK lives on hv((K-1) mod M + 1), M = :attr:`vm_chassis_count`: every chassis
+        but the spares and the last hosts VMs."""
         return tuple(
-            self._port(f"vm{k}", k, f"hv{(k - 1) % (self.n_chassis - 1) + 1}")
+            self._port(f"vm{k}", k, f"hv{(k - 1) % self.vm_chassis_count + 1}")
             for k in range(1, self.vms_count + 1)
         )
+
+    @property
+    def spares(self) -> tuple[str, ...]:
+        """Names of the chassis that host no port (see :attr:`spare_chassis`)."""
+        first = self.vm_chassis_count + 1
+        return tuple(f"hv{i}" for i in range(first, first + self.spare_chassis))
 
     @cached_property
     def client(self) -> PortSpec:

@@ -30,6 +30,7 @@ from cutover.migration.steps import (
     PrepareNetwork,
     StartIncoming,
     Step,
+    StillAlive,
     Switchover,
     WaitReady,
 )
@@ -56,8 +57,8 @@ def _legacy_steps() -> list[Step]:
 
 def _waiting_steps() -> list[Step]:
     return [PlugDestination(), ArmReadiness(), StartIncoming(), PrepareNetwork(), WaitReady(),
-            CopyMemory(), PauseSource(), ConfirmReady(), Switchover(), Activate(),
-            CleanupSource()]  # fmt: skip
+            CopyMemory(), ConfirmReady(), PauseSource(), StillAlive(), Switchover(),
+            Activate(), CleanupSource()]  # fmt: skip
 
 
 _REGISTRY = (

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 from cutover.errors import GuestError, InputError
 from cutover.guest.inventory import PROBER_MODULE, prober_files
@@ -106,7 +107,9 @@ class Prober:
         """Counts so far in the current measurement (a cheap control request)."""
         if self._proc is None:
             raise GuestError(f"prober for {self.client.name!r} was never started")
-        resp = self._proc.request({"cmd": "status"})
+        return self._status(self._proc.request({"cmd": "status"}))
+
+    def _status(self, resp: dict[str, Any]) -> ProbeStatus:
         try:
             return ProbeStatus(
                 state=str(resp["state"]),
@@ -117,6 +120,17 @@ class Prober:
             )
         except (KeyError, TypeError, ValueError) as e:
             raise GuestError(f"{self._proc!r} returned a malformed status {resp!r}") from e
+
+    def wait_steady(self, count: int, timeout_s: float) -> tuple[int | None, ProbeStatus]:
+        """Block until ``count`` consecutive probes are answered, or ``timeout_s`` passed;
+        returns the sequence number the steady run starts at (None on timeout) and the
+        counts. The prober answers when it happens: nothing is polled."""
+        if self._proc is None:
+            raise GuestError(f"prober for {self.client.name!r} was never started")
+        resp = self._proc.request({"cmd": "steady", "count": count,
+                                   "timeout_ms": timeout_s * 1000.0}, timeout_s + 5.0)
+        from_seq = resp.get("from_seq")
+        return (None if from_seq is None else int(from_seq)), self._status(resp)
 
     def stop(self, timeout_s: float = 30.0) -> list[Sample]:
         """Stop probing, wait for late replies, and return ``(seq, sent_ms, recv_ms|None)``."""

@@ -70,6 +70,8 @@ class Prober:
         self._slot = 0
         self._timer: Timer | None = None
         self._waiting: list[Reply] = []
+        self._steady: tuple[int, Reply, Timer] | None = None
+        """A ``steady`` request waiting for that many consecutive answered probes."""
 
     # --- TAP -----------------------------------------------------------------------
 
@@ -112,6 +114,7 @@ class Prober:
             probe[2] = now
             self.received += 1
             self.last_recv_ms = now
+            self._check_steady(seq)
         else:
             self.duplicates += 1
 
@@ -158,6 +161,38 @@ class Prober:
             due = self._t0 + slot * interval_s
         self._timer = self.loop.call_at(due, self._tick)
 
+    def steady(self, count: int, timeout_ms: float, reply: Reply) -> None:
+        """Answer ``reply`` once ``count`` consecutive probes (by sequence number, ending
+        at a newly answered one) are all answered, or after ``timeout_ms`` with
+        ``steady: false``: the bench's baseline before a migration, as an event."""
+        if self.state != SENDING:
+            raise GuestError(f"cannot wait for steady replies: prober is {self.state}")
+        if self._steady is not None:
+            raise GuestError("a steady request is already waiting")
+        timer = self.loop.call_later(timeout_ms / 1000.0, lambda: self._answer_steady(None))
+        self._steady = (count, reply, timer)
+
+    def _check_steady(self, seq: int) -> None:
+        if self._steady is None or seq + 1 < self._steady[0]:
+            return
+        count = self._steady[0]
+        if all(p[2] is not None for p in self.probes[seq - count + 1 : seq + 1]):
+            self._answer_steady(seq - count + 1)
+
+    def _answer_steady(self, from_seq: int | None) -> None:
+        """``from_seq``: the first probe of the steady run (None: timed out)."""
+        if self._steady is None:
+            return
+        _, reply, timer = self._steady
+        self._steady = None
+        timer.cancel()
+        reply({"ok": True, "steady": from_seq is not None, "from_seq": from_seq,
+               **self._counts()})
+
+    def _counts(self) -> dict[str, Any]:
+        return {"state": self.state, "sent": len(self.probes), "received": self.received,
+                "last_recv_ms": self.last_recv_ms}
+
     def stop(self, reply: Reply) -> None:
         """Stop sending now; answer ``reply`` after the drain period with all samples."""
         if self.state == IDLE:
@@ -200,6 +235,9 @@ class Prober:
                 }
             if cmd == "start":
                 return {"ok": True, "t_ms": self.start()}
+            if cmd == "steady":
+                self.steady(int(request["count"]), float(request["timeout_ms"]), reply)
+                return None
             if cmd == "stop":
                 self.stop(reply)
                 return None
@@ -208,7 +246,7 @@ class Prober:
                 return {"ok": True}
         except GuestError as e:
             return error(str(e))
-        return error(f"unknown command {cmd!r}; known: status start stop quit")
+        return error(f"unknown command {cmd!r}; known: status start steady stop quit")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
