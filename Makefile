@@ -5,6 +5,10 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 OUT    ?= results/demo
 RUNS   ?= 3
+GUEST  ?= qemu
+# real QEMU guests (TCG) by default, with the floor (same migration on a Linux bridge) in
+# the same run; GUEST=emulated runs the fast emulated guests instead.
+FLOOR  := $(if $(filter qemu,$(GUEST)),--floor)
 
 # OVN versions the version-dependent integration tests run on again after the full suite
 # on the host's OVN (each a Debian root built once into /var/cache/cutover/roots).
@@ -25,12 +29,12 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,libvirt]'
 	@touch $@
 
 demo: deps
-	$(BIN)/cutover bench --strategy legacy --strategy claim --stall dst:2000 \
-		--runs $(RUNS) --out $(OUT)
+	$(BIN)/cutover bench --guest $(GUEST) $(FLOOR) --strategy legacy --strategy claim \
+		--stall dst:2000 --runs $(RUNS) --out $(OUT)
 
 lint: venv
 	$(BIN)/ruff check src tests

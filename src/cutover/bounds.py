@@ -46,6 +46,11 @@ INTERVAL_MS = Bound("--interval-ms", 0.5, 1000, "ms",
                         "on 2 cores; above 1 s a blackout cannot be resolved")  # fmt: skip
 CHASSIS = Bound("--chassis", 3, 99, "", integer=True,
                 why="a VM's source, its destination and the client's own chassis")  # fmt: skip
+GUEST_RAM_MB = Bound("--guest-ram", 64, 4096, "MiB", integer=True,
+                     why="QEMU guest RAM: the kernel + initramfs need ~50 MiB; more only "
+                         "lengthens TCG pre-copies")  # fmt: skip
+MAX_BANDWIDTH_MIB = Bound("--max-bandwidth", 1, 100_000, "MiB/s",
+                          why="QEMU migration bandwidth cap")
 
 
 def check(bound: Bound, value: float) -> float:

@@ -89,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--chassis", type=_bounded(bounds.CHASSIS), default=3,
                     help="number of chassis (3-99)")
     up.add_argument("--ovn", type=_ovn, default="host", help=OVN_HELP)
+    _guest_args(up)
     lab_sub.add_parser("down", help="remove everything the lab created (idempotent)")
     lab_sub.add_parser("status", help="show what runs")
     lab_sub.add_parser("restart-guests", help="start (or resume) each VM's guest on its chassis")
@@ -125,6 +126,9 @@ def _parser() -> argparse.ArgumentParser:
     mig.add_argument("--strategy", default="claim", choices=STRATEGY_NAMES)
     mig.add_argument("--stall", default="none", type=_stall_spec,
                      help="ROLE:MS, e.g. dst:2000 (default none)")
+    mig.add_argument("--max-bandwidth", type=_bounded(bounds.MAX_BANDWIDTH_MIB), default=None,
+                     metavar="MIB_S",
+                     help="QEMU guests: migration bandwidth cap in MiB/s (default QEMU's)")
 
     bench = sub.add_parser("bench", help="measure the blackout per strategy on the lab")
     bench.add_argument("--strategy", action="append", choices=STRATEGY_NAMES, dest="strategies",
@@ -150,7 +154,22 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--keep-lab", action="store_true",
                        help="leave a lab that the bench built running afterwards")
     _copy_args(bench)
+    _guest_args(bench)
+    bench.add_argument("--max-bandwidth", type=_bounded(bounds.MAX_BANDWIDTH_MIB), default=None,
+                       metavar="MIB_S",
+                       help="QEMU guests: migration bandwidth cap in MiB/s (default QEMU's)")
+    bench.add_argument("--floor", action="store_true",
+                       help="also measure the same QEMU migration on a plain Linux bridge "
+                            "(no OVN): the floor the report subtracts")
     return p
+
+
+def _guest_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--guest", default="emulated", choices=("emulated", "qemu", "libvirt"),
+                   help="VM guests: emulated processes, real QEMU (TCG) over QMP, or QEMU "
+                        "through one libvirtd per chassis (default %(default)s)")
+    p.add_argument("--guest-ram", type=_bounded(bounds.GUEST_RAM_MB), default=128, metavar="MB",
+                   help="QEMU guest RAM in MiB (default %(default)s)")
 
 
 def _migration_args(p: argparse.ArgumentParser) -> None:

@@ -7,6 +7,8 @@ the lab (it is the top floor), the migration core never does.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import shlex
 from pathlib import Path
 
@@ -18,11 +20,12 @@ from rich.text import Text
 from cutover.bench import versions
 from cutover.bench.environment import lab_ovn
 from cutover.bench.faults import StallPlan
+from cutover.bench.guest_report import floor_table
 from cutover.bench.report import summary_table, write_report
 from cutover.bench.results import BenchResult
 from cutover.bench.runner import MATRIX, BenchPlan, Condition, run_bench
 from cutover.errors import InputError, LabNotUp, SwitchedOverIncomplete
-from cutover.guest.emulated import EmulatedHypervisor
+from cutover.guest.select import GuestOptions, check_matches, guest_driver, site_guest
 from cutover.lab import rootfs
 from cutover.lab.lab import Lab, ovn_line
 from cutover.lab.ovn_install import HOST_OVN
@@ -61,17 +64,35 @@ def ensure_ovn(ovn: str, console: Console) -> None:
     console.print(Text(f"OVN {ovn}: Debian root ready at {install.root}"))
 
 
-def lab_up(lab: Lab, console: Console) -> Site:
+def _guest(args: argparse.Namespace) -> GuestOptions:
+    return GuestOptions(args.guest, int(args.guest_ram),
+                        getattr(args, "max_bandwidth", None)).checked()
+
+
+def _guest_params(guest: GuestOptions) -> dict[str, object]:
+    """bench.json parameters of the guest; QEMU's copy and pause are real, not modelled."""
+    if guest.kind == "emulated":
+        return {}
+    return {"guest_ram_mb": guest.ram_mb, "max_bandwidth_mib": guest.max_bandwidth_mib,
+            "copy_ms": f"real ({guest.kind} pre-copy)",
+            "pause_ms": f"real ({guest.kind} stop-and-copy)"}
+
+
+def lab_up(lab: Lab, console: Console, guest: GuestOptions | None = None) -> Site:
     """Build the lab and start its guests; a failed start tears the lab down again."""
     ensure_ovn(lab.topo.ovn, console)
+    guest = guest or GuestOptions()
     with _progress(console) as progress:
         task = progress.add_task("building the OVN lab")
         site = lab.up(progress=lambda msg: progress.update(task, description=msg))
         try:
-            progress.update(task, description="starting guests")
-            hypervisor = EmulatedHypervisor(site)
-            for vm in site.vms:
-                hypervisor.ensure_running(vm)
+            progress.update(task, description=f"starting {guest.kind} guests")
+            site = dataclasses.replace(site, extra={**site.extra, **guest.record()})
+            lab.save_site(site)
+            with guest_driver(site, guest,
+                              lambda msg: progress.update(task, description=msg)) as hv:
+                for vm in site.vms:
+                    hv.ensure_running(vm)
         except BaseException:
             lab.down()
             raise
@@ -80,7 +101,7 @@ def lab_up(lab: Lab, console: Console) -> Site:
 
 def lab(args: argparse.Namespace, console: Console) -> int:
     if args.lab_command == "up":
-        site = lab_up(_lab(args, args.chassis, args.ovn), console)
+        site = lab_up(_lab(args, args.chassis, args.ovn), console, _guest(args))
         console.print(Text(
             f"lab {site.name} up: chassis {', '.join(c.name for c in site.chassis)}; "
             f"VMs {', '.join(f'{v.name}@{v.chassis}' for v in site.vms)}; "
@@ -107,13 +128,13 @@ def restart_guests(lab: Lab, console: Console) -> int:
     """Start each VM's guest that is dead or missing on its chassis, resume a paused one
     (the remedy a MigrationAborted names when the source guest died)."""
     site = lab.site()
-    hypervisor = EmulatedHypervisor(site)
-    for vm in site.vms:
-        before = hypervisor.guest_state(vm, vm.chassis)
-        hypervisor.ensure_running(vm)
-        after = hypervisor.guest_state(vm, vm.chassis)
-        console.print(f"guest {vm.name}@{vm.chassis}: {before.state} -> {after}",
-                      markup=False, highlight=False)
+    with guest_driver(site, site_guest(site)) as hypervisor:
+        for vm in site.vms:
+            before = hypervisor.guest_state(vm, vm.chassis)
+            hypervisor.ensure_running(vm)
+            after = hypervisor.guest_state(vm, vm.chassis)
+            console.print(f"guest {vm.name}@{vm.chassis}: {before.state} -> {after}",
+                          markup=False, highlight=False)
     return 0
 
 
@@ -146,11 +167,13 @@ def migrate(args: argparse.Namespace, console: Console) -> int:
     options = _options(args, args.strategy)
     stall = StallPlan.parse(args.stall)
     client_chassis = site.clients[0].chassis if site.clients else args.dst
+    guest = dataclasses.replace(site_guest(site), max_bandwidth_mib=args.max_bandwidth)
     clients = SiteClients.connect(site)
     injector = stall.injector(clients.chassis, args.dst, client_chassis)
     try:
-        report = run_migration(site, args.vm, args.dst, options, EmulatedHypervisor(site),
-                               clients, observers=[injector])  # fmt: skip
+        with guest_driver(site, guest.checked()) as hv:
+            report = run_migration(site, args.vm, args.dst, options, hv, clients,
+                                   observers=[injector])  # fmt: skip
     except SwitchedOverIncomplete:
         lab_.save_site(site.with_vm_on(vm.name, args.dst))  # it runs there now
         raise
@@ -196,6 +219,9 @@ def _output_dir(out: Path) -> Path:
 def bench(args: argparse.Namespace, console: Console) -> int:
     default = STRATEGY_NAMES if args.matrix else ("legacy", "claim")
     strategies = tuple(args.strategies or default)
+    guest = _guest(args)
+    if args.floor and guest.kind == "emulated":
+        raise InputError("--floor measures a real QEMU migration: add --guest qemu")
     plan = BenchPlan(  # validates every option before anything is built
         strategies=strategies,
         conditions=_conditions(args),
@@ -205,6 +231,8 @@ def bench(args: argparse.Namespace, console: Console) -> int:
         pause_ms=args.pause_ms,
         ready_timeout_s=args.ready_timeout,
         activation_timeout_s=args.activation_timeout,
+        guest=guest.kind,
+        params=_guest_params(guest),
     )
     out = _output_dir(args.out)
     ovns: list[str | None] = list(dict.fromkeys(args.ovns)) if args.ovns else [None]
@@ -214,11 +242,14 @@ def bench(args: argparse.Namespace, console: Console) -> int:
             f"under prefix {args.prefix!r}, but that lab exists: run 'cutover lab down' or "
             "use another --prefix"
         )
-    results = [_bench_on(args, console, plan, ovn, keep=args.keep_lab and ovn == ovns[-1])
-               for ovn in ovns]
+    results = [_bench_on(args, console, plan, guest, ovn,
+                         keep=args.keep_lab and ovn == ovns[-1]) for ovn in ovns]
     result = results[0] if len(results) == 1 else versions.merge(results)
     paths = write_report(result, out)
     console.print(summary_table(result))
+    floor = floor_table(result)
+    if floor is not None:
+        console.print(floor)
     if len(results) > 1:
         console.print(versions.comparison_table(result))
     console.print(f"results: {paths.json}  report: {paths.markdown}")
@@ -230,7 +261,8 @@ def bench(args: argparse.Namespace, console: Console) -> int:
 
 
 def _bench_on(
-    args: argparse.Namespace, console: Console, plan: BenchPlan, ovn: str | None, keep: bool
+    args: argparse.Namespace, console: Console, plan: BenchPlan, guest: GuestOptions,
+    ovn: str | None, keep: bool,
 ) -> BenchResult:
     """The plan on the running lab (``ovn`` None, or the lab runs that OVN), else on a lab
     built for it and removed afterwards unless ``keep`` (``--keep-lab``: the last version's
@@ -239,8 +271,9 @@ def _bench_on(
     built = False
     try:
         site = lab_.site()
+        check_matches(site, guest)
     except LabNotUp:
-        site = lab_up(lab_, console)
+        site = lab_up(lab_, console, guest)
         built = True
     else:
         if args.chassis is not None and args.chassis != len(site.chassis):
@@ -274,7 +307,14 @@ def _bench_on(
                     progress.advance(task)
                 step(msg)
 
-            return run_bench(site, plan, EmulatedHypervisor(site), saved, load, measured)
+            with contextlib.ExitStack() as stack:
+                hv = stack.enter_context(guest_driver(site, guest, step))
+                per_round = []
+                if args.floor:  # built and booted before the first run: fails early
+                    from cutover.bench.floor import Floor
+
+                    per_round.append(stack.enter_context(Floor(site, plan, guest, step)).run)
+                return run_bench(site, plan, hv, saved, load, measured, per_round)
     finally:
         if built and not keep:
             lab_.down()

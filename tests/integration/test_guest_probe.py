@@ -284,7 +284,7 @@ def test_pause_loses_probes_and_resume_brings_answers_back(lab: Lab) -> None:
 
         prober.start()
         time.sleep(0.2)
-        t_pause = lab.hv.pause_source(lab.vm)
+        t_pause = lab.hv.pause_source(lab.vm, 0.0)
         time.sleep(0.2)
         lab.hv.abort(lab.vm, lab.chb)  # no destination: just resumes the paused source
         time.sleep(0.3)
@@ -330,7 +330,7 @@ def test_migration_moves_answers_to_destination_after_rarp(lab: Lab) -> None:
             prober.start()
             time.sleep(0.2)
             lab.hv.copy_memory(lab.vm, lab.chb, 50.0)
-            t_pause = lab.hv.pause_source(lab.vm)
+            t_pause = lab.hv.pause_source(lab.vm, 0.0)
             time.sleep(0.05)
             t_switch = lab.hv.switchover(lab.vm, lab.chb)
             time.sleep(0.4)

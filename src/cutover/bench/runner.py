@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from cutover import bounds
 from cutover.bench.environment import describe_environment, lab_ovn, site_environment
@@ -36,7 +37,7 @@ from cutover.errors import (
     MigrationError,
     SwitchedOverIncomplete,
 )
-from cutover.guest.base import Hypervisor
+from cutover.guest.base import Hypervisor, ReportsMigration
 from cutover.lab.load import LOAD_LEVELS, parse_load
 from cutover.migration.clients import SiteClients
 from cutover.migration.context import ACTIVATIONS, MigrationOptions
@@ -131,7 +132,10 @@ def run_bench(
     save_site: SiteStore,
     apply_load: LoadApplier,
     progress: Progress = lambda _msg: None,
+    per_round: Sequence[Callable[[int], RunResult]] = (),
 ) -> BenchResult:
+    """Measure ``plan``. ``per_round`` runs once per round after the strategies (given the
+    round's index), so extra measurements such as ``bench --floor`` share the noise."""
     conditions = sorted(
         (c.checked() for c in plan.conditions), key=lambda c: LOAD_LEVELS.index(c.load)
     )
@@ -171,6 +175,8 @@ def run_bench(
                     )
                     save_site(site)
                     result.runs.append(dataclasses.replace(run, ovn=ovn))
+                for extra in per_round:  # e.g. the floor, measured among the strategies
+                    result.runs.append(dataclasses.replace(extra(index), ovn=ovn))
         _return_home(site, plan, home, hypervisor, clients, save_site)
     return result
 
@@ -272,6 +278,10 @@ def _run_once(
     t0 = report.started_ms if report else (samples[0][1] if samples else 0.0)
     timeline = [TimelineEvent(t, n, d) for t, n, d in (report.timeline if report else [])]
     timeline.extend(_guest_events(hypervisor, vm, dst, t0))
+    figures = guest_figures(hypervisor, vm) if report is not None or moved else {}
+    for key, name in (("stop_at_ms", "guest.stop"), ("resume_at_ms", "guest.resume")):
+        if key in figures:
+            timeline.append(TimelineEvent(round(figures.pop(key) - t0, 3), name, plan.guest))
     window = injector.window_ms
     if window is not None:
         timeline.append(TimelineEvent(round(window[0] - t0, 3), "stall.start", stall.spec))
@@ -310,10 +320,23 @@ def _run_once(
             ],
             "max_send_gap_ms": round(summary.max_send_gap_ms, 3),
             "evidence": report.evidence if report else "",
+            **figures,
             **({"sb_writes_by_table": writes.by_table} if writes is not None else {}),
         },
     )
     return run, site
+
+
+def guest_figures(hypervisor: Hypervisor, vm: VmSpec) -> dict[str, Any]:
+    """The hypervisor's figures of ``vm``'s last switchover for a run record's ``extra``:
+    ``guest_pause_ms`` and, for QEMU, ``qemu_downtime_ms``, ``qemu_migration_ms``,
+    ``qemu_setup_ms``, ``ram_transferred_mb``, ``ram_mb``, ``max_bandwidth_mib``."""
+    if not isinstance(hypervisor, ReportsMigration):
+        return {}
+    raw = hypervisor.last_migration(vm)
+    rename = {"downtime_ms": "qemu_downtime_ms", "total_ms": "qemu_migration_ms",
+              "setup_ms": "qemu_setup_ms", "status": "qemu_status"}
+    return {rename.get(k, k): v for k, v in raw.items()}
 
 
 def _not_run(

@@ -14,9 +14,18 @@ method raises :class:`~cutover.errors.GuestError` (or
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from cutover.site import ChassisEndpoint, VmSpec
+
+
+@runtime_checkable
+class ReportsMigration(Protocol):
+    """Optional: a hypervisor that can say what its last switchover of a VM cost."""
+
+    def last_migration(self, vm: VmSpec) -> dict[str, Any]:
+        """Figures of ``vm``'s last switchover, e.g. ``guest_pause_ms`` (source stopped ->
+        destination resumed, by the hypervisor's own clock), ms and MiB; {} if none."""
 
 
 @dataclass(frozen=True)
@@ -50,13 +59,19 @@ class Hypervisor(Protocol):
         """The destination TAP now exists: the incoming guest takes hold of it."""
 
     def copy_memory(self, vm: VmSpec, dst: ChassisEndpoint, duration_ms: float) -> None:
-        """Pre-copy; returns when only the final switchover is left. The source keeps running.
+        """Pre-copy; returns when only the final switchover is left.
 
+        ``duration_ms`` is the emulator's modelled copy time (it sleeps it, the source
+        answering meanwhile); a real hypervisor copies for as long as the copy takes and
+        may already have stopped the source when it returns (QEMU's pre-switchover).
         If the source or the incoming guest dies meanwhile, raises GuestError at once (not
         when the copy would have ended), naming the guest, its chassis and how it ended."""
 
-    def pause_source(self, vm: VmSpec) -> float:
-        """Stop the source's vCPUs (it stops answering); returns the wall ms it paused at."""
+    def pause_source(self, vm: VmSpec, window_ms: float) -> float:
+        """Stop the source's vCPUs (it stops answering); returns the wall ms it paused at.
+
+        ``window_ms`` is the emulator's stop-and-copy window (it sleeps it after pausing);
+        a real hypervisor's window is its own. The migration core never sleeps to emulate."""
 
     def switchover(self, vm: VmSpec, dst: ChassisEndpoint) -> float:
         """The destination resumes and announces itself (RARP); returns the wall ms it resumed."""

@@ -33,6 +33,8 @@ class EmulatedHypervisor:
         self.site = site
         self.ready_timeout_s = ready_timeout_s
         self.request_timeout_s = request_timeout_s
+        self._paused_ms: dict[str, float] = {}
+        self._figures: dict[str, dict[str, Any]] = {}
 
     # --- Hypervisor ----------------------------------------------------------------
 
@@ -91,14 +93,27 @@ class EmulatedHypervisor:
         self._require(vm, vm.chassis).request({"cmd": "status"}, self.request_timeout_s)
         self._require(vm, dst.name).request({"cmd": "status"}, self.request_timeout_s)
 
-    def pause_source(self, vm: VmSpec) -> float:
+    def pause_source(self, vm: VmSpec, window_ms: float = 0.0) -> float:
+        """Pause the source, then sleep the modelled stop-and-copy ``window_ms``."""
         resp = self._require(vm, vm.chassis).request({"cmd": "pause"}, self.request_timeout_s)
+        self._paused_ms[vm.name] = float(resp["t_ms"])
+        time.sleep(max(0.0, window_ms) / 1000.0)
         return float(resp["t_ms"])
 
     def switchover(self, vm: VmSpec, dst: ChassisEndpoint) -> float:
         guest = self._require(vm, dst.name)
         resp = guest.request({"cmd": "resume", "announce": True}, self.request_timeout_s)
+        paused = self._paused_ms.pop(vm.name, None)
+        if paused is not None:
+            self._figures[vm.name] = {
+                "stop_at_ms": paused, "resume_at_ms": float(resp["t_ms"]),
+                "guest_pause_ms": round(float(resp["t_ms"]) - paused, 3),
+            }
         return float(resp["t_ms"])
+
+    def last_migration(self, vm: VmSpec) -> dict[str, Any]:
+        """``guest_pause_ms`` of the last switchover (emulator pause -> resume), or {}."""
+        return dict(self._figures.get(vm.name, {}))
 
     def guest_events(self, vm: VmSpec, chassis: str) -> list[dict[str, Any]]:
         resp = self._require(vm, chassis).request({"cmd": "events"}, self.request_timeout_s)

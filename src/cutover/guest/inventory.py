@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cutover.errors import InputError
 from cutover.guest.process import Liveness, liveness
+from cutover.guest.runtime import read_pidfile
 from cutover.site import Site
 
 EMULATOR_MODULE = "cutover.guest.emulator"
@@ -75,7 +76,7 @@ def site_guests(site: Site) -> list[GuestRecord]:
         return []
     records: list[GuestRecord] = []
     for vm in site.vms:
-        state, pid = liveness(EMULATOR_MODULE, guest_files(site.guest_dir, vm.name, vm.chassis)[1])
+        state, pid = _vm_liveness(site, vm.name, vm.chassis)
         records.append(GuestRecord(vm.name, vm.chassis, "vm", state, pid))
     for client in site.clients:
         state, pid = liveness(PROBER_MODULE, prober_files(site.guest_dir, client.name)[1])
@@ -84,10 +85,32 @@ def site_guests(site: Site) -> list[GuestRecord]:
         for ch in site.chassis:
             if ch.name == vm.chassis:
                 continue
-            state, pid = liveness(EMULATOR_MODULE, guest_files(site.guest_dir, vm.name, ch.name)[1])
+            state, pid = _vm_liveness(site, vm.name, ch.name)
             if state != "missing":
                 records.append(GuestRecord(vm.name, ch.name, "stray", state, pid))
     return records
+
+
+def _vm_liveness(site: Site, vm: str, chassis: str) -> tuple[Liveness, int | None]:
+    """The VM's guest on ``chassis`` by the kind of guest the site runs (``extra["guest"]``):
+    an emulator, a QEMU over QMP, or a QEMU that libvirt started."""
+    kind = site.extra.get("guest", "emulated")
+    if kind == "qemu":
+        from cutover.guest.qemu_proc import QemuFiles
+        from cutover.guest.qemu_proc import liveness as qemu_liveness
+
+        return qemu_liveness(QemuFiles(Path(site.guest_dir), vm, chassis))
+    if kind == "libvirt":
+        pidfile = Path(site.guest_dir) / f"cutover.guest.libvirt-{vm}@{chassis}.pid"
+        pid = read_pidfile(pidfile)
+        if pid is None:
+            return "missing", None
+        try:
+            alive = b"qemu-system" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            alive = False
+        return ("running" if alive else "dead"), pid
+    return liveness(EMULATOR_MODULE, guest_files(site.guest_dir, vm, chassis)[1])
 
 
 def guests_of(site_path: Path) -> tuple[GuestRecord, ...]:

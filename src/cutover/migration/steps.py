@@ -163,14 +163,14 @@ class CopyMemory(Step):
 
 
 class PauseSource(Step):
-    """Stop the source; the stop-and-copy window follows before the destination runs."""
+    """Stop the source; the stop-and-copy window follows before the destination runs
+    (the emulator models it as ``pause_ms``; QEMU's is real)."""
 
     name = "pause-source"
 
     def do(self, ctx: MigrationContext) -> None:
-        at = ctx.hypervisor.pause_source(ctx.vm)
+        at = ctx.hypervisor.pause_source(ctx.vm, ctx.options.pause_ms)
         ctx.timeline.mark("source.paused", ctx.src.name, at_ms=at)
-        time.sleep(ctx.options.pause_ms / 1000.0)
 
 
 class ConfirmReady(Step):

@@ -1,0 +1,255 @@
+"""Real QEMU guests (TCG, Debian kernel, busybox initramfs) migrated on the real OVN lab.
+
+One lab for the module (prefix ``coq``) whose VMs are QEMU guests; a prober on the third
+chassis measures every migration. Covers: claim and port-ready migrations with QEMU's own
+figures in the run record, the floor on a Linux bridge, and rollbacks (readiness timeout,
+destination QEMU killed during the pre-copy and at the switchover) that leave the source
+running with its network and nothing of the destination: no QEMU, QMP socket, TAP or
+OVS port.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from labkit import assert_rolled_back, lab_prefix, other_chassis, stalled
+
+from cutover.bench.floor import FloorNet, measure_floor
+from cutover.bench.results import BenchResult
+from cutover.bench.runner import BenchPlan, run_bench
+from cutover.errors import LabError, MigrationAborted, MigrationError
+from cutover.guest import qemu_proc
+from cutover.guest.qemu import QemuHypervisor
+from cutover.guest.select import GuestOptions
+from cutover.lab import Lab, LabTopology, host
+from cutover.migration.clients import SiteClients
+from cutover.migration.context import MigrationOptions
+from cutover.migration.orchestrator import migrate
+from cutover.ovsdb.connection import close_all
+from cutover.probe.client import Prober
+from cutover.site import Site
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces, TAPs and QEMU"),
+]
+
+PREFIX = lab_prefix("coq")
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    lab = Lab(LabTopology(prefix=PREFIX))
+    lab.down()
+    site = lab.up()
+    site = dataclasses.replace(site, extra={**site.extra, **GuestOptions("qemu").record()})
+    lab.save_site(site)
+    hv = QemuHypervisor(site)
+    try:
+        for vm in site.vms:
+            hv.ensure_running(vm)
+    finally:
+        hv.close()
+    _until_answering(lab.site())
+    yield lab
+    close_all()
+    assert lab.down() == []
+    assert host.list_netns(PREFIX) == []
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and _is_lab_qemu(int(p))]
+
+
+@pytest.fixture
+def hv(lab: Lab) -> Iterator[QemuHypervisor]:
+    h = QemuHypervisor(lab.site(), max_bandwidth_mib=64.0)
+    yield h
+    h.close()
+
+
+def _is_lab_qemu(pid: int) -> bool:
+    line = host.cmdline(pid) or ""
+    return "qemu-system" in line and f"/{PREFIX}/" in line
+
+
+def _answering(site: Site, seconds: float = 0.4) -> tuple[int, int]:
+    """(sent, answered) probes from the client to vm1."""
+    with Prober(site, site.clients[0], site.vm_named("vm1"), 5.0) as p:
+        p.start()
+        time.sleep(seconds)
+        samples = p.stop()
+    return len(samples), sum(r is not None for _, _, r in samples)
+
+
+def _until_answering(site: Site, timeout_s: float = 15.0) -> None:
+    """Wait until the freshly booted vm1 answers the client (its first ARP through a new
+    tunnel may be dropped), so the first measured run starts from a working path."""
+    deadline = time.monotonic() + timeout_s
+    seen = (0, 0)
+    while time.monotonic() < deadline:
+        seen = _answering(site, 0.3)
+        if seen[1] > 0:
+            return
+    raise AssertionError(f"vm1 never answered within {timeout_s} s (sent, answered): {seen}")
+
+
+def _assert_source_kept(lab: Lab, hv: QemuHypervisor, clients: SiteClients, dst: str) -> None:
+    site = lab.site()
+    vm = site.vm_named("vm1")
+    assert hv.status(vm, vm.chassis) == "running"
+    assert hv.status(vm, dst) is None
+    files = hv.files(vm, dst)
+    assert [p for p in files.all() if p.exists()] == []
+    assert_rolled_back(clients, hv, site, vm, vm.chassis, dst)  # type: ignore[arg-type]
+    sent, answered = _answering(site)
+    assert sent > 20 and answered == sent
+
+
+def _kill_destination_later(hv: QemuHypervisor, site: Site, dst: str, mark: str,
+                            delay_s: float) -> Callable[[str], None]:
+    """An observer that SIGKILLs the destination QEMU ``delay_s`` after ``mark``."""
+    vm = site.vm_named("vm1")
+
+    def kill() -> None:
+        pid = qemu_proc.find_pid(hv.files(vm, dst))
+        assert pid is not None, f"no destination QEMU to kill at {mark}"
+        os.kill(pid, signal.SIGKILL)
+
+    def observer(name: str) -> None:
+        if name == mark:
+            if delay_s <= 0:
+                kill()
+            else:
+                threading.Timer(delay_s, kill).start()
+
+    return observer
+
+
+def test_bench_claim_and_port_ready_with_qemu_figures(lab: Lab, hv: QemuHypervisor) -> None:
+    site = lab.site()
+    home = site.vm_named("vm1").chassis
+    plan = BenchPlan(strategies=("claim", "port-ready"), runs=1, guest="qemu")
+    result = run_bench(site, plan, hv, lab.save_site, lambda _l, _c: site)
+    assert [r.error for r in result.runs] == [None, None]
+    for run in result.runs:
+        assert run.probes_sent > 100
+        assert run.blackout_ms < 1000, run
+        extra = run.extra
+        assert 0 < extra["guest_pause_ms"] < 1000
+        assert extra["qemu_status"] == "completed"
+        assert extra["qemu_migration_ms"] > 0 and extra["ram_transferred_mb"] > 10
+        assert extra["ram_mb"] == 128 and extra["max_bandwidth_mib"] == 64.0
+        names = [e.event for e in run.timeline]
+        assert names.index("guest.stop") < names.index("guest.resume")
+    site = lab.site()
+    vm = site.vm_named("vm1")
+    assert vm.chassis == home  # the bench brought it home
+    assert hv.status(vm, home) == "running"
+    assert [c.name for c in site.chassis if hv.status(vm, c.name) is not None] == [home]
+
+
+def test_floor_on_a_linux_bridge_leaves_nothing(lab: Lab) -> None:
+    site = lab.site()
+    plan = BenchPlan(strategies=("claim",), runs=1, guest="qemu")
+    empty = BenchResult(started_at="now", environment={}, params={}, runs=[])
+    result = measure_floor(empty, site, plan, GuestOptions("qemu"))
+    (run,) = result.runs
+    assert run.strategy == "floor" and run.error is None
+    assert run.probes_sent > 100 and run.blackout_ms < 1000
+    assert 0 < run.extra["guest_pause_ms"] < 1000
+    names = set(FloorNet(site).ns.values())
+    assert names.isdisjoint(host.list_netns(PREFIX))
+    floor_dir = os.path.join(site.guest_dir, "floor")
+    assert not [f for f in os.listdir(floor_dir) if f.endswith((".qmp", ".pid", ".sock"))]
+
+
+def test_readiness_timeout_cancels_and_keeps_the_source(
+    lab: Lab, hv: QemuHypervisor, clients: SiteClients
+) -> None:
+    site = lab.site()
+    dst = other_chassis(site, "vm1")
+    with stalled(site, dst, "dst:3000") as injector, pytest.raises(MigrationAborted) as err:
+        migrate(site, "vm1", dst, MigrationOptions(strategy="claim", ready_timeout_s=0.5),
+                hv, clients, observers=[injector])
+    assert err.value.step == "wait-ready"
+    _assert_source_kept(lab, hv, clients, dst)
+
+
+@pytest.mark.parametrize(("mark", "delay_s", "step"), [
+    ("copy.start", 0.3, "copy-memory"),
+    ("source.paused", 0.0, "switchover"),
+])
+def test_destination_qemu_dies_and_the_source_keeps_running(
+    lab: Lab, hv: QemuHypervisor, clients: SiteClients, mark: str, delay_s: float, step: str
+) -> None:
+    site = lab.site()
+    dst = other_chassis(site, "vm1")
+    killer = _kill_destination_later(hv, site, dst, mark, delay_s)
+    with pytest.raises(MigrationAborted) as err:
+        migrate(site, "vm1", dst, MigrationOptions(strategy="claim"), hv, clients,
+                observers=[killer])
+    assert err.value.step == step, err.value
+    _assert_source_kept(lab, hv, clients, dst)
+
+
+def test_source_qemu_killed_in_the_copy_fails_it_at_once(
+    lab: Lab, hv: QemuHypervisor, clients: SiteClients
+) -> None:
+    """The pre-copy of a 128 MiB guest at 16 MiB/s takes ~8 s; killing the source 0.5 s in
+    must end the migration within a second, name the source, and leave no destination."""
+    site = lab.site()
+    vm = site.vm_named("vm1")
+    dst = other_chassis(site, "vm1")
+    slow = QemuHypervisor(site, max_bandwidth_mib=16.0)
+    killed_at: list[float] = []
+
+    def kill_source() -> None:
+        pid = qemu_proc.find_pid(slow.files(vm, vm.chassis))
+        assert pid is not None
+        killed_at.append(time.monotonic())
+        os.kill(pid, signal.SIGKILL)
+
+    def observer(name: str) -> None:
+        if name == "copy.start":
+            threading.Timer(0.5, kill_source).start()
+
+    try:
+        with pytest.raises(MigrationError) as err:
+            migrate(site, "vm1", dst, MigrationOptions(strategy="claim"), slow, clients,
+                    observers=[observer])
+        failed_after = time.monotonic() - killed_at[0]
+        assert failed_after < 1.0, failed_after
+        assert "source" in str(err.value) and "died" in str(err.value)
+        assert slow.guest_state(vm, vm.chassis).state == "dead"
+        assert slow.guest_state(vm, dst).state == "missing"
+        assert clients.nb.requested_chassis(vm.lsp) == [vm.chassis]
+    finally:
+        slow.ensure_running(vm)  # boot it again for the next test
+        slow.close()
+    assert hv.guest_state(vm, vm.chassis).state == "running"
+
+
+def test_lab_down_stops_qemu_guests() -> None:
+    """A lab whose QEMU guests were never stopped: ``lab down`` ends them by pidfile."""
+    prefix = lab_prefix("coqd")
+    lab = Lab(LabTopology(prefix=prefix))
+    lab.down()
+    site = lab.up()
+    try:
+        hv = QemuHypervisor(site)
+        vm = site.vms[0]
+        hv.ensure_running(vm)
+        pid = qemu_proc.find_pid(hv.files(vm, vm.chassis))
+        hv.close()
+        assert pid is not None
+    except BaseException:
+        lab.down()
+        raise
+    close_all()
+    if lab.down() != []:
+        raise LabError("lab down left something")
+    assert not qemu_proc.is_our_qemu(pid, hv.files(vm, vm.chassis))

@@ -1,0 +1,272 @@
+"""Pure logic of the real-guest path: kernel ABI, vmlinux extraction, module order, the
+initramfs archive, QMP event times and migration figures, QEMU's command line, guest
+options, and the report sections about the floor and the guest's figures."""
+
+from __future__ import annotations
+
+import lzma
+from pathlib import Path
+
+import pytest
+
+from cutover.bench.guest_report import floor_median, floor_rows, guest_rows, guest_section
+from cutover.bench.results import BenchResult, RunResult
+from cutover.bench.runner import guest_figures
+from cutover.errors import GuestError, InputError, PrerequisiteError
+from cutover.guest.image import GuestImage, extract_vmlinux, parse_abi
+from cutover.guest.initramfs import load_order, module_depends, newc_archive, recipe_id
+from cutover.guest.qemu_proc import QemuFiles, qemu_argv
+from cutover.guest.qmp import event_ms, is_migration, migration_figures
+from cutover.guest.select import GuestOptions, check_matches
+from cutover.site import ChassisEndpoint, Site, VmSpec
+
+VM = VmSpec(name="vm1", lsp="p-vm1", mac="52:54:00:00:00:01", ip="10.99.0.1",
+            chassis="hv1", tap="pt-vm1")
+
+
+# --- image -----------------------------------------------------------------------------
+
+def test_abi_from_debian_12_and_13_metapackages() -> None:
+    assert parse_abi("linux-image-amd64\n  Depends: linux-image-6.1.0-57-amd64\n") == "6.1.0-57"
+    d13 = "linux-image-amd64\n  Depends: linux-image-6.12.48+deb13-amd64\n"
+    assert parse_abi(d13) == "6.12.48+deb13"
+
+
+def test_abi_missing_says_what_to_run() -> None:
+    with pytest.raises(PrerequisiteError, match="apt-get update"):
+        parse_abi("W: Unable to locate package linux-image-amd64\n")
+
+
+def test_vmlinux_is_cut_out_of_an_xz_bzimage() -> None:
+    elf = b"\x7fELF" + bytes(range(256)) * 4
+    bz = b"MZ-setup-code" + b"\0" * 100 + lzma.compress(elf, format=lzma.FORMAT_XZ) + b"tail"
+    assert extract_vmlinux(bz) == elf
+    assert extract_vmlinux(b"MZ no xz in here") is None
+    not_elf = b"x" + lzma.compress(b"plain data", format=lzma.FORMAT_XZ)
+    assert extract_vmlinux(not_elf) is None
+
+
+# --- initramfs -------------------------------------------------------------------------
+
+def test_module_depends_read_from_modinfo() -> None:
+    ko = b"\x7fELF...\x00license=GPL\x00depends=virtio,virtio_ring\x00intree=Y\x00"
+    assert module_depends(ko) == ["virtio", "virtio_ring"]
+    assert module_depends(b"\x00depends=\x00name=virtio_ring\x00") == []
+    assert module_depends(b"\x00depends=net-failover\x00") == ["net_failover"]
+
+
+def test_load_order_puts_dependencies_first_once() -> None:
+    deps = {
+        "virtio_net": ["net_failover", "virtio", "virtio_ring"],
+        "net_failover": ["failover"],
+        "virtio_pci": ["virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio",
+                       "virtio_ring"],
+        "virtio": [], "virtio_ring": [], "failover": [],
+        "virtio_pci_modern_dev": [], "virtio_pci_legacy_dev": [],
+    }
+    order = load_order(["virtio_pci", "virtio_net"], lambda m: deps[m])
+    assert sorted(order) == sorted(deps) and len(order) == len(set(order))
+    for mod, needs in deps.items():
+        assert all(order.index(n) < order.index(mod) for n in needs)
+
+
+def test_load_order_refuses_a_cycle() -> None:
+    with pytest.raises(PrerequisiteError, match="a -> b -> a"):
+        load_order(["a"], lambda m: {"a": ["b"], "b": ["a"]}[m])
+
+
+def test_newc_archive_round_trip() -> None:
+    files = {"bin": (0o040755, b""), "bin/busybox": (0o100755, b"\x7fELFbb"),
+             "bin/sh": (0o120777, b"busybox"), "init": (0o100755, b"#!/bin/sh\n")}
+    data = newc_archive(files)
+    parsed, pos = [], 0
+    while True:
+        hdr = data[pos:pos + 110]
+        assert hdr[:6] == b"070701"
+        fields = [int(hdr[6 + 8 * i: 14 + 8 * i], 16) for i in range(13)]
+        mode, size, namesize = fields[1], fields[6], fields[11]
+        name = data[pos + 110: pos + 110 + namesize - 1].decode()
+        pos += (110 + namesize + 3) & ~3
+        body = data[pos:pos + size]
+        pos += (size + 3) & ~3
+        if name == "TRAILER!!!":
+            break
+        parsed.append((name, mode, body))
+    assert parsed == [(n, m, b) for n, (m, b) in files.items()]
+    assert pos == len(data)
+
+
+def test_recipe_id_is_stable() -> None:
+    assert recipe_id() == recipe_id() and len(recipe_id()) == 12
+
+
+# --- QMP -------------------------------------------------------------------------------
+
+def test_event_time_is_qemus_own_wall_clock_in_ms() -> None:
+    ev = {"event": "STOP", "timestamp": {"seconds": 1764480000, "microseconds": 123456}}
+    assert event_ms(ev) == pytest.approx(1764480000123.456)
+    with pytest.raises(GuestError, match="timestamp"):
+        event_ms({"event": "STOP"})
+
+
+def test_migration_event_filter() -> None:
+    pre = {"event": "MIGRATION", "data": {"status": "pre-switchover"}}
+    match = is_migration({"pre-switchover", "failed"})
+    assert match(pre)
+    assert not match({"event": "MIGRATION", "data": {"status": "active"}})
+    assert not match({"event": "STOP"})
+
+
+def test_migration_figures_from_query_migrate() -> None:
+    info = {"status": "completed", "total-time": 462, "downtime": 7, "setup-time": 0,
+            "ram": {"transferred": 64790000, "mbps": 1124.7, "dirty-sync-count": 3}}
+    assert migration_figures(info) == {
+        "status": "completed", "total_ms": 462.0, "downtime_ms": 7.0, "setup_ms": 0.0,
+        "ram_transferred_mb": 61.789, "ram_mbps": 1124.7, "dirty_sync_count": 3}
+    failed = migration_figures({"status": "failed", "error-desc": "Unable to write"})
+    assert failed == {"status": "failed", "error": "Unable to write"}
+
+
+# --- QEMU command line, guest options ---------------------------------------------------
+
+def test_qemu_argv_attaches_to_the_tap_and_differs_only_by_incoming() -> None:
+    img = GuestImage("6.1.0-57", Path("/c/vmlinux"), Path("/c/initrd.gz"))
+    files = QemuFiles(Path("/tmp/cutover/p/guests"), "vm1", "hv2")
+    src = qemu_argv(img, VM, files, 128)
+    dst = qemu_argv(img, VM, files, 128, incoming=True)
+    assert dst == [*src, "-incoming", "defer"]
+    assert "tap,id=n0,ifname=pt-vm1,script=no,downscript=no" in src
+    assert "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:01" in src
+    assert src[src.index("-m") + 1] == "128" and src[src.index("-accel") + 1] == "tcg"
+    assert "cutover.ip=10.99.0.1" in src[src.index("-append") + 1]
+    assert f"unix:{files.qmp},server=on,wait=off" in src
+    assert files.qmp == Path("/tmp/cutover/p/guests/vm1@hv2.qmp")
+
+
+@pytest.mark.parametrize(("opts", "msg"), [
+    (GuestOptions("xen"), "choose one of"),
+    (GuestOptions("qemu", ram_mb=16), "--guest-ram 16"),
+    (GuestOptions("qemu", max_bandwidth_mib=0), "--max-bandwidth 0"),
+])
+def test_guest_options_are_checked(opts: GuestOptions, msg: str) -> None:
+    with pytest.raises(InputError, match=msg):
+        opts.checked()
+
+
+def test_a_lab_refuses_another_guest_kind() -> None:
+    site = Site(name="p", nb_remote="x", sb_remote="y",
+                chassis=(ChassisEndpoint("hv1", "unix:/x"),), vms=(VM,),
+                extra={"guest": "qemu", "guest_ram_mb": 128})
+    check_matches(site, GuestOptions("qemu", 128))
+    with pytest.raises(InputError, match="runs qemu guests with 128 MiB, not emulated"):
+        check_matches(site, GuestOptions("emulated"))
+    with pytest.raises(InputError, match="not qemu with 256 MiB"):
+        check_matches(site, GuestOptions("qemu", 256))
+
+
+class _Reporting:
+    def last_migration(self, vm: VmSpec) -> dict[str, object]:
+        return {"downtime_ms": 7.0, "total_ms": 462.0, "guest_pause_ms": 8.1, "ram_mb": 128}
+
+
+def test_guest_figures_renamed_for_the_run_record() -> None:
+    figs = guest_figures(_Reporting(), VM)  # type: ignore[arg-type]
+    assert figs == {"qemu_downtime_ms": 7.0, "qemu_migration_ms": 462.0,
+                    "guest_pause_ms": 8.1, "ram_mb": 128}
+    assert guest_figures(object(), VM) == {}  # type: ignore[arg-type]
+
+
+# --- report sections --------------------------------------------------------------------
+
+def _run(strategy: str, blackout: float, stall: str = "dst:2000", **extra: float) -> RunResult:
+    return RunResult(strategy=strategy, guest="qemu", stall=stall, activation="rarp",
+                     load="L0", vm="vm1", src="hv1", dst="hv2", run_index=0,
+                     probe_interval_ms=2.0, probes_sent=1000, probes_lost=3,
+                     blackout_ms=blackout, loss_outage_ms=blackout, migration_ms=2000.0,
+                     ready_wait_ms=0.0,
+                     extra=dict(extra))
+
+
+def test_blackout_minus_floor_per_strategy() -> None:
+    runs = [_run("legacy", 2040.0), _run("legacy", 2050.0), _run("legacy", 2030.0),
+            _run("claim", 30.0), _run("claim", 20.0), _run("claim", 25.0),
+            _run("floor", 12.0, stall="none"), _run("floor", 10.0, stall="none"),
+            _run("floor", 99.0, stall="none")]
+    result = BenchResult(started_at="t", environment={}, params={}, runs=runs)
+    assert floor_median(result) == 12.0
+    rows = {r[0]: r for r in floor_rows(result)}
+    assert set(rows) == {"legacy", "claim"}
+    assert rows["legacy"][3:] == ["2040.0", "12.0", "2028.0"]
+    assert rows["claim"][3:] == ["25.0", "12.0", "13.0"]
+    assert "## Blackout above the floor" in guest_section(result)
+
+
+def test_no_floor_no_floor_section_and_guest_medians() -> None:
+    runs = [_run("claim", 30.0, guest_pause_ms=8.0, qemu_downtime_ms=3.0),
+            _run("claim", 40.0, guest_pause_ms=10.0, qemu_downtime_ms=5.0),
+            _run("claim", 50.0, guest_pause_ms=30.0)]
+    result = BenchResult(started_at="t", environment={}, params={}, runs=runs)
+    assert floor_rows(result) == [] and floor_median(result) is None
+    (row,) = guest_rows(result)
+    assert row[2:6] == ["3", "10.0", "4.0", "-"]
+    assert row[-1] == "22.0"  # medians of 30-8, 40-10, 50-30
+    section = guest_section(result)
+    assert "## Blackout above the floor" not in section
+    assert "## What the guest reports" in section
+
+
+# --- CLI: guest options are refused before anything is built -----------------------------
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["bench", "--guest-ram", "16"], "--guest-ram"),
+    (["bench", "--guest-ram", "128.5"], "whole number"),
+    (["lab", "up", "--guest-ram", "99999"], "--guest-ram"),
+    (["bench", "--max-bandwidth", "0"], "--max-bandwidth"),
+    (["migrate", "vm1", "--to", "hv2", "--max-bandwidth", "-3"], "--max-bandwidth"),
+    (["bench", "--guest", "xen"], "invalid choice"),
+    (["bench", "--floor"], "--floor measures a real QEMU migration"),
+])
+def test_bad_guest_options_are_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str],
+    says: str,
+) -> None:
+    from cutover import cli, commands
+
+    class NoLab:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise AssertionError("a refused request must not reach the lab")
+
+    monkeypatch.setattr(commands, "Lab", NoLab)
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("InputError: ") and says in err, err
+    assert len(err.splitlines()) == 1
+
+
+# --- libvirt domain XML -------------------------------------------------------------------
+
+def test_domain_xml_is_novas_precreated_tap_interface() -> None:
+    import xml.etree.ElementTree as ET
+
+    from cutover.chassis.base import vm_uuid
+    from cutover.guest.libvirt import domain_xml
+
+    xml = domain_xml(VM, "cutover.guest.p-vm1", Path("/c/vmlinux"), Path("/c/initrd.gz"),
+                     256, Path("/lab/vm1.serial.log"))
+    dom = ET.fromstring(xml)
+    assert dom.get("type") == "qemu" and dom.findtext("name") == "cutover.guest.p-vm1"
+    assert dom.findtext("uuid") == vm_uuid(VM.name)  # the same instance UUID on both ends
+    assert dom.findtext("memory") == "256" and dom.findtext("os/kernel") == "/c/vmlinux"
+    assert "cutover.ip=10.99.0.1" in (dom.findtext("os/cmdline") or "")
+    iface = dom.find("devices/interface")
+    assert iface is not None and iface.get("type") == "ethernet"
+    target = iface.find("target")
+    assert target is not None and target.attrib == {"dev": "pt-vm1", "managed": "no"}
+    mac, model = iface.find("mac"), iface.find("model")
+    assert mac is not None and mac.get("address") == VM.mac
+    assert model is not None and model.get("type") == "virtio"
+    managed = ET.fromstring(domain_xml(VM, "n", Path("/k"), Path("/i"), 128, Path("/s"),
+                                       managed_tap=True))
+    t2 = managed.find("devices/interface/target")
+    assert t2 is not None and t2.attrib == {"dev": "pt-vm1"}
