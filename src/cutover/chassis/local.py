@@ -22,11 +22,10 @@ from typing import Protocol
 from cutover.chassis import privileged, unixctl
 from cutover.chassis.base import DeathCallback, PathTarget, Vif
 from cutover.chassis.flows import BridgeFlows
-from cutover.chassis.liveness import ControllerLiveness, Watched
+from cutover.chassis.liveness import ControllerLiveness, Watched, probe
 from cutover.chassis.path_watch import LocalPathWatch
 from cutover.chassis.port_watch import INSTALLED_GRACE_MS, LocalPortWatch
 from cutover.errors import (
-    ChassisUnreachable,
     ControllerDown,
     CutoverError,
     InvalidMigration,
@@ -154,10 +153,11 @@ class LocalChassis:
         return live
 
     def confirm_controller(self, role: str) -> None:
+        ctl = self._ctl()
         try:
-            unixctl.call(self._ctl(), "version", timeout=2.0)
-        except ChassisUnreachable as e:
-            raise ControllerDown(self.name, role, str(e)) from e
+            probe(ctl)
+        except OSError as e:
+            raise ControllerDown(self.name, role, f"{ctl}: {e}") from e
 
     def pause_controller(self) -> None:
         unixctl.call(self._ctl(), "debug/pause")
