@@ -77,6 +77,7 @@ OVN_HELP = ("OVN/OVS to run: host (this machine's packages), 25.03 (Debian trixi
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="cutover",
+        epilog="CUTOVER_PREFIX in the environment sets --prefix.",
         description="Live-migrate VMs on OVN without losing traffic, and measure it.",
     )
     p.add_argument("--prefix", default=os.environ.get("CUTOVER_PREFIX", "cutover"),
@@ -120,10 +121,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="where the agent writes its os-vif configuration")
 
     mig = sub.add_parser("migrate", help="live-migrate a VM of the running lab")
-    mig.add_argument("vm")
+    mig.add_argument("vm", help="the VM to migrate (see 'cutover lab status')")
     mig.add_argument("--to", required=True, dest="dst", help="destination chassis")
     _migration_args(mig)
-    mig.add_argument("--strategy", default="claim", choices=STRATEGY_NAMES)
+    mig.add_argument("--strategy", default="claim", choices=STRATEGY_NAMES,
+                     help="what ready means before the switchover (default: %(default)s)")
     mig.add_argument("--stall", default="none", type=_stall_spec,
                      help="ROLE:MS, e.g. dst:2000 (default none)")
     mig.add_argument("--max-bandwidth", type=_bounded(bounds.MAX_BANDWIDTH_MIB), default=None,
@@ -142,8 +144,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--matrix", action="store_true",
                        help="strategies x {L0, L2, dst:2000 stall, peer:2000 stall}")
     bench.add_argument("--runs", type=_bounded(bounds.RUNS), default=3,
-                       help="migrations per strategy and condition (1-1000)")
-    bench.add_argument("--out", type=Path, default=Path("results/bench"))
+                       help="migrations per strategy and condition (1-1000, default: %(default)s)")
+    bench.add_argument("--out", type=Path, default=Path("results/bench"),
+                       help="directory for bench.json, report.md and the plots "
+                            "(default: %(default)s, relative to here)")
     bench.add_argument("--interval-ms", type=_bounded(bounds.INTERVAL_MS), default=2.0,
                        help="probe interval (0.5-1000 ms)")
     bench.add_argument("--chassis", type=_bounded(bounds.CHASSIS), default=None,
@@ -173,15 +177,17 @@ def _guest_args(p: argparse.ArgumentParser) -> None:
 
 
 def _migration_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--activation", default="rarp", choices=ACTIVATIONS)
+    p.add_argument("--activation", default="rarp", choices=ACTIVATIONS,
+                   help="OVN activation-strategy while both chassis hold the port "
+                        "(default: %(default)s)")
     _copy_args(p)
 
 
 def _copy_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--copy-ms", type=_bounded(bounds.COPY_MS), default=500.0,
-                   help="memory-copy phase (0-600000 ms)")
+                   help="memory-copy phase (0-600000 ms, default: %(default)s)")
     p.add_argument("--pause-ms", type=_bounded(bounds.PAUSE_MS), default=30.0,
-                   help="stop-and-copy window (0-60000 ms)")
+                   help="stop-and-copy window (0-60000 ms, default: %(default)s)")
     p.add_argument("--ready-timeout", type=_bounded(bounds.READY_TIMEOUT_S), default=30.0,
                    help="seconds the switchover may wait for readiness (> 0, <= 3600)")
     p.add_argument("--activation-timeout", type=_bounded(bounds.ACTIVATION_TIMEOUT_S),

@@ -121,7 +121,10 @@ def lab(args: argparse.Namespace, console: Console) -> int:
         return restart_guests(_lab(args), console)
     status = _lab(args).status()
     console.print(Text(status.describe()))
-    return 0
+    # for scripts: 0 up and whole, 1 up but degraded or stale, 3 down (as systemctl does)
+    if status.state == "down":
+        return 3
+    return 1 if status.state != "up" or status.degraded else 0
 
 
 def restart_guests(lab: Lab, console: Console) -> int:

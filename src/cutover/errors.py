@@ -20,6 +20,7 @@ The CLI prints ``Type: message`` and exits non-zero.
     +-- OvsdbError                 a transaction or connection failed
     +-- ChassisUnreachable         a chassis daemon's control socket did not answer
     |   +-- ControllerDown         ... its ovn-controller is not running: not ready
+    |       +-- AgentDown          ... or its agent stopped answering: cannot tell
     +-- WaitTimeout                a wait ran out; carries the state it saw
     +-- GuestError                 a guest / prober process misbehaved
     +-- MeasurementError           a bench run cannot measure (no baseline, site != SB,
@@ -104,6 +105,22 @@ class ControllerDown(ChassisUnreachable):
         super().__init__(
             f"ovn-controller of {role} chassis {chassis} is not running ({reason}): "
             f"start it again on {chassis} and retry the migration"
+        )
+        self.chassis = chassis
+        self.role = role
+        self.reason = reason
+
+
+class AgentDown(ControllerDown):
+    """The agent of a chassis a migration depends on stopped answering: whether that
+    chassis' ovn-controller runs cannot be told, so the chassis is not ready either."""
+
+    def __init__(self, chassis: str, role: str, reason: str) -> None:
+        CutoverError.__init__(
+            self,
+            f"the agent of {role} chassis {chassis} stopped answering ({reason}), so "
+            f"whether its ovn-controller runs cannot be told: start the agent again on "
+            f"{chassis} and retry the migration",
         )
         self.chassis = chassis
         self.role = role

@@ -137,6 +137,8 @@ def test_a_source_guest_killed_during_the_copy(lab: Lab, clients: SiteClients) -
     assert st.describe().startswith(f"lab {PREFIX} is up, degraded: guest vm1@{src} dead")
     assert hv.guest_state(vm, src).state == "dead"
 
+    r = _cli("lab", "status")  # scripts can tell: 1 = up but degraded
+    assert r.returncode == 1 and "degraded" in r.stdout, r.stdout
     # the remedy the message names brings the guest back
     r = _cli("lab", "restart-guests")
     assert r.returncode == 0, r.stderr

@@ -25,6 +25,7 @@ import httpx
 from cutover.chassis.base import DeathCallback, PathTarget, Vif
 from cutover.chassis.published import Verdict, decode, path_ready_key, port_ready_key
 from cutover.errors import (
+    AgentDown,
     ChassisUnreachable,
     ControllerDown,
     CutoverError,
@@ -142,7 +143,7 @@ class AgentChassis:
         try:
             state = self.request("GET", "/v1/controller")
         except ChassisUnreachable as e:
-            raise ControllerDown(self.name, role, f"its agent did not answer: {e}") from e
+            raise AgentDown(self.name, role, str(e)) from e
         if not state["alive"]:
             raise ControllerDown(self.name, role, str(state.get("detail", "")))
 
@@ -241,21 +242,24 @@ class StreamedControllerWatch:
         self._stopped = threading.Event()
         self._first = threading.Event()
         self._first_line = ""
+        self._agent_reason = ""
         self._client = http_client(chassis.endpoint, read_timeout=WATCH_READ_TIMEOUT_S)
         self._thread = threading.Thread(target=self._listen, name=f"controller-{chassis.name}",
                                         daemon=True)  # fmt: skip
         self._thread.start()
         if not self._first.wait(REQUEST_TIMEOUT_S) or self._first_line != "alive":
             self.stop()
-            raise ControllerDown(self._name, role, self._first_line.removeprefix("down: ")
-                                 or "its agent did not answer the controller watch")
+            if self._first_line.startswith("down"):
+                raise ControllerDown(self._name, role, self._first_line.removeprefix("down: "))
+            raise AgentDown(self._name, role, self._agent_reason
+                            or "it did not answer the controller watch")
 
     def _listen(self) -> None:
-        reason = "its agent stopped answering"
+        reason = ""
         try:
             with self._client.stream("GET", "/v1/controller/watch") as r:
                 if r.status_code != 200:
-                    reason = f"the agent refused the controller watch (HTTP {r.status_code})"
+                    self._agent_reason = f"it refused the controller watch (HTTP {r.status_code})"
                 else:
                     for line in r.iter_lines():
                         if not self._first.is_set():
@@ -265,11 +269,16 @@ class StreamedControllerWatch:
                             reason = line.removeprefix("down: ")
                             break
         except httpx.HTTPError as e:
-            reason = f"its agent stopped answering ({type(e).__name__})"
+            self._agent_reason = f"{type(e).__name__}: {e}"
         finally:
             self._first.set()
-        if not self._stopped.is_set():
+        if self._stopped.is_set():
+            return
+        if reason:
             self._on_death(ControllerDown(self._name, self._role, reason))
+        else:  # the stream ended without "down": the agent itself went away
+            self._on_death(AgentDown(self._name, self._role,
+                                     self._agent_reason or "its controller watch ended"))
 
     def stop(self) -> None:
         if self._stopped.is_set():

@@ -35,6 +35,7 @@ from cutover.ovsdb import connection
 from cutover.site import ChassisEndpoint, Site, VmSpec
 
 LAB_MARK = ".cutover-lab"
+DEFAULT_PREFIX = "cutover"
 """File that marks a directory as a lab dir: ``down`` only ever removes a marked directory."""
 GUEST_MARKERS = ("cutover.guest", "cutover.probe")
 """Guest/prober processes (other modules' emulators) that ``down`` may stop by pidfile."""
@@ -82,10 +83,18 @@ class LabStatus:
         lines += [f"  guest: {g.describe()}" for g in self.guests]
         lines += [f"  problem: {p}" for p in self.problems]
         if self.degraded:
-            lines.append("  run 'cutover lab restart-guests' to start the VMs' guests again")
+            lines.append(f"  run '{command(self.prefix, 'lab restart-guests')}' to start the "
+                         "VMs' guests again")
         if self.state == "stale":
-            lines.append("  run 'cutover lab down' (then 'cutover lab up') to clear it")
+            lines.append(f"  run '{command(self.prefix, 'lab down')}' (then "
+                         f"'{command(self.prefix, 'lab up')}') to clear it")
         return "\n".join(lines)
+
+
+def command(prefix: str, what: str) -> str:
+    """The cutover command line for ``what`` on the lab ``prefix`` (hints must be copyable:
+    without ``--prefix`` they would act on another lab)."""
+    return f"cutover {what}" if prefix == DEFAULT_PREFIX else f"cutover --prefix {prefix} {what}"
 
 
 class _Steps:
@@ -179,8 +188,10 @@ class Lab:
         if st.state != "up":
             detail = f": {'; '.join(st.problems)}" if st.problems else ""
             raise LabNotUp(
-                f"lab {self.topo.prefix!r} is {st.state}{detail}; run 'cutover lab up'"
-                + (" after 'cutover lab down'" if st.state == "stale" else "")
+                f"lab {self.topo.prefix!r} is {st.state}{detail}; run "
+                f"'{command(self.topo.prefix, 'lab up')}'"
+                + (f" after '{command(self.topo.prefix, 'lab down')}'"
+                   if st.state == "stale" else "")
             )
         return Site.load(self.topo.site_path)
 
@@ -220,7 +231,7 @@ class Lab:
             degraded = f" (degraded: {'; '.join(problems)})" if problems else ""
             raise LabAlreadyUp(
                 f"lab {topo.prefix!r} is already up in {topo.dir}{degraded}; "
-                "run 'cutover lab down' first"
+                f"run '{command(topo.prefix, 'lab down')}' first"
             )
         self._check_lab_dir()
         if self.status().state != "down":

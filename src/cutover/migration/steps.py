@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from cutover.chassis.base import Vif
-from cutover.errors import ControllerDown, MigrationError
+from cutover.errors import ControllerDown, CutoverError, MigrationError, PlugError
 from cutover.migration.context import MigrationContext
 from cutover.migration.liveness import Liveness
 from cutover.ovsdb.sb import binding_state
@@ -43,7 +43,14 @@ class PlugDestination(Step):
         ctx.timeline.mark("plug.done", f"{ctx.vm.tap} on {ctx.dst.name}")
 
     def undo(self, ctx: MigrationContext) -> None:
-        ctx.chassis[ctx.dst.name].unplug(Vif.of(ctx.vm))
+        try:
+            ctx.chassis[ctx.dst.name].unplug(Vif.of(ctx.vm))
+        except CutoverError as e:
+            raise PlugError(
+                f"TAP {ctx.vm.tap} and its OVS port on {ctx.dst.name}'s "
+                f"{ctx.dst.integration_bridge} are left ({e}); on {ctx.dst.name}: "
+                f"ovs-vsctl --if-exists del-port {ctx.vm.tap}; ip link del {ctx.vm.tap}"
+            ) from e
         ctx.timeline.mark("unplug.destination", ctx.dst.name)
 
 
