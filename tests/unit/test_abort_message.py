@@ -109,6 +109,6 @@ def test_lab_status_is_degraded_by_a_dead_guest() -> None:
     assert first.startswith("lab og1 is up, degraded: guest vm1@hv1 dead (pid 42)")
     assert "vm2@hv2" not in first
     assert "  guest: vm2@hv2 running (pid 43)" in text
-    assert "cutover lab restart-guests" in text
+    assert "cutover --prefix og1 lab restart-guests" in text
     healthy = LabStatus(state="up", prefix="og1", lab_dir=Path("/tmp/x"), guests=(ok,))
     assert healthy.describe().startswith("lab og1 is up (/tmp/x)") and healthy.degraded == ()
