@@ -178,7 +178,7 @@ def test_ports_are_plugged_like_os_vif(shared: tuple[Lab, Site, float]) -> None:
 
 def test_up_again_is_refused_and_status_is_up(shared: tuple[Lab, Site, float]) -> None:
     lab = shared[0]
-    with pytest.raises(LabAlreadyUp, match="cutover lab down"):
+    with pytest.raises(LabAlreadyUp, match=rf"run .cutover --prefix {COTL} lab down. first"):
         lab.up()
     with pytest.raises(LabAlreadyUp):
         Lab(lab.topo).up()  # a fresh object sees it too (state is on disk, not in memory)
