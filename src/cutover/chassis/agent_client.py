@@ -197,7 +197,7 @@ class PublishedWatch:
             while not self._event.wait(max(0.0, (deadline - now_ms()) / 1000.0)):
                 if now_ms() >= deadline:
                     raise WaitTimeout(f"{self._route} of {self._lsp} on {self._chassis.name} "
-                                      "(published by its agent)", timeout_s, self._describe())
+                                      "(published by its agent)", timeout_s, self.describe())
             if self._interrupted is not None:
                 raise self._interrupted
             verdict = self._verdict
@@ -216,9 +216,7 @@ class PublishedWatch:
             self.cancel()
 
     def describe(self) -> str:
-        return self._describe()
-
-    def _describe(self) -> str:
+        """What the agent's own wait sees now (asked only to explain a timeout)."""
         try:
             state = self._chassis.request("GET", f"/v1/{self._route}/{self._lsp}")
             return f"agent of {self._chassis.name}: {state['state']}: {state['detail']}"

@@ -1,4 +1,4 @@
-"""Is the ovn-controller of a chassis alive? Watched by event, confirmed by a round trip.
+"""Is the ovn-controller of a chassis alive? Watched by event, confirmed by a connection.
 
 When ovn-controller dies, the flows it installed stay on br-int (``fail-mode=secure``):
 a flow check then still passes - on flows nobody maintains. A migration that switches
@@ -9,15 +9,15 @@ it right before the switchover.
 
 How, without polling: OVS daemons serve JSON-RPC on their unixctl socket and keep a
 client's connection open for as long as the client wants. :class:`ControllerLiveness`
-opens one connection per watched controller, checks that ``version`` is answered, and
-then only listens: when the process dies the kernel closes its end and the listener
+opens one connection per watched controller (refused or missing: not running) and then
+only listens: when the process dies the kernel closes its end and the listener
 thread sees EOF at once - an event, like an OVSDB update. :meth:`confirm` is the other
 half: a fresh connection per controller (sub-millisecond), for the moment before the
 point of no return, when "no EOF seen yet" is not proof enough. Neither waits for a
 reply: under load (L2) an ovn-controller's main loop can be busy for seconds, and a
 first version that awaited ``version`` took 4 of 108 busy destinations for dead.
 
-A paused controller (``debug/pause``, the lab's stall) still answers: paused is slow, not
+A paused controller (``debug/pause``, the lab's stall) still accepts: paused is slow, not
 dead, and the readiness wait itself covers slow.
 """
 

@@ -14,21 +14,16 @@ from typing import Any
 from cutover.errors import ChassisUnreachable
 
 
-def request(method: str, params: list[str] | None = None) -> bytes:
-    """One JSON-RPC request as the daemons expect it."""
-    return json.dumps({"method": method, "params": params or [], "id": 0}).encode()
-
-
 def call(ctl_path: str, method: str, params: list[str] | None = None, timeout: float = 10.0) -> str:
     """Run ``method`` on the daemon behind ``ctl_path``; return its text reply.
     Raises :class:`~cutover.errors.ChassisUnreachable` if the socket does not answer."""
-    request_bytes = request(method, params)
+    request = json.dumps({"method": method, "params": params or [], "id": 0}).encode()
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect(ctl_path)
-            sock.sendall(request_bytes)
-            reply = read_reply(sock)
+            sock.sendall(request)
+            reply = _read_reply(sock)
     except OSError as e:
         raise ChassisUnreachable(
             f"unixctl {method} at {ctl_path} failed ({e}); is the daemon running?"
@@ -38,7 +33,7 @@ def call(ctl_path: str, method: str, params: list[str] | None = None, timeout: f
     return str(reply.get("result") or "")
 
 
-def read_reply(sock: socket.socket) -> dict[str, Any]:
+def _read_reply(sock: socket.socket) -> dict[str, Any]:
     """Read until one complete JSON object has arrived (the daemon keeps the socket open)."""
     decoder = json.JSONDecoder()
     buf = b""

@@ -103,12 +103,6 @@ class Prober:
         assert self._proc is not None
         return float(self._proc.request({"cmd": "start"})["t_ms"])
 
-    def status(self) -> ProbeStatus:
-        """Counts so far in the current measurement (a cheap control request)."""
-        if self._proc is None:
-            raise GuestError(f"prober for {self.client.name!r} was never started")
-        return self._status(self._proc.request({"cmd": "status"}))
-
     def _status(self, resp: dict[str, Any]) -> ProbeStatus:
         try:
             return ProbeStatus(

@@ -67,7 +67,6 @@ class PathReadyReadiness:
         self._chassis = chassis
         self._port: ReadinessCheck = port_ready or PortReadyReadiness(chassis)
         self._peers: dict[str, Watch] = {}
-        self._describe: dict[str, str] = {}
         self._armed = False
 
     def arm(self, vm: VmSpec, src: ChassisEndpoint, dst: ChassisEndpoint) -> None:
@@ -92,8 +91,6 @@ class PathReadyReadiness:
                             dst.name, self._encap_ips(dst))  # fmt: skip
         for name in peers:
             self._peers[name] = self._chassis[name].watch_path(target)
-        self._describe = {name: f"{name}: hosts {', '.join(ports)}"
-                          for name, ports in peers.items()}  # fmt: skip
 
     def _encap_ips(self, dst: ChassisEndpoint) -> tuple[str, ...]:
         ips: set[str] = set()
