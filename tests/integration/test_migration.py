@@ -225,6 +225,10 @@ def test_cli_migrate_and_bench(lab: Lab, tmp_path: object) -> None:
         assert run.probes_sent > 100
         # the source is paused 30 ms before the switchover: at least that long silent
         assert run.blackout_ms >= 30.0 and run.max_rtt_ms is not None
-        assert run.loss_outage_ms <= run.blackout_ms + run.probe_interval_ms
+        # one run of lost probes lies inside one silence; the loss as a whole may be
+        # split over several (docs/metrics.md), so only the longest run is bounded
+        longest_run = max((n for _, _, n in run.extra["loss_runs"]), default=0)
+        assert longest_run * run.probe_interval_ms <= (
+            run.blackout_ms + run.probe_interval_ms + run.max_rtt_ms)
         assert any(e.event == "switchover" for e in run.timeline)
     assert (Path(out) / "blackout.png").stat().st_size > 0

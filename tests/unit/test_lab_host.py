@@ -95,3 +95,14 @@ def test_wait_for_times_out_with_the_condition_named() -> None:
     with pytest.raises(LabBuildError, match="the moon"):
         host.wait_for("the moon", lambda: False, timeout=0.05)
     host.wait_for("now", lambda: True, timeout=0.05)
+
+
+def test_a_tool_whose_parent_already_died_does_not_run(tmp_path: Path) -> None:
+    """The CLI killed between fork and exec: the tool must not start orphaned (it would
+    outlive the lab with the lab dir in its command line); with a live parent it runs."""
+    mark = tmp_path / "ran"
+    argv = ["sh", "-c", f"touch {mark}"]
+    gone = subprocess.run(argv, preexec_fn=host._die_with(1), check=False)
+    assert gone.returncode == 127 and not mark.exists()
+    alive = subprocess.run(argv, preexec_fn=host._die_with(host.os.getpid()), check=False)
+    assert alive.returncode == 0 and mark.exists()

@@ -106,17 +106,27 @@ def check_prerequisites(install: OvnInstall | None = None) -> None:
 
 
 _PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+"""Resolved before any fork: a child of a threaded process must not dlopen (a lock held by
+another thread at fork time would never be released in the child)."""
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGKILL if the lab's process dies (a killed CLI).
+def _die_with(parent: int) -> Callable[[], None]:
+    """``preexec_fn`` for a child of ``parent``: SIGKILL when the lab's process dies (a killed CLI).
 
     A tool left waiting (e.g. ``ovs-vsctl`` for a vswitchd that the next ``down`` kills)
-    would otherwise outlive the CLI with the lab dir in its command line. Daemons are not
+    would otherwise outlive the CLI with the lab dir in its command line. If the parent
+    died between the fork and the ``prctl`` (the child is already re-parented), the signal
+    would never come: the child exits instead of running the tool. Daemons are not
     affected: ``--detach`` forks, and the fork clears the setting.
     """
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    def preexec() -> None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(127)
+
+    return preexec
 
 
 def run(
@@ -137,7 +147,7 @@ def run(
     try:
         proc = subprocess.run(
             full, env=full_env, capture_output=True, text=True, timeout=timeout, check=False,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with(os.getpid()),
         )
     except subprocess.TimeoutExpired as e:
         raise LabBuildError(f"`{cmd}` did not finish within {timeout:.0f} s") from e
