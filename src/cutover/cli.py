@@ -118,7 +118,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="plug VIFs with the os-vif library (default) or its steps "
                             "written out")
     agent.add_argument("--state-dir", type=Path,
-                       help="where the agent writes its os-vif configuration")
+                       help="where the agent keeps its os-vif configuration and its state "
+                            "file (a timed controller pause's deadline)")
 
     mig = sub.add_parser("migrate", help="live-migrate a VM of the running lab")
     mig.add_argument("vm", help="the VM to migrate (see 'cutover lab status')")
@@ -131,6 +132,10 @@ def _parser() -> argparse.ArgumentParser:
     mig.add_argument("--max-bandwidth", type=_bounded(bounds.MAX_BANDWIDTH_MIB), default=None,
                      metavar="MIB_S",
                      help="QEMU guests: migration bandwidth cap in MiB/s (default QEMU's)")
+
+    rec = sub.add_parser("recover", help="roll back (before the switchover) or complete "
+                         "(after it) migrations a crashed 'cutover migrate' left half-done")
+    rec.add_argument("vm", nargs="?", help="only this VM (default: every unfinished one)")
 
     bench = sub.add_parser("bench", help="measure the blackout per strategy on the lab")
     bench.add_argument("--strategy", action="append", choices=STRATEGY_NAMES, dest="strategies",
@@ -219,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return commands.lab(args, console)
         if args.command == "migrate":
             return commands.migrate(args, console)
+        if args.command == "recover":
+            return commands.recover(args, console)
         if args.command == "bench":
             return commands.bench(args, console)
         if args.command == "agent":

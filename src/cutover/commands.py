@@ -25,6 +25,7 @@ from cutover.bench.report import summary_table, write_report
 from cutover.bench.results import BenchResult
 from cutover.bench.runner import MATRIX, BenchPlan, Condition, run_bench
 from cutover.errors import InputError, LabNotUp, SwitchedOverIncomplete
+from cutover.guest.base import Hypervisor
 from cutover.guest.select import GuestOptions, check_matches, guest_driver, site_guest
 from cutover.lab import rootfs
 from cutover.lab.lab import Lab, ovn_line
@@ -32,7 +33,10 @@ from cutover.lab.ovn_install import HOST_OVN
 from cutover.lab.topology import LabTopology
 from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
+from cutover.migration.journal import Journal
 from cutover.migration.orchestrator import migrate as run_migration
+from cutover.migration.recovery import RecoveryReport
+from cutover.migration.recovery import recover as run_recovery
 from cutover.migration.strategies import STRATEGY_NAMES
 from cutover.site import Site
 
@@ -119,7 +123,7 @@ def lab(args: argparse.Namespace, console: Console) -> int:
         return 0
     if args.lab_command == "restart-guests":
         return restart_guests(_lab(args), console)
-    status = _lab(args).status()
+    status = _lab(args).status(deep=True)
     console.print(Text(status.describe()))
     # for scripts: 0 up and whole, 1 up but degraded or stale, 3 down (as systemctl does)
     if status.state == "down":
@@ -163,23 +167,69 @@ def timeline_table(rows: list[tuple[float, str, str]], title: str) -> Table:
     return table
 
 
+def _journal(site: Site) -> Journal | None:
+    return Journal.in_dir(site.state_dir) if site.state_dir else None
+
+
+def _recover(lab_: Lab, site: Site, journal: Journal, hv: Hypervisor, clients: SiteClients,
+             console: Console, vm: str | None) -> tuple[Site, list[RecoveryReport]]:
+    """Recover the open migrations (of ``vm``), print what was done, and record in the
+    site where each VM runs now."""
+    reports = run_recovery(site, journal, hv, clients, vm)
+    for r in reports:
+        console.print(Text(f"recovered: {r.describe()}"))
+        for action in r.actions:
+            console.print(Text(f"  {action}"))
+        site = site.with_vm_on(r.vm, r.runs_on)
+        lab_.save_site(site)
+    return site, reports
+
+
+def recover(args: argparse.Namespace, console: Console) -> int:
+    """``cutover recover [VM]``: roll back or complete what crashed migrations left."""
+    lab_ = _lab(args)
+    site = lab_.site()
+    if args.vm is not None:
+        site.vm_named(args.vm)
+    journal = _journal(site)
+    if journal is None:
+        raise InputError(f"site {site.name} names no state_dir: there is no migration "
+                         "journal to recover from")  # fmt: skip
+    clients = SiteClients.connect(site)
+    with guest_driver(site, site_guest(site)) as hv:
+        _site, reports = _recover(lab_, site, journal, hv, clients, console, args.vm)
+    if not reports:
+        console.print(Text(f"nothing to recover: no unfinished migration"
+                           f"{f' of {args.vm}' if args.vm else ''} in {journal.path}"))
+    return 0
+
+
 def migrate(args: argparse.Namespace, console: Console) -> int:
     lab_ = _lab(args)
     site = lab_.site()
-    vm = site.vm_named(args.vm)
+    site.vm_named(args.vm)
+    site.chassis_named(args.dst)
     options = _options(args, args.strategy)
     stall = StallPlan.parse(args.stall)
     client_chassis = site.clients[0].chassis if site.clients else args.dst
     guest = dataclasses.replace(site_guest(site), max_bandwidth_mib=args.max_bandwidth)
     clients = SiteClients.connect(site)
     injector = stall.injector(clients.chassis, args.dst, client_chassis)
+    extra = {} if stall.role == "none" else {"stall": {
+        "chassis": args.dst if stall.role == "dst" else client_chassis, "ms": stall.ms}}
+    journal = _journal(site)
     try:
         with guest_driver(site, guest.checked()) as hv:
-            report = run_migration(site, args.vm, args.dst, options, hv, clients,
-                                   observers=[injector])  # fmt: skip
-    except SwitchedOverIncomplete:
-        lab_.save_site(site.with_vm_on(vm.name, args.dst))  # it runs there now
-        raise
+            if journal is not None:  # a crashed earlier migration of this VM first
+                site, _ = _recover(lab_, site, journal, hv, clients, console, args.vm)
+            vm = site.vm_named(args.vm)
+            try:
+                report = run_migration(site, args.vm, args.dst, options, hv, clients,
+                                       observers=[injector], journal=journal,
+                                       journal_extra=extra)  # fmt: skip
+            except SwitchedOverIncomplete:
+                lab_.save_site(site.with_vm_on(vm.name, args.dst))  # it runs there now
+                raise
     finally:
         injector.finish()
     lab_.save_site(site.with_vm_on(vm.name, args.dst))

@@ -66,6 +66,9 @@ class Site:
     """Ports reserved for probe clients (not migrated)."""
     guest_dir: str = ""
     """Where guest processes keep their control sockets and pidfiles."""
+    state_dir: str = ""
+    """Where cutover keeps durable state: the migration journal that ``cutover recover``
+    reads after a crash ('' = no journal: a crashed migration needs hand clean-up)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def chassis_named(self, name: str) -> ChassisEndpoint:
@@ -113,6 +116,7 @@ class Site:
                 vms=tuple(VmSpec(**v) for v in d["vms"]),
                 clients=tuple(VmSpec(**v) for v in d.get("clients", [])),
                 guest_dir=d.get("guest_dir", ""),
+                state_dir=d.get("state_dir", ""),
                 extra=dict(d.get("extra", {})),
             )
         except (KeyError, TypeError) as e:

@@ -13,6 +13,7 @@ import os
 import signal
 import ssl
 import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,7 +96,8 @@ def write_token(path: Path) -> str:
 
 
 def serve(config: AgentConfig) -> None:
-    """Serve until SIGTERM/SIGINT; on the way out withdraw every published verdict."""
+    """Serve until SIGTERM/SIGINT; on the way out withdraw every published verdict. On
+    the way in, end what an earlier run left (:meth:`NodeService.restart_cleanup`)."""
     config.check()
     try:
         import uvicorn
@@ -105,13 +107,16 @@ def serve(config: AgentConfig) -> None:
     except ImportError as e:
         raise PrerequisiteError(f"the agent needs its web stack ({e}); pip install cutover") from e
     plugger = None
+    state = config.state_dir or config.token_file.parent
     if config.plugger == "os-vif":
         from cutover.agent.osvif import OsVifPlugger
 
-        state = config.state_dir or config.token_file.parent
         plugger = OsVifPlugger(state / f"os-vif-{config.chassis}.conf", config.ovs_remote,
                                config.integration_bridge)  # fmt: skip
-    service = NodeService(config.endpoint(), config.sb_remote, config.allow_faults, plugger)
+    service = NodeService(config.endpoint(), config.sb_remote, config.allow_faults, plugger,
+                          state / f"agent-state-{config.chassis}.json")  # fmt: skip
+    for line in service.restart_cleanup():  # what an earlier run of this agent left
+        print(f"cutover agent {config.chassis}: {line}", file=sys.stderr, flush=True)
     app = make_app(service, read_token(config.token_file))
     kwargs: dict[str, object] = {"log_level": "warning", "access_log": False,
                                  "timeout_graceful_shutdown": 2}

@@ -13,14 +13,24 @@ layer against a recording fake of it, so that fuzzing the API changes nothing on
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from cutover.chassis.base import ControllerWatch, PathTarget, Vif, Watch
 from cutover.chassis.local import LocalChassis, VifPlugger
-from cutover.chassis.published import encode_failed, encode_ready, path_ready_key, port_ready_key
+from cutover.chassis.published import (
+    KEY_PREFIX,
+    encode_failed,
+    encode_ready,
+    path_ready_key,
+    port_ready_key,
+)
 from cutover.errors import ControllerDown, CutoverError, InputError
 from cutover.ovsdb.sb import SbClient
 from cutover.site import ChassisEndpoint
@@ -65,16 +75,20 @@ class Service(Protocol):
     def cancel_watch(self, kind: str, lsp: str) -> None: ...
     def controller_alive(self) -> tuple[bool, str]: ...
     def watch_controller(self, on_death: Callable[[ControllerDown], None]) -> ControllerWatch: ...
-    def pause_controller(self) -> None: ...
+    def pause_controller(self, resume_after_ms: float | None = None) -> None: ...
     def resume_controller(self) -> None: ...
+    def forget(self, lsp: str, tap: str | None) -> list[str]: ...
 
 
 class NodeService:
     """:class:`Service` on a real node."""
 
     def __init__(self, endpoint: ChassisEndpoint, sb_remote: str,
-                 faults_enabled: bool = False, plugger: VifPlugger | None = None) -> None:
-        """``plugger``: how VIFs are plugged here (the agent passes os-vif's)."""
+                 faults_enabled: bool = False, plugger: VifPlugger | None = None,
+                 state_file: Path | None = None) -> None:
+        """``plugger``: how VIFs are plugged here (the agent passes os-vif's).
+        ``state_file``: where the agent keeps what must outlive it (a timed controller
+        pause's deadline); read by :meth:`restart_cleanup`."""
         self.chassis_name = endpoint.name
         self.faults_enabled = faults_enabled
         self._sb = SbClient(sb_remote)
@@ -82,6 +96,7 @@ class NodeService:
         self._plugger = plugger
         self._jobs: dict[tuple[str, str], _Job] = {}
         self._lock = threading.Lock()
+        self._state_file = state_file
 
     # -- VIFs ------------------------------------------------------------------------------
 
@@ -177,13 +192,74 @@ class NodeService:
     def watch_controller(self, on_death: Callable[[ControllerDown], None]) -> ControllerWatch:
         return self._chassis.watch_controller(ROLE, on_death)
 
-    def pause_controller(self) -> None:
+    def pause_controller(self, resume_after_ms: float | None = None) -> None:
+        """Pause; with ``resume_after_ms`` THIS agent resumes it on time (the deadline is in
+        its state file too, so a restarted agent still honours it)."""
         self._faults("pause")
-        self._chassis.pause_controller()
+        if resume_after_ms is not None:  # recorded first: a crash right after still resumes
+            self._save_state(paused_until_ms=time.time() * 1000.0 + resume_after_ms)
+        self._chassis.pause_controller(resume_after_ms)
 
     def resume_controller(self) -> None:
         self._faults("resume")
         self._chassis.resume_controller()
+        self._save_state(paused_until_ms=None)
+
+    # -- recovery ----------------------------------------------------------------------------
+
+    def forget(self, lsp: str, tap: str | None) -> list[str]:
+        """Drop everything this node holds for a migration of ``lsp`` (idempotent; see
+        :meth:`cutover.chassis.base.Chassis.forget`)."""
+        cleaned = []
+        for kind in ("port", "path"):
+            with self._lock:
+                watched = (kind, lsp) in self._jobs
+            if watched:
+                self.cancel_watch(kind, lsp, missing_ok=True)
+                cleaned.append(f"{kind} readiness watch")
+        cleaned += self._chassis.forget(lsp, tap)
+        if self._chassis.paused_until_ms is None:
+            self._save_state(paused_until_ms=None)
+        return cleaned
+
+    def restart_cleanup(self) -> list[str]:
+        """At start: what an earlier run of this agent left behind is ended - its published
+        verdicts (their waits died with it) and a timed controller pause (resumed now if its
+        deadline passed, else re-armed for the rest). Returns what it did."""
+        done = []
+        row = next((r for r in self._sb.rows("Chassis_Private")
+                    if r.name == self.chassis_name), None)  # fmt: skip
+        for key in sorted(row.external_ids if row is not None else ()):
+            if key.startswith(f"{KEY_PREFIX}-"):
+                self._sb.unpublish(self.chassis_name, key)
+                done.append(f"withdrew SB key {key}")
+        until = self._load_state().get("paused_until_ms")
+        if isinstance(until, (int, float)):
+            left = until - time.time() * 1000.0
+            if left <= 0:
+                self._chassis.resume_controller()
+                self._save_state(paused_until_ms=None)
+                done.append("resumed ovn-controller (its pause deadline had passed)")
+            else:
+                self._chassis.pause_controller(left)
+                done.append(f"re-armed the controller's resume in {left:.0f} ms")
+        return done
+
+    def _load_state(self) -> dict[str, object]:
+        if self._state_file is None:
+            return {}
+        try:
+            data = json.loads(self._state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _save_state(self, **values: object) -> None:
+        if self._state_file is None:
+            return
+        tmp = self._state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**self._load_state(), **values}))
+        os.replace(tmp, self._state_file)
 
     def _faults(self, what: str) -> None:
         if not self.faults_enabled:

@@ -147,11 +147,16 @@ class AgentChassis:
         if not state["alive"]:
             raise ControllerDown(self.name, role, str(state.get("detail", "")))
 
-    def pause_controller(self) -> None:
-        self.request("POST", "/v1/controller/pause")
+    def pause_controller(self, resume_after_ms: float | None = None) -> None:
+        body = None if resume_after_ms is None else {"resume_after_ms": resume_after_ms}
+        self.request("POST", "/v1/controller/pause", body)
 
     def resume_controller(self) -> None:
         self.request("POST", "/v1/controller/resume")
+
+    def forget(self, lsp: str, tap: str | None = None) -> list[str]:
+        result = self.request("POST", "/v1/forget", {"lsp": lsp, "tap": tap})
+        return [str(c) for c in result["cleaned"]]
 
 
 class PublishedWatch:

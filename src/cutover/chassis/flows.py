@@ -35,6 +35,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from cutover import children
 from cutover.chassis.lookup import L2Lookup, classify_lookup, lookup_match
 from cutover.chassis.ofparse import Flow, match_number, parse_flow, parse_flows
 from cutover.errors import CutoverError
@@ -299,7 +300,7 @@ class _MonitorProcess:
         argv = [*bridge.ofctl, "--no-names", "monitor", bridge.bridge,
                 *(f"watch:{s}" for s in specs)]
         try:
-            self._proc = subprocess.Popen(
+            self._proc = children.popen(  # dies with us: never an orphaned monitor
                 argv, env=_env(bridge.rundir), stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, text=True, bufsize=1,
             )

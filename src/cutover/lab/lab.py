@@ -61,12 +61,19 @@ class LabStatus:
     """Each VM's guest and each client's prober (read when the lab is up)."""
     ovn: Mapping[str, str] = field(default_factory=dict)
     """The running lab's OVN install and versions (``site.json``'s ``extra["ovn"]``)."""
+    unfinished: tuple[str, ...] = ()
+    """Migrations left half-done (an open journal record whose process is gone, or a
+    port with two requested chassis and no migration running): ``status(deep=True)``."""
+    migrating: tuple[str, ...] = ()
+    """Migrations running right now (open record, live process): not a problem."""
 
     @property
     def degraded(self) -> tuple[str, ...]:
-        """Guests that make an up lab unhealthy (a VM's guest dead or missing, ...): the
-        lab's OVN still works, so ``state`` stays ``up`` and ``site()`` still answers."""
-        return tuple(f"guest {g.describe()}" for g in self.guests if g.degrades)
+        """Guests that make an up lab unhealthy (a VM's guest dead or missing, ...) and
+        unfinished migrations: the lab's OVN still works, so ``state`` stays ``up`` and
+        ``site()`` still answers."""
+        return (tuple(f"guest {g.describe()}" for g in self.guests if g.degrades)
+                + tuple(f"unfinished {u}" for u in self.unfinished))  # fmt: skip
 
     def describe(self) -> str:
         """A few lines for a person: state, namespaces, each group's daemons, guests,
@@ -81,14 +88,42 @@ class LabStatus:
             alive = ", ".join(f"{n} {'up' if ok else 'DEAD'}" for n, ok in daemons.items())
             lines.append(f"  {group}: {alive}")
         lines += [f"  guest: {g.describe()}" for g in self.guests]
+        lines += [f"  migrating: {m}" for m in self.migrating]
+        lines += [f"  unfinished: {u}" for u in self.unfinished]
         lines += [f"  problem: {p}" for p in self.problems]
-        if self.degraded:
+        if any(g.degrades for g in self.guests):
             lines.append(f"  run '{command(self.prefix, 'lab restart-guests')}' to start the "
                          "VMs' guests again")
+        if self.unfinished:
+            lines.append(f"  run '{command(self.prefix, 'recover')}' to roll back or complete "
+                         "the unfinished migrations")
         if self.state == "stale":
             lines.append(f"  run '{command(self.prefix, 'lab down')}' (then "
                          f"'{command(self.prefix, 'lab up')}') to clear it")
         return "\n".join(lines)
+
+
+def _migrations(site: Site) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(unfinished, running) migrations of ``site``: open journal records, and ports whose
+    NB ``requested-chassis`` names two chassis without a running migration of their VM
+    (left by a crash before the journal existed, or by another tool)."""
+    from cutover.migration.journal import Journal
+    from cutover.ovsdb.nb import NbClient
+
+    unfinished: list[str] = []
+    running: list[str] = []
+    busy: set[str] = set()
+    if site.state_dir:
+        for rec in Journal.in_dir(site.state_dir).open_migrations():
+            (running if rec.owner_alive else unfinished).append(rec.describe())
+            busy.add(rec.vm)
+    nb = NbClient(site.nb_remote)
+    for vm in site.vms:
+        requested = nb.requested_chassis(vm.lsp)
+        if len(requested) > 1 and vm.name not in busy:
+            unfinished.append(f"port {vm.lsp} of {vm.name} has requested-chassis="
+                              f"{','.join(requested)}")  # fmt: skip
+    return tuple(unfinished), tuple(running)
 
 
 def command(prefix: str, what: str) -> str:
@@ -137,7 +172,9 @@ class Lab:
 
     # -- status ----------------------------------------------------------------------------
 
-    def status(self) -> LabStatus:
+    def status(self, deep: bool = False) -> LabStatus:
+        """What exists of the lab. ``deep``: also look for unfinished migrations (reads
+        the migration journal and the NB: ``lab status`` does, ``site()`` does not)."""
         topo = self.topo
         daemons: dict[str, dict[str, bool]] = {}
         for p in self.manifest.processes():
@@ -161,9 +198,14 @@ class Lab:
         else:
             state = "down"
         guests = guests_of(topo.site_path) if state == "up" else ()
+        unfinished: tuple[str, ...] = ()
+        migrating: tuple[str, ...] = ()
+        if deep and state == "up":
+            unfinished, migrating = _migrations(Site.load(topo.site_path))
         return LabStatus(state=state, prefix=topo.prefix, lab_dir=topo.dir, daemons=daemons,
                          namespaces=namespaces, problems=tuple(problems), guests=guests,
-                         ovn=_recorded_ovn(topo.site_path))
+                         ovn=_recorded_ovn(topo.site_path), unfinished=unfinished,
+                         migrating=migrating)
 
     def restart_controller(self, name: str) -> int:
         """Start chassis ``name``'s ovn-controller again after it died (fault tests); returns
@@ -356,6 +398,7 @@ class Lab:
             vms=tuple(vm(p) for p in topo.vms),
             clients=(vm(topo.client),),
             guest_dir=str(topo.guest_dir),
+            state_dir=str(topo.dir),
             extra={
                 "lab_dir": str(topo.dir),
                 "logical_switch": topo.switch,
