@@ -95,7 +95,8 @@ class Probe(Step):
 
 def test_intent_is_durable_before_the_effect_and_done_after(tmp_path: Path) -> None:
     journal = Journal.in_dir(tmp_path)
-    entry, seen = _begin(journal), []
+    entry = _begin(journal)
+    seen: list[tuple[str, str]] = []
     run_steps(_ctx(), [Probe("a", journal, seen), Probe("b", journal, seen)], entry)
     assert seen == [("do a", "intent"), ("do b", "intent")]
     (rec,) = journal.open_migrations("vm1")
@@ -109,7 +110,8 @@ def test_intent_is_durable_before_the_effect_and_done_after(tmp_path: Path) -> N
 
 def test_a_clean_rollback_closes_the_record(tmp_path: Path) -> None:
     journal = Journal.in_dir(tmp_path)
-    entry, seen = _begin(journal), []
+    entry = _begin(journal)
+    seen: list[tuple[str, str]] = []
     with pytest.raises(MigrationAborted):
         run_steps(_ctx(), [Probe("a", journal, seen),
                            Probe("b", journal, seen, fail=CutoverError("boom"))], entry)
@@ -124,7 +126,8 @@ def test_an_unfinished_rollback_or_switchover_leaves_the_record_open(
     tmp_path: Path, case: str
 ) -> None:
     journal = Journal.in_dir(tmp_path)
-    entry, seen = _begin(journal), []
+    entry = _begin(journal)
+    seen: list[tuple[str, str]] = []
     if case == "undo fails":
         steps = [Probe("a", journal, seen, undo_fail=True),
                  Probe("b", journal, seen, fail=CutoverError("boom"))]
@@ -312,7 +315,7 @@ def test_a_failed_recovery_keeps_the_record_open(tmp_path: Path) -> None:
         raise CutoverError("agent of hv2 did not answer")
 
     clients.chassis["hv2"].forget = refuse  # type: ignore[method-assign]
-    with pytest.raises(RecoveryIncomplete, match="hv2: could not forget lsp1.*recover vm1"):
+    with pytest.raises(RecoveryIncomplete, match=r"hv2: could not forget lsp1.*recover vm1"):
         recover(SITE, journal, cast(Any, rec), clients)
     assert len(journal.open_migrations("vm1")) == 1
 
