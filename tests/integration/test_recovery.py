@@ -21,15 +21,19 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from labkit import lab_prefix, links, other_chassis, running_lab, vswitch
 
 from cutover.chassis import unixctl
+from cutover.chassis.base import vm_uuid
 from cutover.guest.emulated import EmulatedHypervisor
-from cutover.lab import Lab
+from cutover.lab import Lab, host
+from cutover.lab.agents import AGENT
 from cutover.migration.clients import SiteClients
 from cutover.migration.journal import KILL_HOOK, Journal
 from cutover.migration.strategies import build_steps
@@ -161,6 +165,7 @@ def test_kill_9_during_a_stalled_port_ready_wait_then_migrate_again(lab: Lab) ->
         _wait_for_step(journal, "wait-ready")
         time.sleep(0.3)  # inside the wait: the controller is paused, readiness pending
         assert controller_status(site, dst) == "paused"
+        assert lab_monitors(lab)  # the destination agent's flow monitors run
     finally:
         proc.kill()
         proc.wait()
@@ -213,3 +218,76 @@ def test_a_second_migrate_while_one_runs_is_refused(lab: Lab) -> None:
     finally:
         with sqlite3.connect(journal.path) as db:
             db.execute("DELETE FROM migrations WHERE id = ?", (entry.id,))
+
+
+def _agent_http(site: Site, chassis: str) -> httpx.Client:
+    ch = site.chassis_named(chassis)
+    assert ch.agent is not None and ch.agent_token_file is not None
+    token = Path(ch.agent_token_file).read_text().strip()
+    return httpx.Client(transport=httpx.HTTPTransport(uds=ch.agent.removeprefix("unix:")),
+                        base_url="http://agent", timeout=10.0,
+                        headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+
+
+def _until(what: str, check: Callable[[], bool], timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout_s} s")
+        time.sleep(0.05)
+
+
+def test_a_killed_agent_leaves_no_monitor_and_its_restart_ends_what_it_left(lab: Lab) -> None:
+    """SIGKILL of an agent in the middle of a readiness wait and a timed controller pause:
+    its ``ovs-ofctl monitor`` children die with it (PDEATHSIG); started again, it withdraws
+    the verdicts it had published and resumes the controller at the deadline it kept in
+    its state file; told to forget the port, it removes the TAP and OVS port."""
+    site = lab.site()
+    vm, dst = site.vm_named("vm1"), other_chassis(site, "vm1")
+    key = f"cutover-port-ready:{vm.lsp}"
+    with _agent_http(site, dst) as http:
+        r = http.put(f"/v1/vifs/{vm.tap}", json={"lsp": vm.lsp, "mac": vm.mac,
+                     "vm_uuid": vm_uuid(vm.name), "mtu": 1442})  # fmt: skip
+        assert r.status_code == 200, r.text
+        r = http.put(f"/v1/port-readiness/{vm.lsp}", json={
+            "tap": vm.tap, "mac": vm.mac, "request_id": str(uuid.uuid4()), "timeout_s": 600})
+        assert r.status_code == 202, r.text
+        assert http.post("/v1/controller/pause", json={"resume_after_ms": 4000}
+                         ).status_code == 204  # fmt: skip
+    paused_at = time.monotonic()
+    agent = next(p for p in lab.manifest.processes()
+                 if p.group == dst and p.name == AGENT and host.is_ours(p.pid, p.marker))
+    _until("the agent's flow monitors to start", lambda: bool(lab_monitors(lab)))
+    clients = SiteClients.connect(site)
+    clients.sb.publish(dst, key, '{"id":"stale","state":"failed","error":"x"}')
+    argv = Path(f"/proc/{agent.pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+
+    os.kill(agent.pid, signal.SIGKILL)
+    _until("the killed agent's monitors to die with it", lambda: lab_monitors(lab) == [])
+    assert controller_status(site, dst) == "paused"  # nobody else would resume it
+
+    netns = site.chassis_named(dst).netns
+    assert netns is not None
+    log = (lab.topo.dir / dst / f"{AGENT}.log").open("ab")
+    proc = subprocess.Popen(["ip", "netns", "exec", netns, *(a.decode() for a in argv)],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                            start_new_session=True)  # fmt: skip
+    log.close()
+    lab.manifest.add_process(proc.pid, agent.marker, AGENT, dst)
+
+    def healthy() -> bool:
+        try:
+            with _agent_http(site, dst) as http:
+                return http.get("/v1/health").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    _until("the restarted agent to answer", healthy)
+    close_all()
+    assert SiteClients.connect(site).sb.published(dst, key) is None  # withdrawn at start
+    _until("the controller to be resumed", lambda: controller_status(site, dst) == "running")
+    assert time.monotonic() - paused_at >= 3.5  # at the deadline it kept, not before
+    with _agent_http(site, dst) as http:
+        r = http.post("/v1/forget", json={"lsp": vm.lsp, "tap": vm.tap})
+    assert r.status_code == 200 and f"TAP and OVS port {vm.tap}" in r.json()["cleaned"]
+    assert_settled(lab, "vm1", vm.chassis)
