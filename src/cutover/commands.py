@@ -28,14 +28,14 @@ from cutover.errors import InputError, LabNotUp, SwitchedOverIncomplete
 from cutover.guest.base import Hypervisor
 from cutover.guest.select import GuestOptions, check_matches, guest_driver, site_guest
 from cutover.lab import rootfs
-from cutover.lab.lab import Lab, ovn_line
+from cutover.lab.lab import Lab, command, ovn_line
 from cutover.lab.ovn_install import HOST_OVN
 from cutover.lab.topology import LabTopology
 from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
 from cutover.migration.journal import Journal
 from cutover.migration.orchestrator import migrate as run_migration
-from cutover.migration.recovery import RecoveryReport
+from cutover.migration.recovery import RecoveryReport, adopt
 from cutover.migration.recovery import recover as run_recovery
 from cutover.migration.strategies import STRATEGY_NAMES
 from cutover.site import Site
@@ -197,11 +197,26 @@ def recover(args: argparse.Namespace, console: Console) -> int:
                          "journal to recover from")  # fmt: skip
     clients = SiteClients.connect(site)
     with guest_driver(site, site_guest(site)) as hv:
-        _site, reports = _recover(lab_, site, journal, hv, clients, console, args.vm)
-    if not reports:
+        site, reports = _recover(lab_, site, journal, hv, clients, console, args.vm)
+        if args.vm is not None and not reports:
+            adopted = adopt(site, journal, hv, clients, args.vm)
+            if adopted is not None:
+                console.print(Text(f"recovered without a journal record: {adopted.describe()}"))
+                for action in adopted.actions:
+                    console.print(Text(f"  {action}"))
+                lab_.save_site(site.with_vm_on(adopted.vm, adopted.runs_on))
+                return 0
+    leftover = [vm for vm in site.vms if len(clients.nb.requested_chassis(vm.lsp)) > 1
+                and (args.vm is None or vm.name == args.vm)]  # fmt: skip
+    for vm in leftover:
+        console.print(Text(
+            f"port {vm.lsp} of {vm.name} has requested-chassis="
+            f"{','.join(clients.nb.requested_chassis(vm.lsp))} and no journal record: run "
+            f"'{command(args.prefix, f'recover {vm.name}')}' to take it over"))
+    if not reports and not leftover:
         console.print(Text(f"nothing to recover: no unfinished migration"
                            f"{f' of {args.vm}' if args.vm else ''} in {journal.path}"))
-    return 0
+    return 1 if leftover else 0
 
 
 def migrate(args: argparse.Namespace, console: Console) -> int:

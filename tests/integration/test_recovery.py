@@ -291,3 +291,31 @@ def test_a_killed_agent_leaves_no_monitor_and_its_restart_ends_what_it_left(lab:
         r = http.post("/v1/forget", json={"lsp": vm.lsp, "tap": vm.tap})
     assert r.status_code == 200 and f"TAP and OVS port {vm.tap}" in r.json()["cleaned"]
     assert_settled(lab, "vm1", vm.chassis)
+
+
+def test_a_leftover_without_a_journal_record_is_taken_over_on_request(lab: Lab) -> None:
+    """requested-chassis=src,dst + activation-strategy, the destination's TAP, port and
+    claim, as a
+    crash before the journal existed leaves them: ``lab status`` flags it, ``migrate``
+    refuses it naming the remedy, ``recover`` (all VMs) only names it, ``recover VM``
+    rolls it back."""
+    site = lab.site()
+    vm, dst = site.vm_named("vm1"), other_chassis(site, "vm1")
+    clients = SiteClients.connect(site)
+    with _agent_http(site, dst) as http:  # the destination's TAP and port
+        r = http.put(f"/v1/vifs/{vm.tap}", json={"lsp": vm.lsp, "mac": vm.mac,
+                     "vm_uuid": vm_uuid(vm.name), "mtu": 1442})  # fmt: skip
+        assert r.status_code == 200, r.text
+    claimed = clients.sb.watch_binding(vm.lsp, lambda b: dst in b.additional, "claim")
+    clients.nb.set_requested_chassis(vm.lsp, [vm.chassis, dst], "rarp")
+    claimed.wait(30.0)
+    assert any("no journal record" in u for u in lab.status(deep=True).unfinished)
+    refused = cutover("migrate", "vm1", "--to", dst)
+    assert refused.returncode == 2 and "run 'cutover recover vm1'" in refused.stderr
+    named = cutover("recover")
+    assert named.returncode == 1 and f"--prefix {PREFIX} recover vm1" in named.stdout
+    taken = cutover("recover", "vm1")
+    assert taken.returncode == 0, taken.stderr
+    assert "without a journal record: migration" in taken.stdout
+    assert f"rolled back: vm1 runs on {vm.chassis}" in taken.stdout
+    assert_settled(lab, "vm1", vm.chassis)

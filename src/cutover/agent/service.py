@@ -196,8 +196,10 @@ class NodeService:
         """Pause; with ``resume_after_ms`` THIS agent resumes it on time (the deadline is in
         its state file too, so a restarted agent still honours it)."""
         self._faults("pause")
-        if resume_after_ms is not None:  # recorded first: a crash right after still resumes
-            self._save_state(paused_until_ms=time.time() * 1000.0 + resume_after_ms)
+        # recorded first: a crash right after still resumes; an untimed pause is the
+        # caller's to end, so a restart must not end it
+        until = None if resume_after_ms is None else time.time() * 1000.0 + resume_after_ms
+        self._save_state(paused_until_ms=until)
         self._chassis.pause_controller(resume_after_ms)
 
     def resume_controller(self) -> None:

@@ -122,7 +122,8 @@ def _migrations(site: Site) -> tuple[tuple[str, ...], tuple[str, ...]]:
         requested = nb.requested_chassis(vm.lsp)
         if len(requested) > 1 and vm.name not in busy:
             unfinished.append(f"port {vm.lsp} of {vm.name} has requested-chassis="
-                              f"{','.join(requested)}")  # fmt: skip
+                              f"{','.join(requested)} and no journal record (recover "
+                              f"{vm.name} takes it over)")  # fmt: skip
     return tuple(unfinished), tuple(running)
 
 

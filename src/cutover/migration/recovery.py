@@ -77,6 +77,36 @@ def recover(site: Site, journal: Journal, hypervisor: Hypervisor, clients: SiteC
     return [_recover(site, journal.entry(r.id), r, hypervisor, clients) for r in records]
 
 
+def adopt(site: Site, journal: Journal, hypervisor: Hypervisor, clients: SiteClients,
+          vm: str) -> RecoveryReport | None:
+    """Recover a port that the NB left with ``requested-chassis=A,B`` but that has no open
+    journal record (a migration that crashed before the journal existed, or one run by a
+    tool that keeps none); None if the port is not in that state.
+
+    Taken as a ``claim`` migration A -> B that may have done every step up to the
+    switchover's intent: the destination guest decides (it runs on B: completed; it does
+    not: rolled back), and every undo and redo is idempotent, so the steps that never
+    happened cost nothing. Only on request (``cutover recover VM``): such a port may
+    also be another tool's migration in progress."""
+    spec = site.vm_named(vm)
+    if journal.open_migrations(vm):
+        return None  # the journal knows better
+    requested = clients.nb.requested_chassis(spec.lsp)
+    if len(requested) != 2:
+        return None
+    src, dst = (site.chassis_named(c).name for c in requested)
+    steps = strategy("claim").steps()
+    point = next(i for i, s in enumerate(steps) if s.point_of_no_return)
+    entry = journal.begin(vm, spec.lsp, src, dst, "claim",
+                          dataclasses.asdict(MigrationOptions(strategy="claim")),
+                          {"requested_chassis": [src]},
+                          {"adopted": f"requested-chassis={src},{dst} without a record"})
+    for seq, step in enumerate(steps[:point + 1]):
+        entry.intent(seq, step.name, {"adopted": True})
+    (rec,) = journal.open_migrations(vm)
+    return _recover(site, entry, rec, hypervisor, clients)
+
+
 def _recover(site: Site, entry: MigrationEntry, rec: MigrationRecord,
              hypervisor: Hypervisor, clients: SiteClients) -> RecoveryReport:
     vm = dataclasses.replace(site.vm_named(rec.vm), chassis=rec.src)
