@@ -295,10 +295,9 @@ def test_a_killed_agent_leaves_no_monitor_and_its_restart_ends_what_it_left(lab:
 
 def test_a_leftover_without_a_journal_record_is_taken_over_on_request(lab: Lab) -> None:
     """requested-chassis=src,dst + activation-strategy, the destination's TAP, port and
-    claim, as a
-    crash before the journal existed leaves them: ``lab status`` flags it, ``migrate``
-    refuses it naming the remedy, ``recover`` (all VMs) only names it, ``recover VM``
-    rolls it back."""
+    claim, as a crash before the journal existed leaves them: ``lab status`` flags it,
+    ``migrate`` refuses it naming the remedy, ``recover`` (all VMs) only names it,
+    ``recover VM`` rolls it back."""
     site = lab.site()
     vm, dst = site.vm_named("vm1"), other_chassis(site, "vm1")
     clients = SiteClients.connect(site)
