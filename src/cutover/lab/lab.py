@@ -117,9 +117,13 @@ def _migrations(site: Site) -> tuple[tuple[str, ...], tuple[str, ...]]:
         for rec in Journal.in_dir(site.state_dir).open_migrations():
             (running if rec.owner_alive else unfinished).append(rec.describe())
             busy.add(rec.vm)
-    nb = NbClient(site.nb_remote)
+    try:
+        nb = NbClient(site.nb_remote)
+        ports = {vm.name: nb.requested_chassis(vm.lsp) for vm in site.vms}
+    except CutoverError as e:  # status must answer even when the NB does not
+        return (*unfinished, f"VM ports not checked (the NB did not answer: {e})"), tuple(running)
     for vm in site.vms:
-        requested = nb.requested_chassis(vm.lsp)
+        requested = ports[vm.name]
         if len(requested) > 1 and vm.name not in busy:
             unfinished.append(f"port {vm.lsp} of {vm.name} has requested-chassis="
                               f"{','.join(requested)} and no journal record (recover "
