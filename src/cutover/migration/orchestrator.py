@@ -144,10 +144,10 @@ def run_steps(ctx: MigrationContext, steps: Sequence[Step],
                 if entry is not None:
                     entry.intent(seq, step.name, step.changes(ctx))
                 step.do(ctx)
+                if entry is not None:  # a journal that fails here rolls back too
+                    entry.done(seq, step.name)
             except BaseException as e:
                 _fail(ctx, step, done, e, entry)
-            if entry is not None:
-                entry.done(seq, step.name)
             done.append(step)
     finally:
         if ctx.liveness is not None:
