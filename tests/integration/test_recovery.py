@@ -118,7 +118,7 @@ def assert_settled(lab: Lab, vm_name: str, home: str) -> None:
         p.start()
         time.sleep(0.4)
         s = summarize(p.stop(), 5.0)
-    # it answers (a probe or two may go on this loaded 2-core machine, none in a run)
+    # it answers (a probe or two may be late on a loaded 2-core machine)
     assert s.probes_sent > 30 and s.probes_lost <= max(2, s.probes_sent // 10), s
 
 
