@@ -90,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--chassis", type=_bounded(bounds.CHASSIS), default=3,
                     help="number of chassis (3-99)")
     up.add_argument("--ovn", type=_ovn, default="host", help=OVN_HELP)
+    up.add_argument("--ssl", action="store_true",
+                    help="NB/SB on ssl: with an ovs-pki PKI; every client uses a certificate")
     _guest_args(up)
     lab_sub.add_parser("down", help="remove everything the lab created (idempotent)")
     lab_sub.add_parser("status", help="show what runs")
@@ -112,6 +114,10 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--tls-key", type=Path)
     agent.add_argument("--tls-client-ca", type=Path,
                        help="require client certificates signed by this CA")
+    agent.add_argument("--ovsdb-ssl-key", type=Path,
+                       help="this node's OVSDB private key, for an ssl: --sb-remote")
+    agent.add_argument("--ovsdb-ssl-cert", type=Path, help="... its certificate")
+    agent.add_argument("--ovsdb-ssl-ca", type=Path, help="... the CA of the SB's certificate")
     agent.add_argument("--allow-faults", action="store_true",
                        help="allow controller pause/resume (fault injection; labs only)")
     agent.add_argument("--plugger", choices=("os-vif", "tap"), default="os-vif",

@@ -26,7 +26,7 @@ from cutover.bench.results import BenchResult
 from cutover.bench.runner import MATRIX, BenchPlan, Condition, run_bench
 from cutover.errors import InputError, LabNotUp, SwitchedOverIncomplete
 from cutover.guest.select import GuestOptions, check_matches, guest_driver, site_guest
-from cutover.lab import rootfs
+from cutover.lab import host, rootfs
 from cutover.lab.lab import Lab, ovn_line
 from cutover.lab.ovn_install import HOST_OVN
 from cutover.lab.topology import LabTopology
@@ -34,7 +34,7 @@ from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
 from cutover.migration.orchestrator import migrate as run_migration
 from cutover.migration.strategies import STRATEGY_NAMES
-from cutover.site import Site
+from cutover.site import Site, SslFiles
 
 
 def _progress(console: Console) -> Progress:
@@ -47,8 +47,17 @@ def _progress(console: Console) -> Progress:
     )
 
 
-def _lab(args: argparse.Namespace, n_chassis: int = 3, ovn: str = HOST_OVN) -> Lab:
-    return Lab(LabTopology(prefix=args.prefix, n_chassis=n_chassis, ovn=ovn))
+def _lab(args: argparse.Namespace, n_chassis: int = 3, ovn: str = HOST_OVN,
+         ssl: bool = False) -> Lab:  # fmt: skip
+    return Lab(LabTopology(prefix=args.prefix, n_chassis=n_chassis, ovn=ovn, ssl=ssl))
+
+
+def enter_orchestrator_netns(site: Site) -> None:
+    """An SSL lab's NB/SB listen in its underlay namespace: this process moves there
+    before its first connection (sockets, agents and guests are reached by path)."""
+    ns = site.extra.get("orchestrator_netns")
+    if ns:
+        host.enter_netns(str(ns))
 
 
 def ensure_ovn(ovn: str, console: Console) -> None:
@@ -101,7 +110,7 @@ def lab_up(lab: Lab, console: Console, guest: GuestOptions | None = None) -> Sit
 
 def lab(args: argparse.Namespace, console: Console) -> int:
     if args.lab_command == "up":
-        site = lab_up(_lab(args, args.chassis, args.ovn), console, _guest(args))
+        site = lab_up(_lab(args, args.chassis, args.ovn, args.ssl), console, _guest(args))
         console.print(Text(
             f"lab {site.name} up: chassis {', '.join(c.name for c in site.chassis)}; "
             f"VMs {', '.join(f'{v.name}@{v.chassis}' for v in site.vms)}; "
@@ -167,6 +176,7 @@ def migrate(args: argparse.Namespace, console: Console) -> int:
     lab_ = _lab(args)
     site = lab_.site()
     vm = site.vm_named(args.vm)
+    enter_orchestrator_netns(site)
     options = _options(args, args.strategy)
     stall = StallPlan.parse(args.stall)
     client_chassis = site.clients[0].chassis if site.clients else args.dst
@@ -334,5 +344,15 @@ def agent(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
         allow_faults=args.allow_faults, plugger=args.plugger, state_dir=args.state_dir,
+        ovsdb_ssl=_agent_ssl(args),
     ))
     return 0
+
+
+def _agent_ssl(args: argparse.Namespace) -> SslFiles | None:
+    files = (args.ovsdb_ssl_key, args.ovsdb_ssl_cert, args.ovsdb_ssl_ca)
+    if not any(files):
+        return None
+    if not all(files):
+        raise InputError("give all of --ovsdb-ssl-key, --ovsdb-ssl-cert and --ovsdb-ssl-ca")
+    return SslFiles(*(str(f.absolute()) for f in files))

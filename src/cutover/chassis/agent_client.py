@@ -15,6 +15,7 @@ ChassisUnreachable with the agent's message.
 from __future__ import annotations
 
 import contextlib
+import ssl
 import threading
 import uuid
 from pathlib import Path
@@ -68,8 +69,27 @@ def http_client(endpoint: ChassisEndpoint, read_timeout: float = REQUEST_TIMEOUT
         return httpx.Client(transport=transport, base_url="http://agent", headers=headers,
                             timeout=timeout)  # fmt: skip
     if agent.startswith("https://"):
-        return httpx.Client(base_url=agent, headers=headers, timeout=timeout)
+        return httpx.Client(base_url=agent, headers=headers, timeout=timeout,
+                            verify=_tls_context(endpoint))  # fmt: skip
     raise InputError(f"chassis {endpoint.name}: agent {agent!r} must be unix:/path or https://")
+
+
+def _tls_context(endpoint: ChassisEndpoint) -> ssl.SSLContext:
+    """Verify the agent against ``agent_ca`` (else the system's CAs); present our client
+    certificate when the site gives one (agents started with ``--tls-client-ca``).
+
+    With a private ``agent_ca`` the CA is the trust anchor and host names are not checked,
+    as OVS does for its own SSL peers (``ovs-pki`` certificates carry no subjectAltName)."""
+    try:
+        ctx = ssl.create_default_context(cafile=endpoint.agent_ca)
+        if endpoint.agent_ca:
+            ctx.check_hostname = False
+        if endpoint.agent_client_cert:
+            ctx.load_cert_chain(endpoint.agent_client_cert, endpoint.agent_client_key)
+    except (OSError, ssl.SSLError) as e:
+        raise InputError(f"chassis {endpoint.name}: agent TLS files do not load ({e}); check "
+                         "agent_ca, client_cert and client_key") from None  # fmt: skip
+    return ctx
 
 
 class AgentChassis:

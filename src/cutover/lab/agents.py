@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from cutover.errors import LabBuildError
-from cutover.lab import host
+from cutover.lab import host, pki
 from cutover.lab.manifest import Manifest
 from cutover.lab.rootfs import install_for
 from cutover.lab.topology import ChassisSpec, LabTopology
@@ -42,7 +42,8 @@ def start_agents(topo: LabTopology, manifest: Manifest) -> None:
     for ch in topo.chassis:
         argv = [host.tool("ip"), "netns", "exec", ch.netns, sys.executable, "-m", "cutover.cli",
                 "--prefix", topo.prefix, "agent", "--chassis", ch.name,
-                "--ovs-remote", f"unix:{ch.db_sock}", "--sb-remote", f"unix:{topo.sb_sock}",
+                "--ovs-remote", f"unix:{ch.db_sock}", "--sb-remote", topo.sb_remote,
+                *_ssl_options(topo, ch),
                 "--controller-ctl", str(ch.controller_ctl),
                 "--ofctl", shlex.join(install_for(ch.ovn).argv("ovs-ofctl")),
                 "--listen", f"unix:{socket_path(ch)}", "--token-file", str(token_path(topo)),
@@ -55,6 +56,15 @@ def start_agents(topo: LabTopology, manifest: Manifest) -> None:
     for ch in topo.chassis:
         host.wait_for(f"the agent of {ch.name} to answer on {socket_path(ch)}",
                       _answers(socket_path(ch), token), topo.timeout_s, interval=0.1)
+
+
+def _ssl_options(topo: LabTopology, ch: ChassisSpec) -> list[str]:
+    """An SSL lab's agent reaches the SB with its own certificate (``agent-hvN``)."""
+    if not topo.ssl:
+        return []
+    f = pki.files(topo, f"agent-{ch.name}")
+    return ["--ovsdb-ssl-key", f.private_key, "--ovsdb-ssl-cert", f.certificate,
+            "--ovsdb-ssl-ca", f.ca_cert]
 
 
 def _answers(sock: Path, token: str) -> Callable[[], bool]:

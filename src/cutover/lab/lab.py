@@ -27,7 +27,17 @@ from cutover.errors import (
     PrerequisiteError,
 )
 from cutover.guest.inventory import GuestRecord, guests_of
-from cutover.lab import agents, central, chassis, host, load, rootfs, topo_ovn, underlay
+from cutover.lab import (
+    agents,
+    central,
+    chassis,
+    host,
+    load,
+    pki,
+    rootfs,
+    topo_ovn,
+    underlay,
+)
 from cutover.lab.manifest import Manifest
 from cutover.lab.ovn_install import HOST_OVN, OvnInstall
 from cutover.lab.topology import ChassisSpec, LabTopology, PortSpec
@@ -273,10 +283,13 @@ class Lab:
         self.manifest.add_path(topo.dir, tree=True)
         topo.guest_dir.mkdir(exist_ok=True)
 
+        if topo.ssl:
+            self._build_ssl_base(steps)
         steps.advance("central: NB/SB ovsdb-server and ovn-northd")
         central.build_central(topo, self.manifest, steps)
         steps.advance("underlay bridge")
-        underlay.build_underlay(topo, self.manifest)
+        if not topo.ssl:
+            underlay.build_underlay(topo, self.manifest)
         for ch in topo.chassis:
             steps.advance(f"chassis {ch.name}")
             chassis.build_chassis(topo, ch, self.manifest, steps)
@@ -296,6 +309,15 @@ class Lab:
         site = self._make_site(rootfs.install_for(topo.ovn))
         site.save(topo.site_path)
         return site
+
+    def _build_ssl_base(self, steps: _Steps) -> None:
+        """An SSL lab: the PKI, then the underlay with the central address, before the
+        central servers that listen on it."""
+        steps("PKI (ovs-pki): CA and certificates")
+        pki.build_pki(self.topo)
+        steps("underlay bridge and the central address")
+        underlay.build_underlay(self.topo, self.manifest)
+        central.add_central_address(self.topo)
 
     def _wait_chassis_registered(self) -> None:
         """SB has every Chassis row (``wait-until``: event driven) and each has an Encap.
@@ -343,8 +365,9 @@ class Lab:
 
         return Site(
             name=topo.prefix,
-            nb_remote=f"unix:{topo.nb_sock}",
-            sb_remote=f"unix:{topo.sb_sock}",
+            nb_remote=topo.nb_remote,
+            sb_remote=topo.sb_remote,
+            ssl=pki.files(topo, pki.ORCHESTRATOR) if topo.ssl else None,
             chassis=tuple(
                 ChassisEndpoint(name=ch.name, ovs_remote=f"unix:{ch.db_sock}",
                                 integration_bridge=chassis.INTEGRATION_BRIDGE, netns=ch.netns,
@@ -365,6 +388,7 @@ class Lab:
                 "ovn": {"install": install.name, "from": install.describe(),
                         **install.versions()},
                 "spare_chassis": list(topo.spares),
+                **({"orchestrator_netns": topo.central_netns} if topo.ssl else {}),
             },
         )
 
