@@ -131,23 +131,28 @@ def _probe(member: str, files: SslFiles) -> str | None:
     try:
         raw = socket.create_connection((host.strip("[]"), int(port)),
                                        timeout=HANDSHAKE_TIMEOUT_S)  # fmt: skip
-        with raw, ctx.wrap_socket(raw) as tls:
-            tls.sendall(json.dumps({"method": "echo", "params": [], "id": 0}).encode())
-            reply = tls.recv(4096)
-    except ssl.SSLCertVerificationError as e:
-        return (f"its server certificate does not verify against our CA {files.ca_cert} "
-                f"({e.verify_message}); give the CA that signed the server's certificate as "
-                "ca_cert")
-    except ssl.SSLError as e:
-        if "alert" in str(e) or "ALERT" in str(e):
-            return (f"the server refused our certificate {files.certificate} ({e.reason}); "
-                    "it must be signed by the CA the server trusts (its --ca-cert / "
-                    "ovs-pki's cacert.pem)")
-        return f"TLS failed ({e.reason or e}); check that the server listens with pssl:"
     except OSError as e:
         return f"cannot connect ({e.strerror or e}); check the address and that it listens"
+    with raw:
+        try:
+            tls = ctx.wrap_socket(raw)
+        except ssl.SSLCertVerificationError as e:
+            return (f"its server certificate does not verify against our CA {files.ca_cert} "
+                    f"({e.verify_message}); give the CA that signed the server's certificate "
+                    "as ca_cert")
+        except (ssl.SSLError, OSError) as e:
+            return (f"the TLS handshake failed ({e}); check that it listens with pssl: and "
+                    f"trusts the CA that signed our certificate {files.certificate}")
+        with tls:
+            try:
+                tls.sendall(json.dumps({"method": "echo", "params": [], "id": 0}).encode())
+                reply = tls.recv(4096)
+            except (ssl.SSLError, OSError) as e:
+                reply, error = b"", f" ({e})"
+            else:
+                error = ""
     if not reply:
-        return (f"the server closed the session after the handshake: it most likely refused "
-                f"our certificate {files.certificate}; it must be signed by the CA the "
-                "server trusts")
+        return (f"the server ended the session right after the handshake{error}: it refused "
+                f"our certificate {files.certificate}, which must be signed by the CA the "
+                "server trusts (its --ca-cert, ovs-pki's cacert.pem)")
     return None
