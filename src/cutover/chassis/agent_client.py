@@ -92,6 +92,23 @@ def _tls_context(endpoint: ChassisEndpoint) -> ssl.SSLContext:
     return ctx
 
 
+def tls_hint(error: Exception, endpoint: ChassisEndpoint) -> str:
+    """The remedy for a TLS refusal between us and an ``https`` agent ('' for others)."""
+    text = str(error)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return (f"; the agent's server certificate does not verify against "
+                f"{endpoint.agent_ca or 'the system CAs'}: set the chassis' ca to the CA "
+                "that signed it")
+    refused = "alert" in text.lower() or "SSL" in text or (
+        isinstance(error, httpx.RemoteProtocolError) and "without sending" in text)
+    if refused and (endpoint.agent or "").startswith("https://"):
+        # TLS 1.3: the agent checks our certificate after the handshake and just closes
+        return (f"; the agent most likely refused our client certificate "
+                f"{endpoint.agent_client_cert or '(none given)'}: give client_cert/client_key "
+                "signed by the CA of the agent's --tls-client-ca")
+    return ""
+
+
 class AgentChassis:
     """:class:`~cutover.chassis.base.Chassis` through its agent (see the module docstring)."""
 
@@ -115,7 +132,8 @@ class AgentChassis:
             r = self._http.request(method, path, json=json)
         except httpx.HTTPError as e:
             raise ChassisUnreachable(f"agent of {self.name} at {self.endpoint.agent}: "
-                                     f"{type(e).__name__}: {e}") from e  # fmt: skip
+                                     f"{type(e).__name__}: {e}{tls_hint(e, self.endpoint)}"
+                                     ) from e  # fmt: skip
         if r.status_code < 300:
             return r.json() if r.content else None
         try:

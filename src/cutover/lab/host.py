@@ -19,9 +19,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from cutover.errors import LabBuildError, LabError, PrerequisiteError
 from cutover.lab.ovn_install import OvnInstall
+
+T = TypeVar("T")
 
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """Daemons live in /usr/sbin on Debian; a venv's PATH may lack it."""
@@ -199,6 +202,35 @@ def enter_netns(name: str) -> None:
     behind) or the namespace does not exist."""
     if threading.active_count() != 1:
         raise LabError(f"cannot enter netns {name}: {threading.active_count()} threads run")
+    _setns(name)
+
+
+def in_netns(name: str | None, fn: Callable[[], T]) -> T:
+    """``fn()`` in a thread of its own that first enters namespace ``name`` (None: here):
+    the sockets ``fn`` opens live there, the rest of the process stays where it is
+    (a namespace is a per-thread attribute). Its exception is raised here."""
+    if name is None:
+        return fn()
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def run_there() -> None:
+        try:
+            _setns(name)
+            result.append(fn())
+        except BaseException as e:  # handed to the caller
+            error.append(e)
+
+    thread = threading.Thread(target=run_there, name=f"netns-{name}")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def _setns(name: str) -> None:
+    """The calling thread enters network namespace ``name``."""
     try:
         fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
     except OSError as e:

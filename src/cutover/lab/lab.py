@@ -299,8 +299,10 @@ class Lab:
         agents.start_agents(topo, self.manifest)
         steps.advance("logical switch, VM and client ports (plugged by the agents)")
         topo_ovn.build_logical_switch(topo)
-        endpoints = self._make_site(rootfs.install_for(topo.ovn)).chassis
-        topo_ovn.plug_all(topo, {c.name: c for c in endpoints})
+        endpoints = {c.name: c for c in self._make_site(rootfs.install_for(topo.ovn)).chassis}
+        if topo.ssl:
+            agents.wait_answering(topo, endpoints)
+        host.in_netns(topo.central_netns, lambda: topo_ovn.plug_all(topo, endpoints))
         steps.advance("waiting until every chassis bound its ports (--wait=hv)")
         topo_ovn.wait_hv_sync(topo)
         topo_ovn.wait_bound(topo)
@@ -372,8 +374,9 @@ class Lab:
                 ChassisEndpoint(name=ch.name, ovs_remote=f"unix:{ch.db_sock}",
                                 integration_bridge=chassis.INTEGRATION_BRIDGE, netns=ch.netns,
                                 encap_ip=ch.encap_ip, controller_ctl=str(ch.controller_ctl),
-                                ofctl=ofctl, agent=f"unix:{agents.socket_path(ch)}",
-                                agent_token_file=str(agents.token_path(topo)))
+                                ofctl=ofctl, agent=agents.listen_address(topo, ch),
+                                agent_token_file=str(agents.token_path(topo)),
+                                **agents.ssl_endpoint(topo, ch))
                 for ch in topo.chassis
             ),
             vms=tuple(vm(p) for p in topo.vms),
