@@ -111,6 +111,12 @@ class _Table:
             raise InputError(f"{self.key(name)} must be an array of tables ([[{name}]])")
         return [_Table(item, f"{self.key(name)}[{i}]") for i, item in enumerate(items)]
 
+    def only(self, *names: str) -> None:
+        """Refuse unknown keys now, before the known ones are read (a misspelt table name
+        would otherwise surface as whatever it left missing)."""
+        self.taken.update(names)
+        self.done()
+
     def done(self) -> None:
         unknown = sorted(set(self.data) - self.taken)
         if unknown:
@@ -294,6 +300,7 @@ def parse(text: str, path: Path) -> Deployment:
 
 
 def _deployment(top: _Table, path: Path) -> Deployment:
+    top.only("name", "ovsdb", "timeouts", "agents", "chassis", "compute", "vm")
     name = top.text("name") or path.stem
     ovsdb = top.table("ovsdb", required=True)
     assert ovsdb is not None
