@@ -18,13 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from labkit import OVN, lab_prefix
 
 from cutover import config
 from cutover.guest.emulated import EmulatedHypervisor
 from cutover.lab import Lab, LabTopology, central, host, pki, topo_ovn
 from cutover.lab.rootfs import install_for
 from cutover.ovsdb.connection import close_all
-from tests.integration.labkit import OVN, lab_prefix
 
 PREFIX = lab_prefix("tssl")
 
