@@ -364,6 +364,7 @@ def _bench_on(
     try:
         site = lab_.site()
         check_matches(site, guest)
+        enter_orchestrator_netns(site)
     except LabNotUp:
         site = lab_up(lab_, console, guest)
         built = True

@@ -5,6 +5,7 @@ that tried to connect would fail differently)."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -318,3 +319,21 @@ def test_agent_needs_all_three_ssl_files(capsys: pytest.CaptureFixture[str],
                      "ssl:1.2.3.4:6642", "--listen", "unix:/tmp/a.sock", "--token-file",
                      "/nonexistent", "--ovsdb-ssl-key", "/k"]) == 2
     assert "give all of --ovsdb-ssl-key" in capsys.readouterr().err
+
+
+def test_documented_example_loads(files: Path) -> None:
+    """docs/examples/cutover.toml stays a valid config (its paths pointed at test files)."""
+    example = Path(__file__).parents[2] / "docs" / "examples" / "cutover.toml"
+    text = example.read_text()
+    for path in sorted(set(re.findall(r'"(/etc/cutover/[^"]+|/var/lib/cutover/guests)"', text))):
+        name = Path(path).name
+        target = files / "guests" if name == "guests" else files / f"doc-{name}"
+        if name == "agent.token":
+            target = files / "agent.token"
+        elif name != "guests":
+            target.write_text(PEM)
+        text = text.replace(f'"{path}"', f'"{target}"')
+    dep = load(text, files)
+    assert [c.name for c in dep.site.chassis] == ["compute-1", "compute-2"]
+    assert dep.undiscovered == ("web1",)
+    assert len(tls.members(dep.site.nb_remote)) == 3
