@@ -406,7 +406,8 @@ class Lab:
         """
         topo = self.topo
         lab_path = str(topo.dir) + "/"
-        connection.close_matching(lambda remote: lab_path in remote)
+        remotes = _site_remotes(topo.site_path)  # an SSL lab's ssl: remotes name no path
+        connection.close_matching(lambda remote: lab_path in remote or remote in remotes)
         steps = _Steps(progress, f"lab {topo.prefix} down", total=4)
         steps.advance("stopping guest processes")
         left = self._stop_guests()
@@ -471,6 +472,15 @@ def _recorded_ovn(site_path: Path) -> dict[str, str]:
     except CutoverError:
         return {}
     return {str(k): str(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
+
+
+def _site_remotes(site_path: Path) -> set[str]:
+    """The NB/SB remotes the lab's site gives ({} when there is no site)."""
+    try:
+        site = Site.load(site_path)
+    except CutoverError:
+        return set()
+    return {site.nb_remote, site.sb_remote}
 
 
 def _recent_log_errors(lab_dir: Path, limit: int = 5) -> list[str]:
