@@ -142,3 +142,17 @@ def test_agent_refuses_a_client_certificate_of_another_ca(lab: Lab, tmp_path: Pa
     assert run.returncode == 1
     assert "ChassisUnreachable: agent of hv1" in run.stderr
     assert "refused our client certificate" in run.stderr
+
+
+def test_remote_lists_reach_the_live_member(lab: Lab, tmp_path: Path) -> None:
+    """Remotes as a cluster's member lists (one member refusing connections, as a
+    stopped RAFT member does): the config is accepted and the live member answers."""
+    site = lab.site()
+    dead = "ssl:127.0.0.1:1"
+    listed = dataclasses.replace(site, nb_remote=f"{dead},{site.nb_remote}",
+                                 sb_remote=f"{site.sb_remote},{dead}")  # fmt: skip
+    path = tmp_path / "cluster.toml"
+    path.write_text(config.to_toml(listed))
+    run = cli(lab, "config", "check", "--connect", str(path))
+    assert run.returncode == 0, run.stderr
+    assert f"NB {dead},{site.nb_remote}" in run.stdout
