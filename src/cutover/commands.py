@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 from rich.text import Text
 
-from cutover import config
+from cutover import config, deployment
 from cutover.bench import versions
 from cutover.bench.environment import lab_ovn
 from cutover.bench.faults import StallPlan
@@ -26,7 +26,7 @@ from cutover.bench.report import summary_table, write_report
 from cutover.bench.results import BenchResult
 from cutover.bench.runner import MATRIX, BenchPlan, Condition, run_bench
 from cutover.chassis.agent_client import AgentChassis
-from cutover.config import Deployment, Timeouts
+from cutover.config import Timeouts
 from cutover.errors import InputError, LabNotUp, SwitchedOverIncomplete
 from cutover.guest.select import GuestOptions, check_matches, guest_driver, site_guest
 from cutover.lab import host, rootfs
@@ -37,8 +37,6 @@ from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
 from cutover.migration.orchestrator import migrate as run_migration
 from cutover.migration.strategies import STRATEGY_NAMES
-from cutover.ovsdb import tls
-from cutover.ovsdb.nb import NbClient
 from cutover.ovsdb.sb import SbClient
 from cutover.site import Site, SslFiles
 
@@ -133,7 +131,7 @@ def lab(args: argparse.Namespace, console: Console) -> int:
         console.print(f"lab {args.prefix} is down; nothing left behind")
         return 0
     if args.lab_command == "config":
-        print(config.to_toml(_lab(args).site()), end="")
+        print(deployment.to_toml(_lab(args).site()), end="")
         return 0
     if args.lab_command == "restart-guests":
         return restart_guests(_lab(args), console)
@@ -224,21 +222,6 @@ def _migrate_on(site: Site, args: argparse.Namespace, options: MigrationOptions,
     ))
 
 
-def _configured_site(dep: Deployment) -> Site:
-    """Connect to the deployment's NB and SB (its certificate first) and fill in what the
-    config left to discovery (a VM's MAC/IP from its LSP, its chassis from its binding)."""
-    if dep.site.ssl is not None:
-        tls.configure(dep.site.ssl)
-    nb = NbClient(dep.site.nb_remote, dep.timeouts.ovsdb_s)
-    sb = SbClient(dep.site.sb_remote, dep.timeouts.ovsdb_s)
-
-    def bound_to(lsp: str) -> str | None:
-        state = sb.binding(lsp)
-        return state.chassis if state is not None else None
-
-    return config.discover(dep, nb.lsp_addresses, bound_to)
-
-
 def migrate_configured(args: argparse.Namespace, console: Console) -> int:
     """``migrate --config FILE``: the same migration on a deployment the lab did not build
     (the file is checked whole before anything connects)."""
@@ -246,7 +229,7 @@ def migrate_configured(args: argparse.Namespace, console: Console) -> int:
     dep.site.vm_named(args.vm)
     dep.site.chassis_named(args.dst)
     options = _options(args, args.strategy, dep.timeouts)
-    site = _configured_site(dep)
+    site = deployment.connect(dep)
     _migrate_on(site, args, options, console)
     return 0
 
@@ -261,7 +244,7 @@ def config_check(args: argparse.Namespace, console: Console) -> int:
         f"VMs {', '.join(v.name for v in site.vms)}; compute {dep.driver}"))
     if not args.connect:
         return 0
-    site = _configured_site(dep)
+    site = deployment.connect(dep)
     console.print(Text("NB and SB answer; " + "; ".join(
         f"{v.name}: {v.lsp} {v.mac} {v.ip} on {v.chassis}" for v in site.vms)))
     sb = SbClient(site.sb_remote, dep.timeouts.ovsdb_s)

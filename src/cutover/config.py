@@ -16,10 +16,8 @@ Example and reference: ``docs/examples/cutover.toml`` and ``docs/deployment.md``
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,7 +31,7 @@ from cutover.site import ChassisEndpoint, Site, SslFiles, VmSpec
 DEFAULT_OVS_REMOTE = "unix:/run/openvswitch/db.sock"
 DRIVERS = ("emulated", "qemu", "libvirt")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
 T = TypeVar("T")
 
@@ -55,7 +53,7 @@ class Deployment:
     timeouts: Timeouts
     driver: str
     undiscovered: tuple[str, ...]
-    """VMs whose MAC, IP or chassis the file left to :func:`discover`."""
+    """VMs whose MAC, IP or chassis the file left to :func:`cutover.deployment.discover`."""
 
 
 class _Table:
@@ -256,7 +254,7 @@ def _ip(text: str, key: str) -> None:
 
 
 def _vm(t: _Table, chassis: set[str]) -> tuple[VmSpec, bool]:
-    """A VM, and whether :func:`discover` must fill some of it."""
+    """A VM, and whether discovery must fill some of it."""
     name = t.need("name")
     if not _NAME_RE.match(name):
         raise InputError(f"{t.key('name')} = {name!r}: use letters, digits and _.:-")
@@ -265,7 +263,7 @@ def _vm(t: _Table, chassis: set[str]) -> tuple[VmSpec, bool]:
     if len(tap) > 15 or "/" in tap or " " in tap:
         raise InputError(f"{t.key('tap')} = {tap!r}: a Linux interface name (<= 15 characters)")
     mac = t.text("mac") or ""
-    if mac and not _MAC_RE.match(mac):
+    if mac and not MAC_RE.match(mac):
         raise InputError(f"{t.key('mac')} = {mac!r}: give xx:xx:xx:xx:xx:xx")
     ip = t.text("ip") or ""
     if ip:
@@ -363,87 +361,3 @@ def load(path: Path) -> Deployment:
     except OSError as e:
         raise InputError(f"config {path}: {e.strerror}") from None
     return parse(text, path)
-
-
-LspAddresses = Callable[[str], list[str]]
-BoundChassis = Callable[[str], str | None]
-
-
-def discover(dep: Deployment, addresses: LspAddresses, bound_to: BoundChassis) -> Site:
-    """The site with each VM's missing MAC/IP read from its LSP's ``addresses`` (first
-    ``MAC IP...`` entry) and its missing chassis from its SB binding. ``addresses`` and
-    ``bound_to`` read the NB/SB (:meth:`NbClient.lsp_addresses`,
-    :meth:`SbClient.binding_chassis`). InputError if the NB/SB cannot say."""
-    site = dep.site
-    known = {c.name for c in site.chassis}
-    vms = []
-    for vm in site.vms:
-        if vm.name not in dep.undiscovered:
-            vms.append(vm)
-            continue
-        mac, ip = vm.mac, vm.ip
-        if not (mac and ip):
-            found = _mac_ip(addresses(vm.lsp))
-            if found is None:
-                raise InputError(f"VM {vm.name}: LSP {vm.lsp} has no 'MAC IP' address in the "
-                                 "NB; give mac and ip in its [[vm]]")  # fmt: skip
-            mac, ip = mac or found[0], ip or found[1]
-        on = vm.chassis or bound_to(vm.lsp) or ""
-        if not on:
-            raise InputError(f"VM {vm.name}: LSP {vm.lsp} is bound to no chassis in the SB; "
-                             "is the VM running? (or give chassis in its [[vm]])")  # fmt: skip
-        if on not in known:
-            raise InputError(f"VM {vm.name}: the SB binds {vm.lsp} to chassis {on!r}, which "
-                             f"the config does not list; add a [[chassis]] {on}")  # fmt: skip
-        vms.append(replace(vm, mac=mac.lower(), ip=ip, chassis=on))
-    return replace(site, vms=tuple(vms))
-
-
-def _mac_ip(addresses: list[str]) -> tuple[str, str] | None:
-    for entry in addresses:
-        words = entry.split()
-        if len(words) >= 2 and _MAC_RE.match(words[0]):
-            for w in words[1:]:
-                try:
-                    ipaddress.ip_address(w)
-                except ValueError:
-                    continue
-                return words[0], w
-    return None
-
-
-def to_toml(site: Site, timeouts: Timeouts | None = None, discover_vms: bool = True) -> str:
-    """``site`` as a config file (``cutover lab config``: the lab's own site, for trying
-    ``--config`` on it). With ``discover_vms`` each VM gives only name, lsp and tap: its
-    MAC, IP and chassis are read from the NB/SB, as on a cloud where VMs move."""
-    t = timeouts or Timeouts()
-    out = [f"name = {_q(site.name)}", "", "[ovsdb]", f"nb = {_q(site.nb_remote)}",
-           f"sb = {_q(site.sb_remote)}"]
-    if site.ssl is not None:
-        out += ["", "[ovsdb.ssl]", f"private_key = {_q(site.ssl.private_key)}",
-                f"certificate = {_q(site.ssl.certificate)}", f"ca_cert = {_q(site.ssl.ca_cert)}"]
-    out += ["", "[timeouts]", f"ready_s = {t.ready_s}", f"activation_s = {t.activation_s}",
-            f"ovsdb_s = {t.ovsdb_s}", "", "[compute]",
-            f"driver = {_q(str(site.extra.get('guest', 'emulated')))}",
-            f"guest_dir = {_q(site.guest_dir)}",
-            f"guest_ram_mb = {int(site.extra.get('guest_ram_mb', 128))}"]
-    for c in site.chassis:
-        out += ["", "[[chassis]]", f"name = {_q(c.name)}", f"agent = {_q(c.agent or '')}",
-                f"token_file = {_q(c.agent_token_file or '')}",
-                f"ovs_remote = {_q(c.ovs_remote)}",
-                f"integration_bridge = {_q(c.integration_bridge)}"]
-        out += [f"{k} = {_q(v)}" for k, v in (
-            ("netns", c.netns), ("encap_ip", c.encap_ip), ("controller_ctl", c.controller_ctl),
-            ("ca", c.agent_ca), ("client_cert", c.agent_client_cert),
-            ("client_key", c.agent_client_key)) if v]
-        out.append(f"ofctl = [{', '.join(_q(w) for w in c.ofctl)}]")
-    for v in site.vms:
-        out += ["", "[[vm]]", f"name = {_q(v.name)}", f"lsp = {_q(v.lsp)}", f"tap = {_q(v.tap)}"]
-        if not discover_vms:
-            out += [f"mac = {_q(v.mac)}", f"ip = {_q(v.ip)}", f"chassis = {_q(v.chassis)}"]
-    return "\n".join(out) + "\n"
-
-
-def _q(text: str) -> str:
-    """A TOML basic string (JSON's escapes are valid TOML)."""
-    return json.dumps(text)

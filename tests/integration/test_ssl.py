@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from labkit import OVN, lab_prefix
 
-from cutover import config
+from cutover import deployment
 from cutover.guest.emulated import EmulatedHypervisor
 from cutover.lab import Lab, LabTopology, central, host, pki, topo_ovn
 from cutover.lab.rootfs import install_for
@@ -46,7 +46,7 @@ def lab() -> Iterator[Lab]:
 @pytest.fixture
 def config_file(lab: Lab, tmp_path: Path) -> Path:
     path = tmp_path / "lab.toml"
-    path.write_text(config.to_toml(lab.site()))
+    path.write_text(deployment.to_toml(lab.site()))
     return path
 
 
@@ -122,7 +122,7 @@ def test_wrong_certificate_is_refused(lab: Lab, tmp_path: Path, which: str,
     files = (dataclasses.replace(rogue, ca_cert=site.ssl.ca_cert) if which == "cert"
              else dataclasses.replace(site.ssl, ca_cert=rogue.ca_cert))
     path = tmp_path / "rogue.toml"
-    path.write_text(config.to_toml(dataclasses.replace(site, ssl=files)))
+    path.write_text(deployment.to_toml(dataclasses.replace(site, ssl=files)))
     run = cli(lab, "config", "check", "--connect", str(path))
     assert run.returncode == 1
     err = [line for line in run.stderr.splitlines() if line.startswith("OvsdbTlsError: ")]
@@ -137,7 +137,7 @@ def test_agent_refuses_a_client_certificate_of_another_ca(lab: Lab, tmp_path: Pa
                                         agent_client_key=rogue.private_key)
                     for c in site.chassis)  # fmt: skip
     path = tmp_path / "rogue-agent.toml"
-    path.write_text(config.to_toml(dataclasses.replace(site, chassis=chassis)))
+    path.write_text(deployment.to_toml(dataclasses.replace(site, chassis=chassis)))
     run = cli(lab, "config", "check", "--connect", str(path))
     assert run.returncode == 1
     assert "ChassisUnreachable: agent of hv1" in run.stderr
@@ -152,7 +152,7 @@ def test_remote_lists_reach_the_live_member(lab: Lab, tmp_path: Path) -> None:
     listed = dataclasses.replace(site, nb_remote=f"{dead},{site.nb_remote}",
                                  sb_remote=f"{site.sb_remote},{dead}")  # fmt: skip
     path = tmp_path / "cluster.toml"
-    path.write_text(config.to_toml(listed))
+    path.write_text(deployment.to_toml(listed))
     run = cli(lab, "config", "check", "--connect", str(path))
     assert run.returncode == 0, run.stderr
     assert f"NB {dead},{site.nb_remote}" in run.stdout

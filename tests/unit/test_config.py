@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cutover import cli, commands, config
+from cutover import cli, config, deployment
 from cutover.errors import InputError
 from cutover.ovsdb import tls
 from cutover.site import ChassisEndpoint, Site, SslFiles, VmSpec
@@ -229,7 +229,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_discover_fills_mac_ip_and_chassis(files: Path) -> None:
     dep = load(good(files), files)
-    site = config.discover(dep, lambda lsp: ["router", "fa:16:3e:aa:bb:cc 10.1.0.7 fd00::7"],
+    site = deployment.discover(dep, lambda lsp: ["router", "fa:16:3e:aa:bb:cc 10.1.0.7 fd00::7"],
                            lambda lsp: "hv1")
     web = site.vm_named("web1")
     assert (web.mac, web.ip, web.chassis) == ("fa:16:3e:aa:bb:cc", "10.1.0.7", "hv1")
@@ -245,7 +245,7 @@ def test_discover_refuses(files: Path, addresses: list[str], bound: str | None,
                           says: str) -> None:  # fmt: skip
     dep = load(good(files), files)
     with pytest.raises(InputError, match=r".*" + says.replace("[", r"\[").replace("]", r"\]")):
-        config.discover(dep, lambda lsp: addresses, lambda lsp: bound)
+        deployment.discover(dep, lambda lsp: addresses, lambda lsp: bound)
 
 
 # -- a lab's site as a config --------------------------------------------------------------
@@ -265,12 +265,12 @@ def test_site_round_trips_through_toml(files: Path) -> None:
             for i in (1, 2)),
         vms=(VmSpec("vm1", "lab-vm1", "02:00:00:00:00:01", "10.99.0.1", "hv1", "lat-vm1"),),
         guest_dir=str(files / "guests"), extra={"guest": "emulated"}, ssl=ssl)
-    back = load(config.to_toml(site, discover_vms=False), files).site
+    back = load(deployment.to_toml(site, discover_vms=False), files).site
     assert back.chassis == site.chassis
     assert back.vms == site.vms
     assert back.ssl == ssl
     assert (back.nb_remote, back.sb_remote) == (site.nb_remote, site.sb_remote)
-    assert load(config.to_toml(site), files).undiscovered == ("vm1",)
+    assert load(deployment.to_toml(site), files).undiscovered == ("vm1",)
 
 
 # -- remotes and the CLI ----------------------------------------------------------------------
@@ -297,7 +297,7 @@ def test_cli_config_check_refuses_before_connecting(
     def no_connect(*args: object) -> None:
         raise AssertionError("a bad config must not connect")
 
-    monkeypatch.setattr(commands, "NbClient", no_connect)
+    monkeypatch.setattr(deployment, "NbClient", no_connect)
     path = files / "cutover.toml"
     path.write_text(good(files).replace('driver = "emulated"', 'driver = "xen"'))
     assert cli.main(["config", "check", "--connect", str(path)]) == 2
