@@ -120,7 +120,7 @@ def start_controller(topo: LabTopology, ch: ChassisSpec, manifest: Manifest) -> 
     gives for stalls and liveness checks."""
     ovn = install_for(ch.ovn)
     argv = [*ovn.argv("ovn-controller"), f"unix:{ch.db_sock}",
-            *(pki.server_options(topo, ch.name) if topo.ssl else [])]
+            *(pki.server_options(topo, ch.name) if pki.in_use(topo) else [])]
     if host.supports_option(tuple(ovn.argv("ovn-controller")), "--unixctl"):
         argv.append(f"--unixctl={ch.controller_ctl}")
     pid = _spawn(topo, ch, manifest, CONTROLLER, argv)

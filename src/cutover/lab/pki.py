@@ -64,6 +64,12 @@ def rogue_files(topo: LabTopology) -> SslFiles:
     return files(topo, ORCHESTRATOR, rogue_dir(topo))
 
 
+def in_use(topo: LabTopology) -> bool:
+    """Whether the lab is an SSL lab: asked for (``topo.ssl``), or found built so by a
+    ``Lab`` made from its prefix alone (e.g. restarting a controller in a later process)."""
+    return topo.ssl or (topo.pki_dir / "ca" / CA / "cacert.pem").exists()
+
+
 def server_options(topo: LabTopology, name: str) -> list[str]:
     """``ovsdb-server`` / ovn daemon options that load ``name``'s files."""
     f = files(topo, name)
