@@ -39,6 +39,7 @@ REQUIRED_TOOLS: dict[str, str] = {
     "ovn-sbctl": "ovn-central",
     "ovn-controller": "ovn-host",
     "ovn-appctl": "ovn-host",
+    "ovs-pki": "openvswitch-common",  # the SSL lab's PKI (lab up --ssl)
     "ip": "iproute2",
     "sysctl": "procps",
 }
