@@ -90,9 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--chassis", type=_bounded(bounds.CHASSIS), default=3,
                     help="number of chassis (3-99)")
     up.add_argument("--ovn", type=_ovn, default="host", help=OVN_HELP)
+    up.add_argument("--ssl", action="store_true",
+                    help="NB/SB on ssl: with an ovs-pki PKI; every client uses a certificate")
     _guest_args(up)
     lab_sub.add_parser("down", help="remove everything the lab created (idempotent)")
     lab_sub.add_parser("status", help="show what runs")
+    lab_sub.add_parser("config", help="print the running lab's site as a --config TOML file")
     lab_sub.add_parser("restart-guests", help="start (or resume) each VM's guest on its chassis")
 
     agent = sub.add_parser("agent", help="serve the per-chassis agent API (run on each node)")
@@ -112,6 +115,10 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--tls-key", type=Path)
     agent.add_argument("--tls-client-ca", type=Path,
                        help="require client certificates signed by this CA")
+    agent.add_argument("--ovsdb-ssl-key", type=Path,
+                       help="this node's OVSDB private key, for an ssl: --sb-remote")
+    agent.add_argument("--ovsdb-ssl-cert", type=Path, help="... its certificate")
+    agent.add_argument("--ovsdb-ssl-ca", type=Path, help="... the CA of the SB's certificate")
     agent.add_argument("--allow-faults", action="store_true",
                        help="allow controller pause/resume (fault injection; labs only)")
     agent.add_argument("--plugger", choices=("os-vif", "tap"), default="os-vif",
@@ -121,10 +128,16 @@ def _parser() -> argparse.ArgumentParser:
                        help="where the agent keeps its os-vif configuration and its state "
                             "file (a timed controller pause's deadline)")
 
-    mig = sub.add_parser("migrate", help="live-migrate a VM of the running lab")
+    mig = sub.add_parser("migrate", help="live-migrate a VM of the running lab (or of the "
+                         "deployment a --config file describes)")
     mig.add_argument("vm", help="the VM to migrate (see 'cutover lab status')")
     mig.add_argument("--to", required=True, dest="dst", help="destination chassis")
+    mig.add_argument("--config", type=Path, metavar="FILE",
+                     help="a deployment's TOML config (docs/deployment.md): migrate there, "
+                          "not in the lab")
     _migration_args(mig)
+    # None = "not given": a --config file's [timeouts] apply, else 30 s
+    mig.set_defaults(ready_timeout=None, activation_timeout=None)
     mig.add_argument("--strategy", default="claim", choices=STRATEGY_NAMES,
                      help="what ready means before the switchover (default: %(default)s)")
     mig.add_argument("--stall", default="none", type=_stall_spec,
@@ -136,6 +149,16 @@ def _parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("recover", help="roll back (before the switchover) or complete "
                          "(after it) migrations a crashed 'cutover migrate' left half-done")
     rec.add_argument("vm", nargs="?", help="only this VM (default: every unfinished one)")
+    rec.add_argument("--config", type=Path, metavar="FILE",
+                     help="a deployment's TOML config (its [compute] state_dir holds the "
+                          "journal): recover there, not in the lab")
+    config = sub.add_parser("config", help="check a deployment's TOML config")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate FILE (nothing connects), and with "
+                                  "--connect reach its NB, SB, agents and VMs' bindings")
+    check.add_argument("file", type=Path)
+    check.add_argument("--connect", action="store_true",
+                       help="also connect: NB/SB over their remotes, each agent's health")
 
     bench = sub.add_parser("bench", help="measure the blackout per strategy on the lab")
     bench.add_argument("--strategy", action="append", choices=STRATEGY_NAMES, dest="strategies",
@@ -230,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return commands.bench(args, console)
         if args.command == "agent":
             return commands.agent(args)
+        if args.command == "config":
+            return commands.config_check(args, console)
         raise AssertionError(args.command)
     except InputError as e:
         _print_error(e)

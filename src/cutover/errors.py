@@ -18,6 +18,7 @@ The CLI prints ``Type: message`` and exits non-zero.
     |   +-- LabNotUp
     |   +-- LabBuildError
     +-- OvsdbError                 a transaction or connection failed
+    |   +-- OvsdbTlsError          ... an ssl: remote refused our certificate (or we its)
     +-- ChassisUnreachable         a chassis daemon's control socket did not answer
     |   +-- ControllerDown         ... its ovn-controller is not running: not ready
     |       +-- AgentDown          ... or its agent stopped answering: cannot tell
@@ -91,6 +92,11 @@ class LabBuildError(LabError):
 
 class OvsdbError(CutoverError):
     """An OVSDB connection or transaction failed (translated from ovsdbapp)."""
+
+
+class OvsdbTlsError(OvsdbError):
+    """A TLS session to an ``ssl:`` OVSDB remote failed: names the member and which side
+    refused which certificate."""
 
 
 class ChassisUnreachable(CutoverError):

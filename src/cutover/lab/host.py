@@ -15,12 +15,16 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
-from cutover.errors import LabBuildError, PrerequisiteError
+from cutover.errors import LabBuildError, LabError, PrerequisiteError
 from cutover.lab.ovn_install import OvnInstall
+
+T = TypeVar("T")
 
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """Daemons live in /usr/sbin on Debian; a venv's PATH may lack it."""
@@ -35,6 +39,7 @@ REQUIRED_TOOLS: dict[str, str] = {
     "ovn-sbctl": "ovn-central",
     "ovn-controller": "ovn-host",
     "ovn-appctl": "ovn-host",
+    "ovs-pki": "openvswitch-common",  # the SSL lab's PKI (lab up --ssl)
     "ip": "iproute2",
     "sysctl": "procps",
 }
@@ -135,8 +140,9 @@ def run(
     env: Mapping[str, str] | None = None,
     timeout: float = 30.0,
     check: bool = True,
+    cwd: Path | None = None,
 ) -> str:
-    """Run a command (inside ``netns`` if given) and return its stdout.
+    """Run a command (inside ``netns`` if given, in ``cwd``) and return its stdout.
 
     Failures raise LabBuildError quoting the command and its stderr, so a build error says
     exactly which step of which chassis broke. ``check=False`` returns stdout regardless.
@@ -147,7 +153,7 @@ def run(
     try:
         proc = subprocess.run(
             full, env=full_env, capture_output=True, text=True, timeout=timeout, check=False,
-            preexec_fn=_die_with(os.getpid()),
+            preexec_fn=_die_with(os.getpid()), cwd=cwd,
         )
     except subprocess.TimeoutExpired as e:
         raise LabBuildError(f"`{cmd}` did not finish within {timeout:.0f} s") from e
@@ -189,6 +195,57 @@ def netns_setup(name: str) -> None:
         ],
         netns=name,
     )
+
+
+def enter_netns(name: str) -> None:
+    """Move this (single-threaded) process into namespace ``name`` for good: threads and
+    sockets it makes later live there. LabError if threads already run (they would stay
+    behind) or the namespace does not exist."""
+    if threading.active_count() != 1:
+        raise LabError(f"cannot enter netns {name}: {threading.active_count()} threads run")
+    _setns(name)
+
+
+def in_netns(name: str | None, fn: Callable[[], T]) -> T:
+    """``fn()`` in a thread of its own that first enters namespace ``name`` (None: here):
+    the sockets ``fn`` opens live there, the rest of the process stays where it is
+    (a namespace is a per-thread attribute). Its exception is raised here."""
+    if name is None:
+        return fn()
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def run_there() -> None:
+        try:
+            _setns(name)
+            result.append(fn())
+        except BaseException as e:  # handed to the caller
+            error.append(e)
+
+    thread = threading.Thread(target=run_there, name=f"netns-{name}")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def _setns(name: str) -> None:
+    """The calling thread enters network namespace ``name``."""
+    try:
+        fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    except OSError as e:
+        raise LabError(f"cannot enter netns {name}: {e.strerror}") from None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.setns(fd, _CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise LabError(f"cannot enter netns {name}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+_CLONE_NEWNET = 0x40000000
 
 
 def netns_pids(name: str) -> list[int]:

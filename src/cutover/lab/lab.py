@@ -27,7 +27,17 @@ from cutover.errors import (
     PrerequisiteError,
 )
 from cutover.guest.inventory import GuestRecord, guests_of
-from cutover.lab import agents, central, chassis, host, load, rootfs, topo_ovn, underlay
+from cutover.lab import (
+    agents,
+    central,
+    chassis,
+    host,
+    load,
+    pki,
+    rootfs,
+    topo_ovn,
+    underlay,
+)
 from cutover.lab.manifest import Manifest
 from cutover.lab.ovn_install import HOST_OVN, OvnInstall
 from cutover.lab.topology import ChassisSpec, LabTopology, PortSpec
@@ -106,7 +116,8 @@ class LabStatus:
 def _migrations(site: Site) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(unfinished, running) migrations of ``site``: open journal records, and ports whose
     NB ``requested-chassis`` names two chassis without a running migration of their VM
-    (left by a crash before the journal existed, or by another tool)."""
+    (left by a crash before the journal existed, or by another tool; not checked in an
+    SSL lab, whose NB this process cannot reach)."""
     from cutover.migration.journal import Journal
     from cutover.ovsdb.nb import NbClient
 
@@ -117,6 +128,8 @@ def _migrations(site: Site) -> tuple[tuple[str, ...], tuple[str, ...]]:
         for rec in Journal.in_dir(site.state_dir).open_migrations():
             (running if rec.owner_alive else unfinished).append(rec.describe())
             busy.add(rec.vm)
+    if site.ssl is not None:  # its NB speaks ssl: in the underlay namespace only
+        return tuple(unfinished), tuple(running)
     try:
         nb = NbClient(site.nb_remote)
         ports = {vm.name: nb.requested_chassis(vm.lsp) for vm in site.vms}
@@ -320,10 +333,13 @@ class Lab:
         self.manifest.add_path(topo.dir, tree=True)
         topo.guest_dir.mkdir(exist_ok=True)
 
+        if topo.ssl:
+            self._build_ssl_base(steps)
         steps.advance("central: NB/SB ovsdb-server and ovn-northd")
         central.build_central(topo, self.manifest, steps)
         steps.advance("underlay bridge")
-        underlay.build_underlay(topo, self.manifest)
+        if not topo.ssl:
+            underlay.build_underlay(topo, self.manifest)
         for ch in topo.chassis:
             steps.advance(f"chassis {ch.name}")
             chassis.build_chassis(topo, ch, self.manifest, steps)
@@ -333,8 +349,10 @@ class Lab:
         agents.start_agents(topo, self.manifest)
         steps.advance("logical switch, VM and client ports (plugged by the agents)")
         topo_ovn.build_logical_switch(topo)
-        endpoints = self._make_site(rootfs.install_for(topo.ovn)).chassis
-        topo_ovn.plug_all(topo, {c.name: c for c in endpoints})
+        endpoints = {c.name: c for c in self._make_site(rootfs.install_for(topo.ovn)).chassis}
+        if topo.ssl:
+            agents.wait_answering(topo, endpoints)
+        host.in_netns(topo.central_netns, lambda: topo_ovn.plug_all(topo, endpoints))
         steps.advance("waiting until every chassis bound its ports (--wait=hv)")
         topo_ovn.wait_hv_sync(topo)
         topo_ovn.wait_bound(topo)
@@ -343,6 +361,15 @@ class Lab:
         site = self._make_site(rootfs.install_for(topo.ovn))
         site.save(topo.site_path)
         return site
+
+    def _build_ssl_base(self, steps: _Steps) -> None:
+        """An SSL lab: the PKI, then the underlay with the central address, before the
+        central servers that listen on it."""
+        steps("PKI (ovs-pki): CA and certificates")
+        pki.build_pki(self.topo)
+        steps("underlay bridge and the central address")
+        underlay.build_underlay(self.topo, self.manifest)
+        central.add_central_address(self.topo)
 
     def _wait_chassis_registered(self) -> None:
         """SB has every Chassis row (``wait-until``: event driven) and each has an Encap.
@@ -390,14 +417,16 @@ class Lab:
 
         return Site(
             name=topo.prefix,
-            nb_remote=f"unix:{topo.nb_sock}",
-            sb_remote=f"unix:{topo.sb_sock}",
+            nb_remote=topo.nb_remote,
+            sb_remote=topo.sb_remote,
+            ssl=pki.files(topo, pki.ORCHESTRATOR) if topo.ssl else None,
             chassis=tuple(
                 ChassisEndpoint(name=ch.name, ovs_remote=f"unix:{ch.db_sock}",
                                 integration_bridge=chassis.INTEGRATION_BRIDGE, netns=ch.netns,
                                 encap_ip=ch.encap_ip, controller_ctl=str(ch.controller_ctl),
-                                ofctl=ofctl, agent=f"unix:{agents.socket_path(ch)}",
-                                agent_token_file=str(agents.token_path(topo)))
+                                ofctl=ofctl, agent=agents.listen_address(topo, ch),
+                                agent_token_file=str(agents.token_path(topo)),
+                                **agents.ssl_endpoint(topo, ch))
                 for ch in topo.chassis
             ),
             vms=tuple(vm(p) for p in topo.vms),
@@ -413,6 +442,7 @@ class Lab:
                 "ovn": {"install": install.name, "from": install.describe(),
                         **install.versions()},
                 "spare_chassis": list(topo.spares),
+                **({"orchestrator_netns": topo.central_netns} if topo.ssl else {}),
             },
         )
 
@@ -427,7 +457,8 @@ class Lab:
         """
         topo = self.topo
         lab_path = str(topo.dir) + "/"
-        connection.close_matching(lambda remote: lab_path in remote)
+        remotes = _site_remotes(topo.site_path)  # an SSL lab's ssl: remotes name no path
+        connection.close_matching(lambda remote: lab_path in remote or remote in remotes)
         steps = _Steps(progress, f"lab {topo.prefix} down", total=4)
         steps.advance("stopping guest processes")
         left = self._stop_guests()
@@ -492,6 +523,15 @@ def _recorded_ovn(site_path: Path) -> dict[str, str]:
     except CutoverError:
         return {}
     return {str(k): str(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
+
+
+def _site_remotes(site_path: Path) -> set[str]:
+    """The NB/SB remotes the lab's site gives ({} when there is no site)."""
+    try:
+        site = Site.load(site_path)
+    except CutoverError:
+        return set()
+    return {site.nb_remote, site.sb_remote}
 
 
 def _recent_log_errors(lab_dir: Path, limit: int = 5) -> list[str]:

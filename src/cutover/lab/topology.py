@@ -109,6 +109,11 @@ class LabTopology:
     """OVN/OVS installation of every daemon and CLI: ``host`` or a newer Debian build
     (:data:`cutover.lab.ovn_install.OVN_CHOICES`)."""
 
+    ssl: bool = False
+    """NB and SB listen on ``ssl:`` (in the underlay namespace, at :attr:`central_ip`) and
+    every client - northd, ovn-controllers, agents, the orchestrator - connects with a
+    certificate of the lab's PKI (:mod:`cutover.lab.pki`)."""
+
     def __post_init__(self) -> None:
         parse_ovn(self.ovn)
         if not _PREFIX_RE.match(self.prefix):
@@ -204,6 +209,30 @@ class LabTopology:
     @property
     def underlay_bridge(self) -> str:
         return f"{self.prefix}-br"
+
+    @property
+    def central_ip(self) -> str:
+        """Where an SSL lab's NB and SB listen: on the underlay bridge, in its namespace (a
+        real SB is reached over the network; the root namespace gets no address)."""
+        return self._host_ip(self.underlay_subnet, 2)
+
+    @property
+    def nb_remote(self) -> str:
+        """The NB as clients reach it: ``ssl:`` in an SSL lab, else its unix socket."""
+        return f"ssl:{self.central_ip}:6641" if self.ssl else f"unix:{self.nb_sock}"
+
+    @property
+    def sb_remote(self) -> str:
+        return f"ssl:{self.central_ip}:6642" if self.ssl else f"unix:{self.sb_sock}"
+
+    @property
+    def central_netns(self) -> str | None:
+        """Namespace of the central daemons (and of an SSL lab's orchestrator)."""
+        return self.underlay_netns if self.ssl else None
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.dir / "pki"
 
     @property
     def central_dir(self) -> Path:

@@ -25,6 +25,7 @@ from ovsdbapp.backend.ovs_idl import event as ovs_event
 from ovsdbapp.backend.ovs_idl import idlutils
 
 from cutover.errors import OvsdbError, WaitTimeout
+from cutover.ovsdb import tls
 
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -70,6 +71,7 @@ def open_api(
         api = _APIS.get(key)
         if api is not None:
             return api  # type: ignore[no-any-return]
+        tls.require_configured(remote, schema)
         cls_name = f"{base.__name__}_{len(_APIS)}"
         per_endpoint: type[ApiT] = type(cls_name, (base,), {"_ovsdb_connection": None})
         try:
@@ -77,6 +79,9 @@ def open_api(
             conn = ovs_connection.Connection(idl, timeout_s)
             api = per_endpoint(conn)  # type: ignore[call-arg]
         except Exception as e:  # ovs / ovsdbapp raise many kinds here
+            refused = tls.diagnose(remote, schema) if tls.uses_ssl(remote) else None
+            if refused is not None:
+                raise refused from e
             raise OvsdbError(
                 f"cannot connect to the {schema} database at {remote} ({type(e).__name__}: "
                 f"{e}); check that its ovsdb-server runs and the path is right"
