@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from cutover.children import die_with
 from cutover.errors import LabBuildError, LabError, PrerequisiteError
 from cutover.lab.ovn_install import OvnInstall
 
@@ -110,30 +111,6 @@ def check_prerequisites(install: OvnInstall | None = None) -> None:
         )
 
 
-_PR_SET_PDEATHSIG = 1
-_prctl = ctypes.CDLL(None, use_errno=True).prctl
-"""Resolved before any fork: a child of a threaded process must not dlopen (a lock held by
-another thread at fork time would never be released in the child)."""
-
-
-def _die_with(parent: int) -> Callable[[], None]:
-    """``preexec_fn`` for a child of ``parent``: SIGKILL when the lab's process dies (a killed CLI).
-
-    A tool left waiting (e.g. ``ovs-vsctl`` for a vswitchd that the next ``down`` kills)
-    would otherwise outlive the CLI with the lab dir in its command line. If the parent
-    died between the fork and the ``prctl`` (the child is already re-parented), the signal
-    would never come: the child exits instead of running the tool. Daemons are not
-    affected: ``--detach`` forks, and the fork clears the setting.
-    """
-
-    def preexec() -> None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(127)
-
-    return preexec
-
-
 def run(
     argv: Sequence[str],
     netns: str | None = None,
@@ -153,7 +130,7 @@ def run(
     try:
         proc = subprocess.run(
             full, env=full_env, capture_output=True, text=True, timeout=timeout, check=False,
-            preexec_fn=_die_with(os.getpid()), cwd=cwd,
+            preexec_fn=die_with(os.getpid()), cwd=cwd,  # a killed CLI leaves no tool behind
         )
     except subprocess.TimeoutExpired as e:
         raise LabBuildError(f"`{cmd}` did not finish within {timeout:.0f} s") from e
