@@ -25,7 +25,7 @@ from cutover.bench.faults import StallPlan
 from cutover.bench.guest_report import floor_table
 from cutover.bench.report import summary_table, write_report
 from cutover.bench.results import BenchResult
-from cutover.bench.runner import MATRIX, BenchPlan, Condition, run_bench
+from cutover.bench.runner import MATRIX, BenchPlan, Condition, direction, run_bench
 from cutover.chassis.agent_client import AgentChassis
 from cutover.config import Timeouts
 from cutover.errors import InputError, LabNotUp, SwitchedOverIncomplete
@@ -284,14 +284,14 @@ def _migrate_on(site: Site, args: argparse.Namespace, options: MigrationOptions,
     first (``save`` records where the VM runs then) and this one is journaled."""
     stall = StallPlan.parse(args.stall)
     client_chassis = site.clients[0].chassis if site.clients else args.dst
-    guest = dataclasses.replace(site_guest(site), max_bandwidth_mib=args.max_bandwidth)
+    guest = dataclasses.replace(site_guest(site), max_bandwidth_mib=args.max_bandwidth).checked()
     clients = SiteClients.connect(site)
     injector = stall.injector(clients.chassis, args.dst, client_chassis)
     extra = {} if stall.role == "none" else {"stall": {
         "chassis": args.dst if stall.role == "dst" else client_chassis, "ms": stall.ms}}
     journal = _journal(site)
     try:
-        with guest_driver(site, guest.checked()) as hv:
+        with guest_driver(site, guest) as hv:
             if journal is not None:  # a crashed earlier migration of this VM first
                 site, _ = _recover(save, site, journal, hv, clients, console, args.vm)
             report = run_migration(site, args.vm, args.dst, options, hv, clients,
@@ -448,6 +448,7 @@ def _bench_on(
                 f"lab {site.name} runs --ovn {running}, not {ovn}: drop --ovn, or "
                 "'cutover lab down' first, or use another --prefix"
             )
+    direction(site, plan)  # the VM on the client's chassis: refused before the floor is built
     where = f"OVN {lab_ovn(site.extra).get('ovn', '?')}"
     try:
         with _progress(console) as progress:

@@ -56,3 +56,25 @@ def test_load_levels_and_acls() -> None:
     assert any("$pg_sg_ip4" in a for a in l2)  # the remote-group ACL
     l3 = _acl_args(topo, extra=20, groups=False)
     assert l3.count("acl-add") == 20 and "pg-add" not in l3
+
+
+def test_a_bench_refuses_a_vm_on_the_clients_chassis_before_it_runs() -> None:
+    """A VM moved onto the client's chassis by hand made every run fail its precondition
+    (exit 1, six failed runs); it is one InputError before anything runs."""
+    from cutover.bench.runner import BenchPlan, direction
+    from cutover.site import ChassisEndpoint, Site, VmSpec
+
+    chassis = tuple(ChassisEndpoint(f"hv{i}", f"unix:/x{i}") for i in (1, 2, 3))
+    client = VmSpec("client", "p-client", "02:00:00:00:00:09", "10.0.0.9", "hv3", "tcl")
+
+    def site(where: str) -> Site:
+        vm = VmSpec("vm1", "p-vm1", "02:00:00:00:00:01", "10.0.0.1", where, "tvm1")
+        return Site(name="p", nb_remote="x", sb_remote="y", chassis=chassis, vms=(vm,),
+                    clients=(client,))
+
+    plan = BenchPlan(strategies=("claim",))
+    assert direction(site("hv1"), plan) == ("hv1", "hv2")
+    assert direction(site("hv2"), plan) == ("hv2", "hv1")
+    with pytest.raises(InputError, match=r"vm1 runs on hv3, the chassis of the probe client "
+                       r"client.*'cutover migrate vm1 --to hv1'"):
+        direction(site("hv3"), plan)

@@ -147,6 +147,7 @@ def test_qemu_argv_attaches_to_the_tap_and_differs_only_by_incoming() -> None:
     (GuestOptions("xen"), "choose one of"),
     (GuestOptions("qemu", ram_mb=16), "--guest-ram 16"),
     (GuestOptions("qemu", max_bandwidth_mib=0), "--max-bandwidth 0"),
+    (GuestOptions("emulated", max_bandwidth_mib=10), "--max-bandwidth 10 caps a QEMU"),
 ])
 def test_guest_options_are_checked(opts: GuestOptions, msg: str) -> None:
     with pytest.raises(InputError, match=msg):
@@ -225,6 +226,7 @@ def test_no_floor_no_floor_section_and_guest_medians() -> None:
     (["migrate", "vm1", "--to", "hv2", "--max-bandwidth", "-3"], "--max-bandwidth"),
     (["bench", "--guest", "xen"], "invalid choice"),
     (["bench", "--floor"], "--floor measures a real QEMU migration"),
+    (["bench", "--max-bandwidth", "10"], "the guests are emulated"),
 ])
 def test_bad_guest_options_are_refused(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str],

@@ -139,10 +139,8 @@ def run_bench(
     conditions = sorted(
         (c.checked() for c in plan.conditions), key=lambda c: LOAD_LEVELS.index(c.load)
     )
+    home, away = direction(site, plan)
     clients = SiteClients.connect(site)
-    vm = site.vm_named(plan.vm)
-    client = site.client_named(plan.client)
-    home, away = vm.chassis, _destination(site, vm, client)
     result = BenchResult(
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         environment={**describe_environment(), **site_environment(site.extra)},
@@ -204,6 +202,21 @@ def _return_home(
     site = site.with_vm_on(plan.vm, home)
     save_site(site)
     return site
+
+
+def direction(site: Site, plan: BenchPlan) -> tuple[str, str]:
+    """(home, away) of the measured migrations: the VM's chassis and another one that is
+    not the client's. InputError, before anything runs, when the VM sits on the client's
+    own chassis (moved there by hand): every run would fail its precondition."""
+    vm = site.vm_named(plan.vm)
+    client = site.client_named(plan.client)
+    if vm.chassis == client.chassis:
+        raise InputError(
+            f"{vm.name} runs on {vm.chassis}, the chassis of the probe client "
+            f"{client.name}: a bench measures from a third chassis; move it first, e.g. "
+            f"'cutover migrate {vm.name} --to {_destination(site, vm, client)}'"
+        )
+    return vm.chassis, _destination(site, vm, client)
 
 
 def _destination(site: Site, vm: VmSpec, client: VmSpec) -> str:

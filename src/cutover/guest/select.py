@@ -35,6 +35,11 @@ class GuestOptions:
         bounds.check(bounds.GUEST_RAM_MB, self.ram_mb)
         if self.max_bandwidth_mib is not None:
             bounds.check(bounds.MAX_BANDWIDTH_MIB, self.max_bandwidth_mib)
+            if self.kind == "emulated":  # it would be accepted and silently do nothing
+                raise InputError(
+                    f"--max-bandwidth {self.max_bandwidth_mib:g} caps a QEMU migration, but "
+                    "the guests are emulated: drop it (it applies to --guest qemu or libvirt)"
+                )
         return self
 
     def record(self) -> dict[str, object]:
