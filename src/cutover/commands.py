@@ -39,7 +39,7 @@ from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
 from cutover.migration.journal import Journal
 from cutover.migration.orchestrator import migrate as run_migration
-from cutover.migration.recovery import RecoveryReport, adopt
+from cutover.migration.recovery import RecoveryReport, adopt, moved_outside
 from cutover.migration.recovery import recover as run_recovery
 from cutover.migration.strategies import STRATEGY_NAMES
 from cutover.ovsdb.sb import SbClient
@@ -155,6 +155,14 @@ def restart_guests(lab: Lab, console: Console) -> int:
     with guest_driver(site, site_guest(site)) as hypervisor:
         for vm in site.vms:
             before = hypervisor.guest_state(vm, vm.chassis)
+            other = next((c.name for c in site.chassis if c.name != vm.chassis
+                          and hypervisor.guest_state(vm, c.name).running), None)
+            if other is not None and not before.running:  # a second guest of one VM
+                console.print(f"guest {vm.name}@{vm.chassis}: {before.state}, not started: "
+                              f"{vm.name}'s guest runs on {other}; run "
+                              f"'{command(lab.topo.prefix, 'recover')}'", markup=False,
+                              highlight=False)  # fmt: skip
+                continue
             hypervisor.ensure_running(vm)
             after = hypervisor.guest_state(vm, vm.chassis)
             console.print(f"guest {vm.name}@{vm.chassis}: {before.state} -> {after}",
@@ -245,6 +253,20 @@ def recover(args: argparse.Namespace, console: Console) -> int:
                 if save is not None:
                     save(site.with_vm_on(adopted.vm, adopted.runs_on))
                 return 0
+        moved: list[str] = []
+        if save is not None:  # the lab's record of where each VM runs can fall behind
+            for vm in site.vms:
+                there = None if args.vm not in (None, vm.name) else moved_outside(
+                    site, journal, hv, clients, vm.name)
+                if there is not None:
+                    console.print(Text(
+                        f"{vm.name}: runs on {there} (its guest runs there, the SB binds "
+                        f"{vm.lsp} there alone), not on {vm.chassis} as the lab recorded: "
+                        "moved outside the lab's record (by 'cutover migrate --config' or "
+                        f"another tool); the lab now records it on {there}"))
+                    site = site.with_vm_on(vm.name, there)
+                    save(site)
+                    moved.append(vm.name)
     leftover = [vm for vm in site.vms if len(clients.nb.requested_chassis(vm.lsp)) > 1
                 and (args.vm is None or vm.name == args.vm)]  # fmt: skip
     for vm in leftover:
@@ -252,7 +274,7 @@ def recover(args: argparse.Namespace, console: Console) -> int:
             f"port {vm.lsp} of {vm.name} has requested-chassis="
             f"{','.join(clients.nb.requested_chassis(vm.lsp))} and no journal record: run "
             f"'{command(args.prefix, f'recover {vm.name}')}' to take it over"))
-    if not reports and not leftover:
+    if not reports and not leftover and not moved:
         console.print(Text(f"nothing to recover: no unfinished migration"
                            f"{f' of {args.vm}' if args.vm else ''} in {journal.path}"))
     return 1 if leftover else 0

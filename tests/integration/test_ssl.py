@@ -156,3 +156,30 @@ def test_remote_lists_reach_the_live_member(lab: Lab, tmp_path: Path) -> None:
     run = cli(lab, "config", "check", "--connect", str(path))
     assert run.returncode == 0, run.stderr
     assert f"NB {dead},{site.nb_remote}" in run.stdout
+
+
+def test_lab_follows_a_vm_moved_by_its_own_config(lab: Lab, config_file: Path) -> None:
+    """``migrate --config`` on ``lab config``'s file moves the VM without the lab's record:
+    lab status must not hint restart-guests (a second vm1 on hv1), the lab's migrate must
+    not advise setting requested-chassis back, and recover records where it runs."""
+    lsp = lab.site().vm_named("vm1").lsp
+    run = cli(lab, "migrate", "--config", str(config_file), "vm1", "--to", "hv2")
+    assert run.returncode == 0, run.stderr
+    try:
+        status = cli(lab, "--prefix", PREFIX, "lab", "status")
+        assert status.returncode == 1 and "restart-guests" not in status.stdout
+        assert f"'cutover --prefix {PREFIX} recover' to record where vm1 runs" in status.stdout
+        refused = cli(lab, "--prefix", PREFIX, "migrate", "vm1", "--to", "hv3")
+        assert refused.returncode == 2
+        assert "moved outside this site's record" in refused.stderr, refused.stderr
+        assert binding(lab, lsp) == ("hv2", [])  # the refusal changed nothing
+        recovered = cli(lab, "--prefix", PREFIX, "recover")
+        assert recovered.returncode == 0, recovered.stderr
+        assert "the lab now records it on hv2" in recovered.stdout
+        assert lab.site().vm_named("vm1").chassis == "hv2"
+        assert cli(lab, "--prefix", PREFIX, "lab", "status").returncode == 0
+    finally:  # the other tests expect vm1 on hv1
+        back = cli(lab, "migrate", "--config", str(config_file), "vm1", "--to", "hv1")
+        assert back.returncode == 0, back.stderr
+        if lab.site().vm_named("vm1").chassis != "hv1":
+            assert cli(lab, "--prefix", PREFIX, "recover").returncode == 0

@@ -6,6 +6,7 @@ guest during the copy is tests/integration/test_dead_guest.py).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, cast
 
 import pytest
@@ -112,3 +113,26 @@ def test_lab_status_is_degraded_by_a_dead_guest() -> None:
     assert "cutover --prefix og1 lab restart-guests" in text
     healthy = LabStatus(state="up", prefix="og1", lab_dir=Path("/tmp/x"), guests=(ok,))
     assert healthy.describe().startswith("lab og1 is up (/tmp/x)") and healthy.degraded == ()
+
+
+def test_lab_status_never_hints_a_second_guest_of_a_vm_that_runs_elsewhere() -> None:
+    """vm1 moved to hv2 outside the lab's record (migrate --config): restart-guests would
+    start a second vm1 on hv1; the hint is recover, which records where it runs."""
+    from pathlib import Path
+
+    missing = GuestRecord("vm1", "hv1", "vm", "missing", None)
+    there = GuestRecord("vm1", "hv2", "stray", "running", 44)
+    moved = LabStatus(state="up", prefix="og1", lab_dir=Path("/tmp/x"),
+                      guests=(missing, there))
+    text = moved.describe()
+    assert "restart-guests" not in text
+    assert "run 'cutover --prefix og1 recover' to record where vm1 runs" in text
+    # a crash mid-migration: the source guest runs, the incoming one is stray
+    crashed = LabStatus(state="up", prefix="og1", lab_dir=Path("/tmp/x"),
+                        guests=(GuestRecord("vm1", "hv1", "vm", "running", 43), there),
+                        unfinished=("migration #1 of vm1 hv1 -> hv2 (claim)",))
+    text = crashed.describe()
+    assert "restart-guests" not in text and "to roll back or complete" in text
+    # a migration running right now: its incoming guest is no reason to recover
+    running = dataclasses.replace(crashed, unfinished=(), migrating=("migration #2",))
+    assert "recover" not in running.describe()

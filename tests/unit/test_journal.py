@@ -326,3 +326,43 @@ def test_a_migration_whose_process_runs_is_not_recovered(tmp_path: Path) -> None
     with pytest.raises(InvalidMigration, match="is running right now"):
         recover(SITE, journal, cast(Any, rec), _clients(rec))
     assert rec.log == []
+
+
+class Placement:
+    """Fake NB/SB/hypervisor for moved_outside: the port bound to ``bound`` (plus
+    ``additional``), requested on ``requested``, the VM's guest running on ``runs``."""
+
+    def __init__(self, bound: str | None, requested: list[str], runs: str,
+                 additional: tuple[str, ...] = ()) -> None:  # fmt: skip
+        self.bound, self.requested, self.runs = bound, requested, runs
+        self.additional = additional
+
+    def binding(self, lsp: str) -> Any:
+        return SimpleNamespace(chassis=self.bound, additional=self.additional)
+
+    def requested_chassis(self, lsp: str) -> list[str]:
+        return self.requested
+
+    def guest_state(self, vm: VmSpec, chassis: str) -> GuestState:
+        return GuestState("running" if chassis == self.runs else "missing")
+
+
+@pytest.mark.parametrize(("fake", "found"), [
+    (Placement("hv2", ["hv2"], runs="hv2"), "hv2"),  # moved by migrate --config
+    (Placement("hv2", [], runs="hv2"), "hv2"),
+    (Placement("hv1", ["hv1"], runs="hv1"), None),  # where the site says
+    (Placement("hv2", ["hv1", "hv2"], runs="hv2"), None),  # a leftover: adopt's case
+    (Placement("hv2", ["hv2"], runs="hv2", additional=("hv1",)), None),  # mid-migration
+    (Placement("hv2", ["hv2"], runs="hv1"), None),  # the guest does not run there
+    (Placement(None, ["hv2"], runs="hv2"), None),
+])
+def test_a_vm_moved_outside_the_record_is_found_only_when_unambiguous(
+    tmp_path: Path, fake: Placement, found: str | None,
+) -> None:
+    from cutover.migration.recovery import moved_outside
+
+    clients = SiteClients(nb=cast(Any, fake), sb=cast(Any, fake), chassis={})
+    journal = Journal.in_dir(tmp_path)
+    assert moved_outside(SITE, journal, cast(Any, fake), clients, "vm1") == found
+    _crashed(journal, "wait-ready", "intent")  # an open record: the journal decides
+    assert moved_outside(SITE, journal, cast(Any, fake), clients, "vm1") is None

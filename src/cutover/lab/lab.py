@@ -101,12 +101,19 @@ class LabStatus:
         lines += [f"  migrating: {m}" for m in self.migrating]
         lines += [f"  unfinished: {u}" for u in self.unfinished]
         lines += [f"  problem: {p}" for p in self.problems]
-        if any(g.degrades for g in self.guests):
+        # a VM whose guest runs on another chassis must not get a second guest: its
+        # remedy is recover (an unfinished migration, or a VM moved outside the lab's record)
+        elsewhere = {g.name for g in self.guests if g.role == "stray" and g.state == "running"}
+        if any(g.degrades and g.role != "stray" and g.name not in elsewhere
+               for g in self.guests):  # fmt: skip
             lines.append(f"  run '{command(self.prefix, 'lab restart-guests')}' to start the "
                          "VMs' guests again")
         if self.unfinished:
             lines.append(f"  run '{command(self.prefix, 'recover')}' to roll back or complete "
                          "the unfinished migrations")
+        elif elsewhere and not self.migrating:
+            lines.append(f"  run '{command(self.prefix, 'recover')}' to record where "
+                         f"{', '.join(sorted(elsewhere))} runs (moved outside the lab's record)")
         if self.state == "stale":
             lines.append(f"  run '{command(self.prefix, 'lab down')}' (then "
                          f"'{command(self.prefix, 'lab up')}') to clear it")

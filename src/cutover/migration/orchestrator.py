@@ -102,6 +102,14 @@ def migrate(
     vm = site.vm_named(vm_name)
     src, dst = site.chassis_named(vm.chassis), site.chassis_named(dst_name)
     requested = clients.nb.requested_chassis(vm.lsp)
+    if len(requested) == 1 and requested != [src.name]:
+        raise InvalidMigration(
+            f"port {vm.lsp} has requested-chassis={requested[0]} but the site places "
+            f"{vm_name} on {src.name}: the VM was moved outside this site's record (by "
+            f"another tool, or 'cutover migrate --config' on a lab's config); run 'cutover "
+            f"recover {vm_name}' (in the lab it records where the VM runs), and do not set "
+            f"requested-chassis back while the VM runs on {requested[0]}"
+        )
     if requested not in ([], [src.name]):
         raise InvalidMigration(
             f"port {vm.lsp} has requested-chassis={','.join(requested)} but {vm_name} runs "

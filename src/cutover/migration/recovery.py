@@ -112,6 +112,29 @@ def adopt(site: Site, journal: Journal, hypervisor: Hypervisor, clients: SiteCli
     return _recover(site, entry, rec, hypervisor, clients)
 
 
+def moved_outside(site: Site, journal: Journal, hypervisor: Hypervisor,
+                  clients: SiteClients, vm: str) -> str | None:
+    """The chassis ``vm`` demonstrably runs on when that is not where ``site`` places it,
+    else None: no open journal record of it, the SB binds its port to that chassis alone
+    (no additional chassis), the NB requests that chassis (or none) and the VM's guest
+    runs there. A VM moved by another tool, or by ``cutover migrate --config`` on a lab's
+    own config (``cutover lab config``), which the lab's record does not follow: the
+    caller records the VM there (``cutover recover`` in the lab); nothing in OVN or on a
+    chassis is changed."""
+    spec = site.vm_named(vm)
+    if journal.open_migrations(vm):
+        return None  # a half-done migration: the journal decides
+    bound = clients.sb.binding(spec.lsp)
+    if bound is None or bound.chassis in (None, spec.chassis) or bound.additional:
+        return None
+    if clients.nb.requested_chassis(spec.lsp) not in ([], [bound.chassis]):
+        return None
+    there = next((c.name for c in site.chassis if c.name == bound.chassis), None)
+    if there is None or not hypervisor.guest_state(spec, there).running:
+        return None
+    return there
+
+
 def _recover(site: Site, entry: MigrationEntry, rec: MigrationRecord,
              hypervisor: Hypervisor, clients: SiteClients) -> RecoveryReport:
     started = time.monotonic()
