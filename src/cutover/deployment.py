@@ -100,6 +100,8 @@ def to_toml(site: Site, timeouts: Timeouts | None = None, discover_vms: bool = T
             f"driver = {_q(str(site.extra.get('guest', 'emulated')))}",
             f"guest_dir = {_q(site.guest_dir)}",
             f"guest_ram_mb = {int(site.extra.get('guest_ram_mb', 128))}"]
+    if site.state_dir:  # the lab's journal: a crashed migrate --config is recoverable too
+        out.append(f"state_dir = {_q(site.state_dir)}")
     for c in site.chassis:
         out += ["", "[[chassis]]", f"name = {_q(c.name)}", f"agent = {_q(c.agent or '')}",
                 f"token_file = {_q(c.agent_token_file or '')}",

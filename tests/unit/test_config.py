@@ -274,9 +274,11 @@ def test_site_round_trips_through_toml(files: Path) -> None:
             agent_client_cert=f"{files}/cert.pem", agent_client_key=f"{files}/key.pem")
             for i in (1, 2)),
         vms=(VmSpec("vm1", "lab-vm1", "02:00:00:00:00:01", "10.99.0.1", "hv1", "lat-vm1"),),
-        guest_dir=str(files / "guests"), extra={"guest": "emulated"}, ssl=ssl)
+        guest_dir=str(files / "guests"), state_dir=str(files), extra={"guest": "emulated"},
+        ssl=ssl)
     back = load(deployment.to_toml(site, discover_vms=False), files).site
     assert back.chassis == site.chassis
+    assert back.state_dir == site.state_dir  # migrate --config on the lab is journaled
     assert back.vms == site.vms
     assert back.ssl == ssl
     assert (back.nb_remote, back.sb_remote) == (site.nb_remote, site.sb_remote)
