@@ -32,6 +32,10 @@ DEFAULT_OVS_REMOTE = "unix:/run/openvswitch/db.sock"
 DRIVERS = ("emulated", "qemu", "libvirt")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+_IFNAME_RE = re.compile(r"^[^/:\s]{1,15}$")
+"""What the kernel takes as an interface name (dev_valid_name): 1-15 bytes, no '/', ':'
+or white space, not '.' or '..'."""
+_NETNS_RE = re.compile(r"^[^/\s]{1,255}$")
 
 T = TypeVar("T")
 
@@ -225,6 +229,9 @@ def _chassis(t: _Table, defaults: dict[str, str | None]) -> ChassisEndpoint:
     if encap_ip:
         _ip(encap_ip, t.key("encap_ip"))
     netns = t.text("netns")
+    if netns is not None and (not _NETNS_RE.match(netns) or netns in (".", "..")):
+        raise InputError(f"{t.key('netns')} = {netns!r}: a network namespace name (a file "
+                         "name under /run/netns: no '/', no spaces)")
     controller_ctl = t.text("controller_ctl")
     ofctl = t.get("ofctl", list)
     if ofctl is not None and not (ofctl and all(isinstance(w, str) and w for w in ofctl)):
@@ -260,7 +267,7 @@ def _vm(t: _Table, chassis: set[str]) -> tuple[VmSpec, bool]:
         raise InputError(f"{t.key('name')} = {name!r}: use letters, digits and _.:-")
     lsp = t.need("lsp")
     tap = t.need("tap")
-    if len(tap) > 15 or "/" in tap or " " in tap:
+    if not _IFNAME_RE.match(tap) or tap in (".", ".."):
         raise InputError(f"{t.key('tap')} = {tap!r}: a Linux interface name (<= 15 characters)")
     mac = t.text("mac") or ""
     if mac and not MAC_RE.match(mac):
@@ -351,6 +358,7 @@ def _deployment(top: _Table, path: Path) -> Deployment:
         raise InputError("give at least one [[vm]] (name, lsp, tap)")
     _unique([v.name for v, _ in vms], "vm")
     _unique([v.lsp for v, _ in vms], "vm lsp")
+    _unique([v.tap for v, _ in vms], "vm tap")  # two VMs' TAPs would collide on a chassis
     top.done()
     site = Site(name=name, nb_remote=nb, sb_remote=sb, chassis=tuple(chassis),
                 vms=tuple(v for v, _ in vms), guest_dir=guest_dir, state_dir=state_dir,
