@@ -183,3 +183,20 @@ def test_lab_follows_a_vm_moved_by_its_own_config(lab: Lab, config_file: Path) -
         assert back.returncode == 0, back.stderr
         if lab.site().vm_named("vm1").chassis != "hv1":
             assert cli(lab, "--prefix", PREFIX, "recover").returncode == 0
+
+
+def test_status_flags_a_leftover_port_in_an_ssl_lab(lab: Lab) -> None:
+    """A port left with requested-chassis=A,B and no record is flagged in an SSL lab too:
+    status reads the NB through the lab's unix socket (its ssl: remote answers only in the
+    underlay namespace, and status used to skip the check there)."""
+    lsp = lab.site().vm_named("vm2").lsp
+    central.nbctl(lab.topo, "set", "Logical_Switch_Port", lsp,
+                  "options:requested-chassis=hv2,hv3")
+    try:
+        unfinished = lab.status(deep=True).unfinished
+        assert any(f"port {lsp} of vm2 has requested-chassis=hv2,hv3" in u
+                   for u in unfinished), unfinished
+    finally:
+        central.nbctl(lab.topo, "set", "Logical_Switch_Port", lsp,
+                      "options:requested-chassis=hv2")
+    assert lab.status(deep=True).unfinished == ()

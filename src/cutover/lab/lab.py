@@ -120,11 +120,12 @@ class LabStatus:
         return "\n".join(lines)
 
 
-def _migrations(site: Site) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _migrations(site: Site, nb_remote: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(unfinished, running) migrations of ``site``: open journal records, and ports whose
     NB ``requested-chassis`` names two chassis without a running migration of their VM
-    (left by a crash before the journal existed, or by another tool; not checked in an
-    SSL lab, whose NB this process cannot reach)."""
+    (left by a crash before the journal existed, or by another tool). The NB is read
+    through ``nb_remote``, the lab's own unix socket: an SSL lab's ``ssl:`` remote
+    answers only in its underlay namespace, the socket everywhere."""
     from cutover.migration.journal import Journal
     from cutover.ovsdb.nb import NbClient
 
@@ -135,10 +136,8 @@ def _migrations(site: Site) -> tuple[tuple[str, ...], tuple[str, ...]]:
         for rec in Journal.in_dir(site.state_dir).open_migrations():
             (running if rec.owner_alive else unfinished).append(rec.describe())
             busy.add(rec.vm)
-    if site.ssl is not None:  # its NB speaks ssl: in the underlay namespace only
-        return tuple(unfinished), tuple(running)
     try:
-        nb = NbClient(site.nb_remote)
+        nb = NbClient(nb_remote)
         ports = {vm.name: nb.requested_chassis(vm.lsp) for vm in site.vms}
     except CutoverError as e:  # status must answer even when the NB does not
         return (*unfinished, f"VM ports not checked (the NB did not answer: {e})"), tuple(running)
@@ -226,7 +225,7 @@ class Lab:
         unfinished: tuple[str, ...] = ()
         migrating: tuple[str, ...] = ()
         if deep and state == "up":
-            unfinished, migrating = _migrations(Site.load(topo.site_path))
+            unfinished, migrating = _migrations(Site.load(topo.site_path), f"unix:{topo.nb_sock}")
         return LabStatus(state=state, prefix=topo.prefix, lab_dir=topo.dir, daemons=daemons,
                          namespaces=namespaces, problems=tuple(problems), guests=guests,
                          ovn=_recorded_ovn(topo.site_path), unfinished=unfinished,
