@@ -306,6 +306,8 @@ def _migrate_on(site: Site, args: argparse.Namespace, options: MigrationOptions,
     first (``save`` records where the VM runs then) and this one is journaled."""
     stall = StallPlan.parse(args.stall)
     client_chassis = site.clients[0].chassis if site.clients else args.dst
+    if stall.role == "peer":  # else it would stall the destination, labelled "peer"
+        _check_peer_stall(site, args.vm, args.dst, args.stall)
     guest = dataclasses.replace(site_guest(site), max_bandwidth_mib=args.max_bandwidth).checked()
     clients = SiteClients.connect(site)
     injector = stall.injector(clients.chassis, args.dst, client_chassis)
@@ -327,6 +329,22 @@ def _migrate_on(site: Site, args: argparse.Namespace, options: MigrationOptions,
         f"migrated in {report.migration_ms:.0f} ms; waited {report.ready_wait_ms:.0f} ms "
         f"for readiness ({report.evidence or 'no wait'})"
     ))
+
+
+def _check_peer_stall(site: Site, vm: str, dst: str, spec: str) -> None:
+    """``--stall peer:MS`` pauses the probe client's chassis, a third party: InputError
+    when the site has no client (a --config deployment) or the client sits on the
+    migration's source or destination."""
+    if not site.clients:
+        raise InputError(f"--stall {spec} stalls the probe client's chassis, but site "
+                         f"{site.name} has no probe client: use dst:MS")  # fmt: skip
+    peer = site.clients[0].chassis
+    src = site.vm_named(vm).chassis
+    if peer in (src, dst):
+        role = "destination" if peer == dst else "source"
+        raise InputError(f"--stall {spec}: the peer is the probe client's chassis {peer}, "
+                         f"which is this migration's {role}: pick another destination, or "
+                         "use dst:MS")  # fmt: skip
 
 
 def migrate_configured(args: argparse.Namespace, console: Console) -> int:

@@ -104,3 +104,24 @@ def test_timeline_details_print_brackets_literally() -> None:
     console.print(table)
     text = console.export_text()
     assert "peers [hv3, hv4] ready" in text and "vm1 [x]" in text
+
+
+def test_a_peer_stall_must_stall_a_third_party() -> None:
+    """--stall peer:MS used to stall the destination when the site has no probe client
+    (migrate --config) or the client sits on the destination, and call it the peer."""
+    from cutover.commands import _check_peer_stall
+    from cutover.errors import InputError
+    from cutover.site import ChassisEndpoint, Site, VmSpec
+
+    chassis = tuple(ChassisEndpoint(f"hv{i}", f"unix:/x{i}") for i in (1, 2, 3))
+    vm = VmSpec("vm1", "p-vm1", "02:00:00:00:00:01", "10.0.0.1", "hv1", "tvm1")
+    client = VmSpec("client", "p-client", "02:00:00:00:00:09", "10.0.0.9", "hv3", "tcl")
+    lab = Site(name="p", nb_remote="x", sb_remote="y", chassis=chassis, vms=(vm,),
+               clients=(client,))
+    _check_peer_stall(lab, "vm1", "hv2", "peer:2000")  # hv3 is a third party
+    with pytest.raises(InputError, match="client's chassis hv3, which is this migration's "
+                       "destination"):
+        _check_peer_stall(lab, "vm1", "hv3", "peer:2000")
+    configured = Site(name="az1", nb_remote="x", sb_remote="y", chassis=chassis, vms=(vm,))
+    with pytest.raises(InputError, match="site az1 has no probe client: use dst:MS"):
+        _check_peer_stall(configured, "vm1", "hv2", "peer:2000")
