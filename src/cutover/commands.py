@@ -141,7 +141,7 @@ def lab(args: argparse.Namespace, console: Console) -> int:
     if args.lab_command == "restart-guests":
         return restart_guests(_lab(args), console)
     status = _lab(args).status(deep=True)
-    console.print(Text(status.describe()))
+    console.print(Text(status.describe()), soft_wrap=True)  # a script reads whole lines
     # for scripts: 0 up and whole, 1 up but degraded or stale, 3 down (as systemctl does)
     if status.state == "down":
         return 3
@@ -263,7 +263,7 @@ def recover(args: argparse.Namespace, console: Console) -> int:
                         f"{vm.name}: runs on {there} (its guest runs there, the SB binds "
                         f"{vm.lsp} there alone), not on {vm.chassis} as the lab recorded: "
                         "moved outside the lab's record (by 'cutover migrate --config' or "
-                        f"another tool); the lab now records it on {there}"))
+                        f"another tool); the lab now records it on {there}"), soft_wrap=True)
                     site = site.with_vm_on(vm.name, there)
                     save(site)
                     moved.append(vm.name)
