@@ -354,3 +354,26 @@ def test_documented_example_loads(files: Path) -> None:
     assert [c.name for c in dep.site.chassis] == ["compute-1", "compute-2"]
     assert dep.undiscovered == ("web1",)
     assert len(tls.members(dep.site.nb_remote)) == 3
+
+
+@pytest.mark.parametrize(("listen", "says"), [
+    ("unix:relative.sock", "give an absolute socket path"),
+    ("unix:{file}", "exists and is not a socket"),  # the agent's unlink would destroy it
+    ("unix:{dir}", "exists and is not a socket"),
+])
+def test_agent_listen_socket_path_is_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    listen: str, says: str,
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    token = tmp_path / "agent.token"
+    token.write_text("t" * 32)
+    token.chmod(0o600)
+    listen = listen.format(file=precious, dir=tmp_path)
+    assert cli.main(["agent", "--chassis", "hv1", "--ovs-remote", "unix:/x", "--sb-remote",
+                     "unix:/y", "--listen", listen, "--token-file", str(token)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1, err
+    assert precious.read_text() == "keep me"

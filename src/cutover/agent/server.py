@@ -53,6 +53,7 @@ class AgentConfig:
         if self.listen.startswith("unix:"):
             if self.tls_cert or self.tls_key:
                 raise InputError("--tls-cert/--tls-key go with an https:// --listen address")
+            _check_socket_path(self.listen)
         elif self.listen.startswith("https://"):
             if not (self.tls_cert and self.tls_key):
                 raise InputError(f"--listen {self.listen} needs --tls-cert and --tls-key")
@@ -77,6 +78,24 @@ class AgentConfig:
         """The chassis as the agent sees it: devices in its own namespace (netns None)."""
         return ChassisEndpoint(self.chassis, self.ovs_remote, self.integration_bridge,
                                controller_ctl=self.controller_ctl, ofctl=self.ofctl)  # fmt: skip
+
+
+def _check_socket_path(listen: str) -> None:
+    """The agent removes a stale socket at ``--listen unix:PATH`` before it binds: the path
+    must be absolute and, if something is there, a socket (never a regular file or a
+    directory, which the unlink would destroy or fail on)."""
+    path = Path(listen[len("unix:"):])
+    if not path.is_absolute():
+        raise InputError(f"--listen {listen!r}: give an absolute socket path, unix:/path")
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise InputError(f"--listen {listen!r}: {e.strerror}") from None
+    if not stat.S_ISSOCK(mode):
+        raise InputError(f"--listen {listen!r}: {path} exists and is not a socket; give a "
+                         "path for the agent's socket")  # fmt: skip
 
 
 def read_token(path: Path) -> str:
