@@ -200,3 +200,24 @@ def test_status_flags_a_leftover_port_in_an_ssl_lab(lab: Lab) -> None:
         central.nbctl(lab.topo, "set", "Logical_Switch_Port", lsp,
                       "options:requested-chassis=hv2")
     assert lab.status(deep=True).unfinished == ()
+
+
+def test_an_agent_refuses_another_nodes_name(lab: Lab, tmp_path: Path) -> None:
+    """An agent started with --chassis of another node would plug TAPs here and publish
+    readiness in that chassis' SB row: refused at start (the node's system-id), one line,
+    exit 2, no socket left."""
+    from cutover.lab.agents import token_path
+
+    hv1 = lab.topo.chassis[0]
+    sock = tmp_path / "a.sock"
+    run = subprocess.run(
+        [sys.executable, "-m", "cutover.cli", "agent", "--chassis", "hv2", "--ovs-remote",
+         f"unix:{hv1.db_sock}", "--sb-remote", f"unix:{lab.topo.sb_sock}", "--listen",
+         f"unix:{sock}", "--token-file", str(token_path(lab.topo))],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().splitlines() == [
+        f"InputError: --chassis hv2: the Open_vSwitch DB at unix:{hv1.db_sock} belongs to "
+        "chassis 'hv1' (its external_ids:system-id); give that name, or the --ovs-remote of "
+        "this node"]
+    assert not sock.exists()

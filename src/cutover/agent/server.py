@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from cutover.errors import InputError, PrerequisiteError
+from cutover.errors import CutoverError, InputError, PrerequisiteError
 from cutover.ovsdb.tls import check_remote, configure, uses_ssl
 from cutover.site import ChassisEndpoint, SslFiles
 
@@ -145,6 +145,11 @@ def serve(config: AgentConfig) -> None:
                                config.integration_bridge)  # fmt: skip
     service = NodeService(config.endpoint(), config.sb_remote, config.allow_faults, plugger,
                           state / f"agent-state-{config.chassis}.json")  # fmt: skip
+    try:
+        service.check_identity()
+    except CutoverError:
+        service.close()
+        raise
     for line in service.restart_cleanup():  # what an earlier run of this agent left
         print(f"cutover agent {config.chassis}: {line}", file=sys.stderr, flush=True)
     app = make_app(service, read_token(config.token_file))

@@ -224,6 +224,18 @@ class NodeService:
             self._save_state(paused_until_ms=None)
         return cleaned
 
+    def check_identity(self) -> None:
+        """InputError unless this node's Open_vSwitch DB names the agent's chassis as its
+        ``external_ids:system-id``: an agent started with another node's name would plug
+        TAPs here and publish readiness in that chassis' SB row."""
+        system_id = self._chassis.vswitch.system_id()
+        if system_id != self.chassis_name:
+            raise InputError(
+                f"--chassis {self.chassis_name}: the Open_vSwitch DB at "
+                f"{self._chassis.endpoint.ovs_remote} belongs to chassis {system_id!r} (its "
+                "external_ids:system-id); give that name, or the --ovs-remote of this node"
+            )
+
     def restart_cleanup(self) -> list[str]:
         """At start: what an earlier run of this agent left behind is ended - its published
         verdicts (their waits died with it) and a timed controller pause (resumed now if its
