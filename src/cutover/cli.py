@@ -74,6 +74,10 @@ OVN_HELP = ("OVN/OVS to run: host (this machine's packages), 25.03 (Debian trixi
             "(Debian sid), built once into a cached Debian root")
 
 
+CLUSTERED_HELP = ("NB and SB each as a 3-member RAFT cluster (ovsdb-tool create-cluster/"
+                  "join-cluster); every client gets the member list")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="cutover",
@@ -90,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--chassis", type=_bounded(bounds.CHASSIS), default=3,
                     help="number of chassis (3-99)")
     up.add_argument("--ovn", type=_ovn, default="host", help=OVN_HELP)
+    up.add_argument("--clustered", action="store_true", help=CLUSTERED_HELP)
     _guest_args(up)
     lab_sub.add_parser("down", help="remove everything the lab created (idempotent)")
     lab_sub.add_parser("status", help="show what runs")
@@ -155,6 +160,9 @@ def _parser() -> argparse.ArgumentParser:
                             "must match a running lab)")
     bench.add_argument("--ovn", type=_ovn, action="append", dest="ovns", help=OVN_HELP
                        + "; repeat to compare versions (one lab each, built in turn)")
+    bench.add_argument("--clustered", action="store_true",
+                       help=CLUSTERED_HELP + " (for a lab the bench builds; must match a "
+                       "running lab)")
     bench.add_argument("--keep-lab", action="store_true",
                        help="leave a lab that the bench built running afterwards")
     _copy_args(bench)

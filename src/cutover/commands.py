@@ -47,8 +47,10 @@ def _progress(console: Console) -> Progress:
     )
 
 
-def _lab(args: argparse.Namespace, n_chassis: int = 3, ovn: str = HOST_OVN) -> Lab:
-    return Lab(LabTopology(prefix=args.prefix, n_chassis=n_chassis, ovn=ovn))
+def _lab(args: argparse.Namespace, n_chassis: int = 3, ovn: str = HOST_OVN,
+         clustered: bool = False) -> Lab:
+    return Lab(LabTopology(prefix=args.prefix, n_chassis=n_chassis, ovn=ovn,
+                           clustered=clustered))
 
 
 def ensure_ovn(ovn: str, console: Console) -> None:
@@ -101,7 +103,8 @@ def lab_up(lab: Lab, console: Console, guest: GuestOptions | None = None) -> Sit
 
 def lab(args: argparse.Namespace, console: Console) -> int:
     if args.lab_command == "up":
-        site = lab_up(_lab(args, args.chassis, args.ovn), console, _guest(args))
+        site = lab_up(_lab(args, args.chassis, args.ovn, args.clustered), console,
+                      _guest(args))
         console.print(Text(
             f"lab {site.name} up: chassis {', '.join(c.name for c in site.chassis)}; "
             f"VMs {', '.join(f'{v.name}@{v.chassis}' for v in site.vms)}; "
@@ -270,7 +273,7 @@ def _bench_on(
     """The plan on the running lab (``ovn`` None, or the lab runs that OVN), else on a lab
     built for it and removed afterwards unless ``keep`` (``--keep-lab``: the last version's
     lab stays up)."""
-    lab_ = _lab(args, args.chassis or 3, ovn or HOST_OVN)
+    lab_ = _lab(args, args.chassis or 3, ovn or HOST_OVN, args.clustered)
     built = False
     try:
         site = lab_.site()
@@ -283,6 +286,11 @@ def _bench_on(
             raise InputError(
                 f"lab {site.name} runs {len(site.chassis)} chassis but --chassis is "
                 f"{args.chassis}: drop --chassis, or 'cutover lab down' first"
+            )
+        if args.clustered and not lab_.topo.clustered:
+            raise InputError(
+                f"lab {site.name} runs standalone NB/SB but --clustered was given: drop it, "
+                "or 'cutover lab down' first, or use another --prefix"
             )
         running = lab_ovn(site.extra).get("install", HOST_OVN)
         if ovn is not None and running != ovn:

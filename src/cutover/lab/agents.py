@@ -42,7 +42,7 @@ def start_agents(topo: LabTopology, manifest: Manifest) -> None:
     for ch in topo.chassis:
         argv = [host.tool("ip"), "netns", "exec", ch.netns, sys.executable, "-m", "cutover.cli",
                 "--prefix", topo.prefix, "agent", "--chassis", ch.name,
-                "--ovs-remote", f"unix:{ch.db_sock}", "--sb-remote", f"unix:{topo.sb_sock}",
+                "--ovs-remote", f"unix:{ch.db_sock}", "--sb-remote", topo.sb_remote,
                 "--controller-ctl", str(ch.controller_ctl),
                 "--ofctl", shlex.join(install_for(ch.ovn).argv("ovs-ofctl")),
                 "--listen", f"unix:{socket_path(ch)}", "--token-file", str(token_path(topo)),

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cutover.lab import host
+from cutover.lab import cluster, host
 from cutover.lab.manifest import Manifest
 from cutover.lab.rootfs import install_for
 from cutover.lab.topology import LabTopology
@@ -34,7 +34,7 @@ def nbctl(topo: LabTopology, *args: str, timeout: float | None = None) -> str:
     """Run ``ovn-nbctl`` against the lab's NB; ``--timeout`` bounds any ``--wait``."""
     t = timeout if timeout is not None else topo.timeout_s
     return host.run(
-        [*install_for(topo.ovn).argv("ovn-nbctl"), f"--db=unix:{topo.nb_sock}",
+        [*install_for(topo.ovn).argv("ovn-nbctl"), f"--db={topo.nb_remote}",
          f"--timeout={max(1, int(t))}", *args],
         env=central_env(topo), timeout=t + 5,
     )
@@ -44,7 +44,7 @@ def sbctl(topo: LabTopology, *args: str, timeout: float | None = None) -> str:
     """Run ``ovn-sbctl`` against the lab's SB; ``--timeout`` bounds ``wait-until``."""
     t = timeout if timeout is not None else topo.timeout_s
     return host.run(
-        [*install_for(topo.ovn).argv("ovn-sbctl"), f"--db=unix:{topo.sb_sock}",
+        [*install_for(topo.ovn).argv("ovn-sbctl"), f"--db={topo.sb_remote}",
          f"--timeout={max(1, int(t))}", *args],
         env=central_env(topo), timeout=t + 5,
     )
@@ -76,10 +76,14 @@ def build_central(
     d.mkdir(parents=True, exist_ok=True)
     env = central_env(topo)
     ovn = install_for(topo.ovn)
+    if topo.clustered:
+        cluster.build_clusters(topo, manifest, progress)
     for daemon, schema, sock, dbname, glob in (
         (NB_DAEMON, ovn.schema("nb"), topo.nb_sock, "OVN_Northbound", "NB_Global"),
         (SB_DAEMON, ovn.schema("sb"), topo.sb_sock, "OVN_Southbound", "SB_Global"),
     ):
+        if topo.clustered:
+            break
         if progress:
             progress(f"central: {daemon}")
         db = d / f"{sock.stem}.db"
@@ -97,8 +101,8 @@ def build_central(
     if progress:
         progress("central: ovn-northd")
     pid = host.spawn_daemon(
-        [*ovn.argv("ovn-northd"), f"--ovnnb-db=unix:{topo.nb_sock}",
-         f"--ovnsb-db=unix:{topo.sb_sock}", f"--unixctl={d / 'ovn-northd.ctl'}",
+        [*ovn.argv("ovn-northd"), f"--ovnnb-db={topo.nb_remote}",
+         f"--ovnsb-db={topo.sb_remote}", f"--unixctl={d / 'ovn-northd.ctl'}",
          f"--log-file={d / 'ovn-northd.log'}"],
         netns=None, pidfile=d / f"{NORTHD}.pid", env=env, timeout=topo.timeout_s,
     )
@@ -107,4 +111,11 @@ def build_central(
 
 def log_paths(topo: LabTopology) -> list[Path]:
     """Where to look when a build step fails (quoted in error messages)."""
-    return [topo.central_dir / f"{n}.log" for n in DAEMONS]
+    return [topo.central_dir / f"{n}.log" for n in (*DAEMONS, *cluster.member_names(topo))]
+
+
+def db_alive(topo: LabTopology, manifest: Manifest, db: str) -> bool:
+    """Whether a server of ``db`` (``nb``/``sb``) runs: the standalone one or a member."""
+    names = {NB_DAEMON if db == "nb" else SB_DAEMON, *cluster.member_names(topo, db)}
+    return any(p.group == GROUP and p.name in names and host.is_ours(p.pid, p.marker)
+               for p in manifest.processes())

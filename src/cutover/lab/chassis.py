@@ -96,7 +96,7 @@ def build_chassis(
         "--", "set", "Open_vSwitch", ".",
         f"external_ids:system-id={ch.name}",
         f"external_ids:hostname={ch.name}",
-        f"external_ids:ovn-remote=unix:{topo.sb_sock}",
+        f"external_ids:ovn-remote={topo.sb_remote}",
         "external_ids:ovn-encap-type=geneve",
         f"external_ids:ovn-encap-ip={ch.encap_ip}",
         f"external_ids:ovn-bridge={INTEGRATION_BRIDGE}",

@@ -27,7 +27,17 @@ from cutover.errors import (
     PrerequisiteError,
 )
 from cutover.guest.inventory import GuestRecord, guests_of
-from cutover.lab import agents, central, chassis, host, load, rootfs, topo_ovn, underlay
+from cutover.lab import (
+    agents,
+    central,
+    chassis,
+    cluster,
+    host,
+    load,
+    rootfs,
+    topo_ovn,
+    underlay,
+)
 from cutover.lab.manifest import Manifest
 from cutover.lab.ovn_install import HOST_OVN, OvnInstall
 from cutover.lab.topology import ChassisSpec, LabTopology, PortSpec
@@ -61,6 +71,9 @@ class LabStatus:
     """Each VM's guest and each client's prober (read when the lab is up)."""
     ovn: Mapping[str, str] = field(default_factory=dict)
     """The running lab's OVN install and versions (``site.json``'s ``extra["ovn"]``)."""
+    clusters: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Clustered lab: ``NB``/``SB`` -> member -> RAFT role (``leader``, ``follower``,
+    ``candidate``, ``down``); {} standalone."""
 
     @property
     def degraded(self) -> tuple[str, ...]:
@@ -80,6 +93,10 @@ class LabStatus:
         for group, daemons in self.daemons.items():
             alive = ", ".join(f"{n} {'up' if ok else 'DEAD'}" for n, ok in daemons.items())
             lines.append(f"  {group}: {alive}")
+        for db, members in self.clusters.items():
+            leaders = [m for m, role in members.items() if role == "leader"]
+            lines.append(f"  {db} cluster: leader {leaders[0] if len(leaders) == 1 else 'NONE'}"
+                         f" ({', '.join(f'{m} {role}' for m, role in members.items())})")
         lines += [f"  guest: {g.describe()}" for g in self.guests]
         lines += [f"  problem: {p}" for p in self.problems]
         if self.degraded:
@@ -132,7 +149,13 @@ class Lab:
     """A real OVN on this machine: central, underlay, chassis namespaces, VM and client ports."""
 
     def __init__(self, topology: LabTopology | None = None) -> None:
-        self.topo = topology if topology is not None else LabTopology()
+        topo = topology if topology is not None else LabTopology()
+        self._asked = topo
+        """What ``up`` builds; ``topo`` describes what exists (a lab built clustered is
+        clustered whatever the caller's topology says, so status/down/nbctl reach it)."""
+        if not topo.clustered and cluster.is_clustered(topo):
+            topo = dataclasses.replace(topo, clustered=True)  # as it was built
+        self.topo = topo
         self.manifest = Manifest(self.topo.dir)
 
     # -- status ----------------------------------------------------------------------------
@@ -161,9 +184,10 @@ class Lab:
         else:
             state = "down"
         guests = guests_of(topo.site_path) if state == "up" else ()
+        clusters = cluster.roles(topo) if self.manifest.exists() else {}
         return LabStatus(state=state, prefix=topo.prefix, lab_dir=topo.dir, daemons=daemons,
                          namespaces=namespaces, problems=tuple(problems), guests=guests,
-                         ovn=_recorded_ovn(topo.site_path))
+                         ovn=_recorded_ovn(topo.site_path), clusters=clusters)
 
     def restart_controller(self, name: str) -> int:
         """Start chassis ``name``'s ovn-controller again after it died (fault tests); returns
@@ -179,8 +203,7 @@ class Lab:
         return chassis.start_controller(self.topo, spec, self.manifest)
 
     def _nb_alive(self) -> bool:
-        return any(p.group == central.GROUP and p.name == central.NB_DAEMON
-                   and host.is_ours(p.pid, p.marker) for p in self.manifest.processes())
+        return central.db_alive(self.topo, self.manifest, "nb")
 
     def site(self) -> Site:
         """The Site of the running lab; LabNotUp if it is down or broken."""
@@ -241,6 +264,7 @@ class Lab:
                 raise LabBuildError("could not clear the stale lab first: " + "; ".join(left))
         else:
             steps.advance("no stale lab to clear")
+        self.topo = topo = self._asked
         try:
             site = self._build(steps)
         except BaseException as e:
@@ -343,8 +367,8 @@ class Lab:
 
         return Site(
             name=topo.prefix,
-            nb_remote=f"unix:{topo.nb_sock}",
-            sb_remote=f"unix:{topo.sb_sock}",
+            nb_remote=topo.nb_remote,
+            sb_remote=topo.sb_remote,
             chassis=tuple(
                 ChassisEndpoint(name=ch.name, ovs_remote=f"unix:{ch.db_sock}",
                                 integration_bridge=chassis.INTEGRATION_BRIDGE, netns=ch.netns,
@@ -365,6 +389,7 @@ class Lab:
                 "ovn": {"install": install.name, "from": install.describe(),
                         **install.versions()},
                 "spare_chassis": list(topo.spares),
+                "clustered": topo.clustered,
             },
         )
 
