@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.text import Text
 
 from cutover import bounds
-from cutover.bench.faults import StallPlan
+from cutover.bench.faults import FAULT_KINDS, FaultPlan, StallPlan
 from cutover.errors import CutoverError, InputError, PrerequisiteError
 from cutover.lab.load import LOAD_LEVELS
 from cutover.lab.ovn_install import parse_ovn
@@ -59,6 +59,13 @@ def _bounded(bound: bounds.Bound) -> Callable[[str], float]:
 def _stall_spec(text: str) -> str:
     try:
         return StallPlan.parse(text).spec
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _fault_spec(text: str) -> str:
+    try:
+        return FaultPlan.parse(text).spec
     except InputError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -142,6 +149,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="repeat for several (default: legacy and claim; all with --matrix)")
     bench.add_argument("--stall", action="append", dest="stalls", type=_stall_spec,
                        help="ROLE:MS, e.g. dst:2000 or peer:2000; repeat for several")
+    bench.add_argument("--fault", action="append", dest="faults", type=_fault_spec,
+                       metavar="KIND[:MS]",
+                       help="a control-plane fault in each migration; repeat for several: "
+                       + "; ".join(f"{k.name} (MS: {k.param}, default {k.default_ms:g}"
+                                   f"{', --clustered' if k.clustered else ''})"
+                                   for k in FAULT_KINDS.values()))
     bench.add_argument("--load", action="append", dest="loads", choices=LOAD_LEVELS,
                        help="control-plane load on the destination; repeat for several")
     bench.add_argument("--activation", action="append", dest="activations",

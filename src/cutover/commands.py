@@ -19,7 +19,8 @@ from rich.text import Text
 
 from cutover.bench import versions
 from cutover.bench.environment import lab_ovn
-from cutover.bench.faults import StallPlan
+from cutover.bench.fault_report import fault_table
+from cutover.bench.faults import FaultPlan, StallPlan
 from cutover.bench.guest_report import floor_table
 from cutover.bench.report import summary_table, write_report
 from cutover.bench.results import BenchResult
@@ -27,6 +28,7 @@ from cutover.bench.runner import MATRIX, BenchPlan, Condition, run_bench
 from cutover.errors import InputError, LabNotUp, SwitchedOverIncomplete
 from cutover.guest.select import GuestOptions, check_matches, guest_driver, site_guest
 from cutover.lab import rootfs
+from cutover.lab.faults import LabFaults
 from cutover.lab.lab import Lab, ovn_line
 from cutover.lab.ovn_install import HOST_OVN
 from cutover.lab.topology import LabTopology
@@ -204,9 +206,25 @@ def _conditions(args: argparse.Namespace) -> tuple[Condition, ...]:
     else:
         base = [Condition(load=ld, stall=st) for ld in args.loads or ["L0"]
                 for st in args.stalls or ["none"]]
+    faults = getattr(args, "faults", None) or ["none"]
     return tuple(
-        Condition(c.load, c.stall, act).checked() for c in base for act in activations
+        Condition(c.load, c.stall, act, f).checked() for c in base for act in activations
+        for f in faults
     )
+
+
+def _check_faults(args: argparse.Namespace, conditions: tuple[Condition, ...]) -> None:
+    """Refuse a fault the lab cannot take before anything is built: a leader kill needs a
+    clustered lab (the one running, or the one the bench builds with --clustered)."""
+    needs = sorted({c.fault for c in conditions
+                    if (k := FaultPlan.parse(c.fault).kind) is not None and k.clustered})
+    if not needs:
+        return
+    lab_ = _lab(args)
+    clustered = lab_.topo.clustered if lab_.status().state != "down" else args.clustered
+    if not clustered:
+        raise InputError(f"fault {', '.join(needs)} needs clustered NB/SB databases: add "
+                         "--clustered (or run it on a lab built with 'lab up --clustered')")
 
 
 def _output_dir(out: Path) -> Path:
@@ -228,9 +246,11 @@ def bench(args: argparse.Namespace, console: Console) -> int:
     guest = _guest(args)
     if args.floor and guest.kind == "emulated":
         raise InputError("--floor measures a real QEMU migration: add --guest qemu")
+    conditions = _conditions(args)
+    _check_faults(args, conditions)
     plan = BenchPlan(  # validates every option before anything is built
         strategies=strategies,
-        conditions=_conditions(args),
+        conditions=conditions,
         runs=args.runs,
         probe_interval_ms=args.interval_ms,
         copy_ms=args.copy_ms,
@@ -256,6 +276,9 @@ def bench(args: argparse.Namespace, console: Console) -> int:
     floor = floor_table(result)
     if floor is not None:
         console.print(floor)
+    faults = fault_table(result)
+    if faults is not None:
+        console.print(faults)
     if len(results) > 1:
         console.print(versions.comparison_table(result))
     console.print(f"results: {paths.json}  report: {paths.markdown}")
@@ -325,7 +348,9 @@ def _bench_on(
                     from cutover.bench.floor import Floor
 
                     per_round.append(stack.enter_context(Floor(site, plan, guest, step)).run)
-                return run_bench(site, plan, hv, saved, load, measured, per_round)
+                faults = LabFaults(lab_)
+                return run_bench(site, plan, hv, saved, load, measured, per_round,
+                                 faults=faults, leftover_checks=[faults.leftovers])
     finally:
         if built and not keep:
             lab_.down()

@@ -38,6 +38,11 @@ from ovsdbapp.backend.ovs_idl import idlutils
 from cutover.errors import InputError, OvsdbError, WaitTimeout
 
 DEFAULT_TIMEOUT_S = 30.0
+RECONNECT_BACKOFF_MS = (250, 1000)
+"""(min, max) ms between reconnect attempts. python-ovs doubles up to 8 s by default, so a
+wait whose server came back (or whose cluster elected a new leader) could sleep for
+seconds before even trying; one orchestrator's few connections can afford to retry every
+second. (The C daemons keep OVS's 8 s: measured in docs/faults.md.)"""
 
 ApiT = TypeVar("ApiT")
 Row = Any
@@ -74,6 +79,7 @@ class EventedIdl(ovs_connection.OvsdbIdl):  # type: ignore[misc]
 
     def __init__(self, remote: str, schema_helper: Any, **kwargs: Any) -> None:
         super().__init__(remote, schema_helper, **kwargs)
+        self._session.reconnect.set_backoff(*RECONNECT_BACKOFF_MS)
         self.notify_handler = ovs_event.RowEventHandler()
         self.reconnects = 0
         """Times the IDL came back to MONITORING on a new session after the first."""
