@@ -30,12 +30,15 @@ from cutover.errors import (
     CutoverError,
     InvalidMigration,
     PlugError,
+    WaitTimeout,
 )
 from cutover.ovsdb.sb import SbClient
-from cutover.ovsdb.vswitch import VswitchClient
+from cutover.ovsdb.vswitch import VswitchClient, interface_ofport
 from cutover.site import ChassisEndpoint
 
 DEFAULT_RUNDIR = "/var/run/openvswitch"
+PLUG_OPEN_TIMEOUT_S = 10.0
+"""How long ovs-vswitchd may take to open a just-plugged TAP (ms normally)."""
 
 
 def rundir_for(chassis: ChassisEndpoint) -> str:
@@ -108,7 +111,23 @@ class LocalChassis:
     # -- VIFs ------------------------------------------------------------------------------
 
     def plug(self, vif: Vif) -> None:
+        """Plug, then make sure the TAP is up once ovs-vswitchd has opened it.
+
+        os-vif adds the OVS port before it creates the TAP; when the device appears
+        ovs-vswitchd opens it and sets IFF_PROMISC by a read-modify-write of its flags,
+        which can race the plugger's own ``up`` and leave the TAP down (seen here: every
+        probe lost after such a plug). So: wait - an event on the local Interface row -
+        until vswitchd gave the port an ofport, then set the TAP up if it is not."""
         self._plugger.plug(vif)
+        opened = self.vswitch.register(
+            "Interface", lambda r: r.name == vif.tap and (interface_ofport(r) or 0) > 0,
+            f"ovs-vswitchd to open {vif.tap} on {self.name}",
+            lambda: f"Interface {vif.tap}: {self.vswitch.interface(vif.tap)}")
+        try:
+            opened.wait(PLUG_OPEN_TIMEOUT_S)
+        except WaitTimeout as e:
+            raise PlugError(f"{vif.tap} on {self.name}: {e}") from e
+        privileged.ensure_up(self.endpoint.netns, vif.tap)
 
     def unplug(self, vif: Vif) -> None:
         self._plugger.unplug(vif)
