@@ -239,11 +239,12 @@ class FaultInjector:
     def started(self) -> bool:
         return self._thread is not None
 
-    def finish(self, timeout_s: float = 60.0) -> None:
-        """Wait for the fault to run its course (bounded), then continue anything still
-        stopped; safe to call when it never started."""
+    def finish(self, timeout_s: float | None = None) -> None:
+        """Wait for the fault to run its course (at most ``timeout_s``; default its own
+        duration + 60 s), then continue anything still stopped; safe to call when it
+        never started."""
         if self._thread is not None:
-            self._thread.join(timeout_s + self.plan.ms / 1000.0)
+            self._thread.join(self.plan.ms / 1000.0 + 60.0 if timeout_s is None else timeout_s)
             if self._thread.is_alive():
                 self.error = self.error or (f"fault {self.plan.spec} still running after "
                                             f"{timeout_s:g} s")
