@@ -27,7 +27,7 @@ from cutover.bench.results import BenchResult
 from cutover.bench.runner import MATRIX, BenchPlan, Condition, run_bench
 from cutover.errors import InputError, LabNotUp, SwitchedOverIncomplete
 from cutover.guest.select import GuestOptions, check_matches, guest_driver, site_guest
-from cutover.lab import rootfs
+from cutover.lab import cluster, rootfs
 from cutover.lab.faults import LabFaults
 from cutover.lab.lab import Lab, ovn_line
 from cutover.lab.ovn_install import HOST_OVN
@@ -220,9 +220,7 @@ def _check_faults(args: argparse.Namespace, conditions: tuple[Condition, ...]) -
                     if (k := FaultPlan.parse(c.fault).kind) is not None and k.clustered})
     if not needs:
         return
-    lab_ = _lab(args)
-    clustered = lab_.topo.clustered if lab_.status().state != "down" else args.clustered
-    if not clustered:
+    if not (args.clustered or cluster.is_clustered(LabTopology(prefix=args.prefix))):
         raise InputError(f"fault {', '.join(needs)} needs clustered NB/SB databases: add "
                          "--clustered (or run it on a lab built with 'lab up --clustered')")
 

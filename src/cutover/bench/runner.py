@@ -280,9 +280,14 @@ def _run_once(
             return _not_run(plan, strategy, cond, index, vm, dst, e), site
         if sb_monitor is not None:
             sb_monitor.start()
+        seen: list[tuple[float, str]] = []  # the steps of a migration that raises
+
+        def record(event: str) -> None:
+            seen.append((time.time() * 1000.0, event))
+
         try:
             report = migrate(site, vm.name, dst, options, hypervisor, clients,
-                             observers=[injector, fault])  # fmt: skip
+                             observers=[injector, fault, record])  # fmt: skip
         except MigrationError as e:
             error = f"{type(e).__name__}: {e}"
             moved = isinstance(e, SwitchedOverIncomplete)
@@ -310,8 +315,11 @@ def _run_once(
     leftovers = scan_leftovers(site, clients, hypervisor, leftover_checks)
     if not leftovers.clean:
         error = error or f"Leftovers: {'; '.join(leftovers.items)}"
-    t0 = report.started_ms if report else (samples[0][1] if samples else 0.0)
+    t0 = (report.started_ms if report else seen[0][0] if seen
+          else samples[0][1] if samples else 0.0)
     timeline = [TimelineEvent(t, n, d) for t, n, d in (report.timeline if report else [])]
+    if report is None:  # failed or rolled back: the step names as the observer saw them
+        timeline += [TimelineEvent(round(t - t0, 3), n, "") for t, n in seen]
     timeline.extend(_guest_events(hypervisor, vm, dst, t0))
     figures = guest_figures(hypervisor, vm) if report is not None or moved else {}
     for key, name in (("stop_at_ms", "guest.stop"), ("resume_at_ms", "guest.resume")):
