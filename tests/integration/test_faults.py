@@ -12,12 +12,15 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from labkit import lab_prefix, other_chassis, running_lab
 
+from cutover import cli
 from cutover.bench.faults import FaultInjector, FaultPlan
 from cutover.bench.leftovers import scan
+from cutover.bench.results import BenchResult
 from cutover.errors import ControllerDown, MigrationAborted
 from cutover.guest.emulated import EmulatedHypervisor
 from cutover.lab import Lab
@@ -142,3 +145,19 @@ def test_the_scan_finds_what_a_half_done_migration_leaves(lab: Lab) -> None:
     assert "ovn-northd" in text and "stopped" in text
     assert left.sync_ms is None  # hv_cfg cannot move while northd is stopped
     assert scan(site, clients, None, [faults.leftovers]).clean
+
+
+def test_the_cli_bench_injects_a_fault_and_scans(lab: Lab, tmp_path: Path) -> None:
+    """``cutover bench --fault`` on the running lab: the run records its fault, outcome,
+    reconnects and a clean leftover scan, and the report has the faults section."""
+    out = tmp_path / "bench"
+    code = cli.main(["--prefix", PREFIX, "bench", "--strategy", "claim", "--fault",
+                     "sb-restart:200", "--runs", "1", "--copy-ms", "50", "--out", str(out)])
+    assert code == 0
+    result = BenchResult.load(out / "bench.json")
+    (run,) = result.runs
+    assert run.fault == "sb-restart:200" and run.ok
+    assert run.extra["outcome"] == "migrated" and run.extra["leftovers"]["clean"]
+    assert run.extra["reconnects"]["sb"] >= 1
+    assert any(e.event == "fault.end" for e in run.timeline)
+    assert "## Faults" in (out / "report.md").read_text()

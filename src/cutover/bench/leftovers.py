@@ -26,18 +26,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from cutover.chassis.base import Vif
 from cutover.chassis.published import KEY_PREFIX
 from cutover.errors import CutoverError
-from cutover.guest.base import Hypervisor
+from cutover.guest.base import GuestState
 from cutover.migration.clients import SiteClients
 from cutover.ovsdb.nb import ACTIVATION_STRATEGY
-from cutover.site import Site
+from cutover.site import Site, VmSpec
 
 SYNC_TIMEOUT_S = 30.0
 STRAY_GUEST_STATES = ("running", "paused", "incoming")
+
+
+class GuestStates(Protocol):
+    """What the scan asks of a hypervisor (``cutover.guest.base.Hypervisor`` has it)."""
+
+    def guest_state(self, vm: VmSpec, chassis: str) -> GuestState: ...
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,7 @@ def sync_hypervisors(clients: SiteClients, timeout_s: float = SYNC_TIMEOUT_S) ->
     return target[0]
 
 
-def scan(site: Site, clients: SiteClients, hypervisor: Hypervisor | None = None,
+def scan(site: Site, clients: SiteClients, hypervisor: GuestStates | None = None,
          extra: Sequence[Callable[[], list[str]]] = (),
          sync_timeout_s: float = SYNC_TIMEOUT_S) -> LeftoverScan:
     """Everything left of migrations on ``site`` (see the module docstring)."""
