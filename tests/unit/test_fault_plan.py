@@ -62,6 +62,9 @@ class Target:
     def sb_leader(self) -> ProcessEntry:
         return self.proc
 
+    def nb_leader(self) -> ProcessEntry:
+        return ProcessEntry(pid=4444, marker="/lab/", name="ovsdb-server-nb2", group="central")
+
     def northd(self) -> ProcessEntry:
         return ProcessEntry(pid=4343, marker="/lab/", name="ovn-northd", group="central")
 
@@ -112,6 +115,11 @@ def test_restarts_and_the_controller_restart_name_what_they_did() -> None:
     inj.finish()
     assert [c for _, c in target.calls] == ["restart ovsdb-server-sb down=300 kill=True"]
     target = Target()
+    inj = FaultPlan.parse("nb-leader-kill:0").injector(target, "hv2")
+    inj("ready.armed")
+    inj.finish()
+    assert [c for _, c in target.calls] == ["restart ovsdb-server-nb2 down=0 kill=True"]
+    target = Target()
     inj = FaultPlan.parse("dst-controller-restart-ready").injector(target, "hv2")
     inj("ready.wait")
     assert not inj.started
@@ -151,7 +159,7 @@ def test_the_fault_table_counts_outcomes_and_leftovers() -> None:
     (row,) = fault_rows(result)
     assert row[:4] == ["sb-pause:2000", "claim", "3",
                        "2 migrated, 1 rolled-back (error)"]
-    assert row[4] == "45.0" and row[8] == "clean 2/3" and row[9] == "1.0"
+    assert row[4] == "45.0" and row[8] == "clean 2/3" and row[9] == "0/1"
     text = "\n".join(markdown_section(result))
     assert "## Leftovers found" in text and "NB x: y" in text
     assert RunResult.from_dict(result.runs[0].to_dict()).fault == "sb-pause:2000"

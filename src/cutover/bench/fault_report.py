@@ -20,7 +20,7 @@ from cutover.bench.results import BenchResult, RunResult
 
 FAULT_HEADERS = ("fault", "strategy", "runs", "outcomes", "median blackout ms",
                  "max blackout ms", "median probes lost", "median ready-wait ms",
-                 "leftover scan", "SB reconnects")
+                 "leftover scan", "NB/SB reconnects")
 
 
 def _outcome(run: RunResult) -> str:
@@ -64,7 +64,8 @@ def fault_rows(result: BenchResult) -> list[list[str]]:
         scans = [leftovers_clean(r) for r in runs]
         scanned = [s for s in scans if s is not None]
         clean = (f"clean {sum(scanned)}/{len(scanned)}" if scanned else "not scanned")
-        reconnects = [int(r.extra.get("reconnects", {}).get("sb", 0)) for r in runs]
+        nb = [float(r.extra.get("reconnects", {}).get("nb", 0)) for r in runs]
+        sb = [float(r.extra.get("reconnects", {}).get("sb", 0)) for r in runs]
         rows.append([
             fault, strategy, str(len(runs)),
             ", ".join(f"{n} {o}" for o, n in outcomes.items()),
@@ -73,7 +74,7 @@ def fault_rows(result: BenchResult) -> list[list[str]]:
             _num(_median([float(r.probes_lost) for r in ok])),
             _num(_median([r.ready_wait_ms for r in ok if r.extra.get("outcome") == "migrated"])),
             clean,
-            _num(_median([float(n) for n in reconnects])),
+            f"{_median(nb) or 0:g}/{_median(sb) or 0:g}",
         ])  # fmt: skip
     return rows
 

@@ -8,7 +8,8 @@ destination port is plugged (``plug.start``): a deterministic stand-in for a bus
 each starts at a timeline event, and its number is a duration or a delay, checked before
 anything is built): the SB server paused (SIGSTOP) or restarted, the SB RAFT leader
 killed (clustered lab), ovn-northd paused, the destination's ovn-controller restarted
-(``exit --restart``, then a new one) during the readiness wait or right after readiness.
+(``exit --restart``, then a new one) during the readiness wait or right after readiness;
+the NB RAFT leader killed right before the NB transaction of the migration.
 The migration must then complete or roll back within its timeouts, the VM must keep
 answering, and the leftover scan must find nothing (:mod:`cutover.bench.leftovers`).
 """
@@ -110,6 +111,8 @@ FAULT_KINDS: dict[str, FaultKind] = {k.name: k for k in (
               "starts again (ms)", 500.0, 0.0),
     FaultKind("sb-leader-kill", "ready.armed", "how long the SIGKILLed SB leader stays down "
               "before it starts again and rejoins (ms)", 1000.0, 0.0, clustered=True),
+    FaultKind("nb-leader-kill", "ready.armed", "how long the SIGKILLed NB leader stays down "
+              "before it starts again and rejoins (ms)", 1000.0, 0.0, clustered=True),
     FaultKind("northd-pause", "ready.armed", "how long ovn-northd stays SIGSTOPped (ms)",
               2000.0, 1.0),
     FaultKind("dst-controller-restart-wait", "ready.wait", "delay after the readiness wait "
@@ -125,6 +128,7 @@ class FaultTarget(Protocol):
 
     def sb_server(self) -> ProcessEntry: ...
     def sb_leader(self) -> ProcessEntry: ...
+    def nb_leader(self) -> ProcessEntry: ...
     def northd(self) -> ProcessEntry: ...
     def signal(self, proc: ProcessEntry, sig: signal.Signals) -> None: ...
     def restart(self, proc: ProcessEntry, down_ms: float = 0.0, kill: bool = False) -> int: ...
@@ -209,9 +213,10 @@ class FaultInjector:
                 self._mark("fault.start", f"{kind.name}: SIGSTOP {proc.describe()}")
                 time.sleep(ms / 1000.0)
                 self._continue()
-            elif kind.name in ("sb-restart", "sb-leader-kill"):
-                kill = kind.name == "sb-leader-kill"
-                proc = target.sb_leader() if kill else target.sb_server()
+            elif kind.name in ("sb-restart", "sb-leader-kill", "nb-leader-kill"):
+                kill = kind.name != "sb-restart"
+                proc = (target.nb_leader() if kind.name == "nb-leader-kill"
+                        else target.sb_leader() if kill else target.sb_server())
                 self._mark("fault.start", f"{kind.name}: {'SIGKILL' if kill else 'SIGTERM'} "
                            f"{proc.describe()}, down {ms:g} ms")
                 pid = target.restart(proc, ms, kill=kill)

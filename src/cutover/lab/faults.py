@@ -61,10 +61,17 @@ class LabFaults:
         return self._current(central.GROUP, central.SB_DAEMON)
 
     def sb_leader(self) -> ProcessEntry:
+        return self._leader("sb")
+
+    def nb_leader(self) -> ProcessEntry:
+        return self._leader("nb")
+
+    def _leader(self, db: str) -> ProcessEntry:
         if not self.topo.clustered:
-            raise LabError(f"lab {self.topo.prefix} is not clustered: it has no SB leader "
-                           "to kill (lab up --clustered)")
-        return self.sb_server()
+            raise LabError(f"lab {self.topo.prefix} is not clustered: it has no "
+                           f"{db.upper()} leader to kill (lab up --clustered)")
+        return self._current(cluster.GROUP,
+                             cluster.member_name(db, cluster.leader(self.topo, db)))
 
     def northd(self) -> ProcessEntry:
         return self._current(central.GROUP, central.NORTHD)
