@@ -133,9 +133,17 @@ def scan(site: Site, clients: SiteClients, hypervisor: GuestStates | None = None
             if not plugged and name == vm.chassis:
                 items.append(f"{name}: {vm.name}'s own TAP/OVS port {vm.tap} is missing")
             if hypervisor is not None and name != vm.chassis:
-                state_ = hypervisor.guest_state(vm, name)
+                try:
+                    state_ = hypervisor.guest_state(vm, name)
+                except CutoverError as e:
+                    items.append(f"{name}: cannot tell whether a guest of {vm.name} runs "
+                                 f"({e})")
+                    continue
                 if state_.state in STRAY_GUEST_STATES:
                     items.append(f"{name}: a guest of {vm.name} is {state_}")
     for check in extra:
-        items += check()
+        try:
+            items += check()
+        except CutoverError as e:
+            items.append(f"scan: {type(e).__name__}: {e}")
     return LeftoverScan(tuple(items), sync_ms)

@@ -144,16 +144,8 @@ def roles(topo: LabTopology) -> dict[str, dict[str, str]]:
     does not answer is ``down``. {} for a standalone lab."""
     if not topo.clustered:
         return {}
-    out: dict[str, dict[str, str]] = {}
-    for db in DATABASES:
-        members: dict[str, str] = {}
-        for i in range(1, CLUSTER_SIZE + 1):
-            try:
-                members[f"{db}{i}"] = _field(cluster_status(topo, db, i), "Role") or "?"
-            except ChassisUnreachable:
-                members[f"{db}{i}"] = "down"
-        out[db.upper()] = members
-    return out
+    return {db.upper(): {f"{db}{i}": roles_of(topo, db, i) for i in range(1, CLUSTER_SIZE + 1)}
+            for db in DATABASES}
 
 
 def leader(topo: LabTopology, db: str) -> int:
@@ -168,6 +160,7 @@ def leader(topo: LabTopology, db: str) -> int:
 
 
 def roles_of(topo: LabTopology, db: str, i: int) -> str:
+    """Member ``i``'s RAFT role (``leader``, ``follower``, ``candidate``), ``down``."""
     try:
         return _field(cluster_status(topo, db, i), "Role") or "?"
     except ChassisUnreachable:

@@ -126,10 +126,11 @@ class LabFaults:
         return pid
 
     def _netns(self, proc: ProcessEntry) -> str | None:
-        if proc.group == central.GROUP:
-            return self.topo.central_netns if proc.name.startswith("ovsdb-server-") and \
-                self.topo.clustered else None
-        return self.topo.chassis_named(proc.group).netns
+        """Where ``proc`` runs: a chassis' namespace, the members' one, or the root."""
+        if proc.group != central.GROUP:
+            return self.topo.chassis_named(proc.group).netns
+        members = cluster.member_names(self.topo)
+        return self.topo.central_netns if proc.name in members else None
 
     def restart_controller(self, chassis_name: str) -> tuple[float, float, int]:
         """``exit --restart`` the chassis' ovn-controller, wait until the old process is
