@@ -16,6 +16,7 @@ system-type OVS port on the integration bridge with ``iface-id``, ``iface-status
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from typing import Protocol
 
@@ -32,13 +33,15 @@ from cutover.errors import (
     PlugError,
     WaitTimeout,
 )
+from cutover.ovsdb.connection import Watch as OvsdbWatch
 from cutover.ovsdb.sb import SbClient
 from cutover.ovsdb.vswitch import VswitchClient, interface_ofport
 from cutover.site import ChassisEndpoint
 
 DEFAULT_RUNDIR = "/var/run/openvswitch"
-PLUG_OPEN_TIMEOUT_S = 10.0
-"""How long ovs-vswitchd may take to open a just-plugged TAP (ms normally)."""
+PLUG_OPEN_TIMEOUT_S = 120.0
+"""How long the TAP fix-up waits for ovs-vswitchd to open a just-plugged port (ms
+normally; > 10 s seen while it re-installed a restarted controller's flows under L2)."""
 
 
 def rundir_for(chassis: ChassisEndpoint) -> str:
@@ -116,18 +119,29 @@ class LocalChassis:
         os-vif adds the OVS port before it creates the TAP; when the device appears
         ovs-vswitchd opens it and sets IFF_PROMISC by a read-modify-write of its flags,
         which can race the plugger's own ``up`` and leave the TAP down (seen here: every
-        probe lost after such a plug). So: wait - an event on the local Interface row -
-        until vswitchd gave the port an ofport, then set the TAP up if it is not."""
+        probe lost after such a plug). So once vswitchd has given the port an ofport (an
+        event on the local Interface row) the TAP is set up if it is not. The plug does
+        not wait for that: a vswitchd busy re-installing a restarted controller's flows
+        under load took > 10 s to open a port (measured), which would stall the
+        migration's first step; a background thread waits instead (bounded)."""
         self._plugger.plug(vif)
         opened = self.vswitch.register(
             "Interface", lambda r: r.name == vif.tap and (interface_ofport(r) or 0) > 0,
             f"ovs-vswitchd to open {vif.tap} on {self.name}",
             lambda: f"Interface {vif.tap}: {self.vswitch.interface(vif.tap)}")
+        if opened.fired:
+            opened.cancel()
+            privileged.ensure_up(self.endpoint.netns, vif.tap)
+            return
+        threading.Thread(target=self._up_when_opened, args=(opened, vif.tap),
+                         name=f"tap-up-{vif.tap}", daemon=True).start()  # fmt: skip
+
+    def _up_when_opened(self, opened: OvsdbWatch, tap: str) -> None:
         try:
             opened.wait(PLUG_OPEN_TIMEOUT_S)
-        except WaitTimeout as e:
-            raise PlugError(f"{vif.tap} on {self.name}: {e}") from e
-        privileged.ensure_up(self.endpoint.netns, vif.tap)
+        except WaitTimeout:
+            return  # never opened (unplugged meanwhile?): nothing to fix
+        privileged.ensure_up(self.endpoint.netns, tap)
 
     def unplug(self, vif: Vif) -> None:
         self._plugger.unplug(vif)
