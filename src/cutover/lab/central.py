@@ -36,7 +36,7 @@ def nbctl(topo: LabTopology, *args: str, timeout: float | None = None) -> str:
     """Run ``ovn-nbctl`` against the lab's NB; ``--timeout`` bounds any ``--wait``."""
     t = timeout if timeout is not None else topo.timeout_s
     return host.run(
-        [*install_for(topo.ovn).argv("ovn-nbctl"), f"--db={topo.nb_remote}",
+        [*install_for(topo.ovn).argv("ovn-nbctl"), f"--db={topo.local_remote('nb')}",
          f"--timeout={max(1, int(t))}", *args],
         env=central_env(topo), timeout=t + 5,
     )
@@ -46,7 +46,7 @@ def sbctl(topo: LabTopology, *args: str, timeout: float | None = None) -> str:
     """Run ``ovn-sbctl`` against the lab's SB; ``--timeout`` bounds ``wait-until``."""
     t = timeout if timeout is not None else topo.timeout_s
     return host.run(
-        [*install_for(topo.ovn).argv("ovn-sbctl"), f"--db={topo.sb_remote}",
+        [*install_for(topo.ovn).argv("ovn-sbctl"), f"--db={topo.local_remote('sb')}",
          f"--timeout={max(1, int(t))}", *args],
         env=central_env(topo), timeout=t + 5,
     )

@@ -262,19 +262,24 @@ class LabTopology:
         return (first, *(first.with_name(f"{first.stem}{i}.sock")
                          for i in range(2, CLUSTER_SIZE + 1)))
 
+    def local_remote(self, db: str) -> str:
+        """The lab's own tools' way to ``db`` (``nb``/``sb``) on the central node: its unix
+        socket(s), never ``ssl:`` (the lab's ``nbctl``/``sbctl`` carry no certificate)."""
+        return ",".join(f"unix:{s}" for s in self.db_socks(db))
+
     @property
     def nb_remote(self) -> str:
         """What every NB client is given: ``ssl:`` in an SSL lab, else ``unix:...`` or the
         cluster members' comma-separated list."""
         if self.ssl:
             return f"ssl:{self.central_ip}:6641"
-        return ",".join(f"unix:{s}" for s in self.db_socks("nb"))
+        return self.local_remote("nb")
 
     @property
     def sb_remote(self) -> str:
         if self.ssl:
             return f"ssl:{self.central_ip}:6642"
-        return ",".join(f"unix:{s}" for s in self.db_socks("sb"))
+        return self.local_remote("sb")
 
     @property
     def guest_dir(self) -> Path:
