@@ -15,13 +15,14 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from cutover.chassis.base import ControllerWatch, PathTarget, Vif, Watch
 from cutover.chassis.local import LocalChassis, VifPlugger
 from cutover.chassis.published import encode_failed, encode_ready, path_ready_key, port_ready_key
 from cutover.errors import ControllerDown, CutoverError, InputError
+from cutover.ovsdb.connection import now_ms
 from cutover.ovsdb.sb import SbClient
 from cutover.site import ChassisEndpoint
 
@@ -124,6 +125,12 @@ class NodeService:
 
     def _run(self, job: _Job, timeout_s: float) -> None:
         try:
+            self._wait_and_publish(job, timeout_s)
+        finally:
+            job.watch.cancel()  # after the publication: reaping is off the critical path
+
+    def _wait_and_publish(self, job: _Job, timeout_s: float) -> None:
+        try:
             evidence = job.watch.wait(timeout_s)
         except CutoverError as e:
             if job.state == "cancelled":
@@ -134,7 +141,9 @@ class NodeService:
         if job.state == "cancelled":
             return
         job.state, job.detail = "ready", evidence.detail
-        self._publish(job, encode_ready(job.request_id, evidence))
+        marks = (*evidence.marks, (f"{evidence.check}.publish", now_ms(),
+                                   f"the agent of {self.chassis_name} sends its SB write"))
+        self._publish(job, encode_ready(job.request_id, replace(evidence, marks=marks)))
 
     def _publish(self, job: _Job, value: str) -> None:
         try:

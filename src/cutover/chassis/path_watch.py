@@ -9,8 +9,9 @@ br-int can tell.
 
 All event-driven: an ``ovs-ofctl monitor br-int watch:reg15=KEY,metadata=DP`` on the peer's
 bridge and an Open_vSwitch watch for a tunnel Interface towards the destination's encap IP
-(a late tunnel port re-checks) wake a filtered dump, classified by
-:func:`cutover.chassis.tunnels.classify_peer`. Nothing is written anywhere locally.
+(a late tunnel port re-checks) wake a check of the monitor's live copy of those flows
+(:mod:`cutover.chassis.flowstate`; a filtered dump when the copy is unusable), classified
+by :func:`cutover.chassis.tunnels.classify_peer`. Nothing is written anywhere locally.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class LocalPathWatch:
         )
         self._monitor: FlowMonitor | None = None
         try:
-            self._monitor = FlowMonitor(bridge, [self._match], self._mark_dirty)
+            self._monitor = FlowMonitor(bridge, [self._match], self._mark_dirty, live=True)
         except FlowCheckError as e:
             self._error = str(e)
 
@@ -78,12 +79,19 @@ class LocalPathWatch:
         self._changed.set()
 
     def cancel(self) -> None:
+        self._release()
+        if self._monitor is not None:
+            self._monitor.stop()
+            self._monitor = None
+
+    def _release(self) -> None:
+        """Stop watching without waiting (the monitor gets its SIGTERM, :meth:`cancel`
+        reaps it): the verdict is published before the clean-up, as in port-ready."""
         if self._tunnel is not None:
             self._tunnel.cancel()
             self._tunnel = None
         if self._monitor is not None:
-            self._monitor.stop()
-            self._monitor = None
+            self._monitor.terminate()
 
     def wait(self, timeout_s: float) -> Evidence:
         """Ready when a flow for the port outputs to the tunnel whose ``remote_ip`` is one
@@ -107,7 +115,7 @@ class LocalPathWatch:
                 until = min(deadline, t + CHECK_RETRY_MS) if retry else deadline
                 self._changed.wait(max(0.0, (until - t) / 1000.0))
         finally:
-            self.cancel()
+            self._release()
 
     def _check(self) -> tuple[bool, float | None]:
         """Re-dump if the flows or tunnels changed: (retry due, ready since ms or None).
@@ -120,8 +128,10 @@ class LocalPathWatch:
                 return False, None
             self._dirty = False
             event_ms = self._last_event_ms
+        live = self._monitor.flows() if self._monitor is not None else None
         try:
-            flows = self._bridge.dump(self._match)
+            # the monitor's live copy when it has one: no ovs-ofctl round trip
+            flows = live if live is not None else self._bridge.dump(self._match)
         except FlowCheckError as e:
             self._error = str(e)
             with self._lock:

@@ -43,7 +43,14 @@ import threading
 from dataclasses import dataclass
 
 from cutover.chassis.base import Vif
-from cutover.chassis.flows import BridgeFlows, FlowCheckError, FlowMonitor, PortFlows, PortTarget
+from cutover.chassis.flows import (
+    BridgeFlows,
+    FlowCheckError,
+    FlowMonitor,
+    PortFlows,
+    PortTarget,
+    classify,
+)
 from cutover.errors import WaitTimeout
 from cutover.evidence import Evidence
 from cutover.ovsdb.connection import Watch, now_ms
@@ -81,6 +88,27 @@ class Decision:
     """Wake up by then even without an event (the flows-only grace)."""
     waiting_for: tuple[str, ...] = ()
     """What is missing when not ready (for timeouts and status)."""
+    claim_from_flows: bool = False
+    """The claim was known from the rarp blocks, before the SB row reached us
+    (:func:`claim_shown_by_flows`)."""
+
+
+def claim_shown_by_flows(flows: PortFlows | None, awaits_rarp: bool) -> bool:
+    """The chassis' own flows prove its claim is committed in the SB: all three rarp
+    activation flows are there while the SB says the port awaits its rarp activation here.
+
+    ovn-controller installs them only for a chassis listed in the ``Port_Binding``'s
+    ``additional_chassis`` *as its SB IDL holds it* (physical.c
+    ``setup_activation_strategy`` loops over ``binding->additional_chassis``; the same on
+    23.03 and on OVN main, 2026), and an IDL holds only what the SB server committed and
+    sent back - never a write of its own still in flight. So the blocks on br-int mean the
+    SB committed the claim and the controller has seen that commit. Measured here: the
+    blocks were complete 3 ms (median) before the SB update carrying the claim was
+    processed by the agent's own SB connection. The first-port race (an ``ovn-installed``
+    before the claim is committed) shows no blocks (docs/readiness.md), so it still
+    waits for the claim."""
+    return (awaits_rarp and flows is not None and flows.physical and flows.blocked
+            and not flows.partially_blocked)
 
 
 def complete(flows: PortFlows | None, awaits_rarp: bool = False) -> bool:
@@ -101,9 +129,12 @@ def decide(installed: bool, claimed: bool, flows: PortFlows | None,
     ``awaits_rarp``: see :func:`complete`) were first seen complete (None if they are not).
 
     ``ovn-installed`` never stands in for the claim or for the logical flows: a build that
-    reports it early (first port on a switch) is caught by either."""
+    reports it early (first port on a switch) is caught by either. The claim is the SB
+    row (``claimed``) or the rarp blocks that only a committed claim makes the controller
+    install (:func:`claim_shown_by_flows`)."""
     missing: list[str] = []
-    if not claimed:
+    from_flows = not claimed and claim_shown_by_flows(flows, awaits_rarp)
+    if not claimed and not from_flows:
         missing.append(WAIT_CLAIM)
     if flows is None:
         missing.append(WAIT_FLOW_CHECK)
@@ -117,11 +148,11 @@ def decide(installed: bool, claimed: bool, flows: PortFlows | None,
     if missing:
         return Decision(False, waiting_for=tuple(missing))
     if installed:
-        return Decision(True, PATH_INSTALLED)
+        return Decision(True, PATH_INSTALLED, claim_from_flows=from_flows)
     if complete_since_ms is None:
         return Decision(False, waiting_for=(WAIT_INSTALLED,))
     if now - complete_since_ms >= grace_ms:
-        return Decision(True, PATH_FLOWS_ONLY)
+        return Decision(True, PATH_FLOWS_ONLY, claim_from_flows=from_flows)
     return Decision(False, recheck_at_ms=complete_since_ms + grace_ms,
                     waiting_for=(WAIT_INSTALLED,))  # fmt: skip
 
@@ -159,6 +190,12 @@ class LocalPortWatch:
         """Latest start of a flow check that began after ``ovn-installed`` was seen and
         still found the port's L2 lookup missing: the early-ovn-installed race, observed."""
         self._checks = 0
+        self._live_checks = 0
+        self._flows_ms: float | None = None
+        """Since when the last verdict's flows are known to hold: the monitor's last
+        update before it (live copy), or the start of the dump."""
+        self._complete_ms: float | None = None
+        """When the flows became complete: ``_flows_ms`` of the first complete verdict."""
         self._error: str | None = None
         self._interrupted: BaseException | None = None
 
@@ -203,7 +240,7 @@ class LocalPortWatch:
         if ofport is None or keys is None:
             return False
         target = PortTarget(ofport, keys[0], keys[1], self.mac)
-        self._monitor = self._bridge.monitor(target, self._flows_changed)
+        self._monitor = self._bridge.monitor(target, self._flows_changed, live=True)
         self._target = target
         return True
 
@@ -221,12 +258,21 @@ class LocalPortWatch:
         self._changed.set()
 
     def cancel(self) -> None:
+        self._release()
+        if self._monitor is not None:
+            self._monitor.stop()
+            self._monitor = None
+
+    def _release(self) -> None:
+        """Stop watching without waiting for anything: the OVSDB watches go, the flow
+        monitors get their SIGTERM; :meth:`cancel` (idempotent, called by the owner once
+        the verdict is handed on) reaps them. Reaping three processes took ~4 ms here, and
+        it sat between the verdict and its publication in the SB."""
         for w in self._watches:
             w.cancel()
         self._watches = []
         if self._monitor is not None:
-            self._monitor.stop()
-            self._monitor = None
+            self._monitor.terminate()
 
     def wait(self, timeout_s: float) -> Evidence:
         assert self._watches, "the watch was cancelled"
@@ -238,13 +284,15 @@ class LocalPortWatch:
                 if self._interrupted is not None:
                     raise self._interrupted
                 flows = self._check()
-                t = now_ms()
                 binding = self._sb.binding(self.lsp)
                 awaits = binding is not None and binding.awaits_activation(self.chassis)
+                installed, claimed = "installed" in self._seen, "claim" in self._seen
+                t = now_ms()  # after every input was read: the verdict's time
                 if complete(flows, awaits):
-                    complete_since = complete_since if complete_since is not None else t
+                    if complete_since is None:
+                        complete_since, self._complete_ms = t, self._flows_ms
                 else:
-                    complete_since = None
+                    complete_since = self._complete_ms = None
                 if flows is not None and flows.physical and self._physical_ms is None:
                     self._physical_ms = t
                 installed_ms = self._seen.get("installed")
@@ -252,12 +300,11 @@ class LocalPortWatch:
                         and installed_ms is not None and self._dump_started_ms is not None
                         and self._dump_started_ms > installed_ms):
                     self._fooled_ms = self._dump_started_ms
-                installed, claimed = "installed" in self._seen, "claim" in self._seen
                 d = decide(installed, claimed, flows, complete_since, t, self._grace_ms, awaits)
                 self._decision = (d, installed, claimed)
                 if d.ready:
                     assert d.path is not None and flows is not None
-                    return self._evidence(d.path, flows, t, complete_since)
+                    return self._evidence(d, flows, t, complete_since)
                 if t >= deadline:
                     raise WaitTimeout(f"the flows of {self.lsp} on {self.chassis}", timeout_s,
                                       self.describe())
@@ -269,7 +316,7 @@ class LocalPortWatch:
                 until = min(deadline, recheck or deadline)
                 self._changed.wait(max(0.0, (until - t) / 1000.0))
         finally:
-            self.cancel()
+            self._release()
 
     def _flows_changed(self) -> None:
         self._dirty.set()
@@ -283,6 +330,15 @@ class LocalPortWatch:
             return None
         assert self._monitor is not None and self._target is not None
         self._monitor.ready.wait(MONITOR_READY_S)
+        live = self._monitor.flows()
+        if live is not None:  # the monitors' copy: no ovs-ofctl on the critical path
+            self._dirty.clear()
+            self._dump_started_ms = now_ms()
+            self._last = classify(live, live, live, self._target)
+            self._flows_ms = self._monitor.changed_ms
+            self._error = None
+            self._live_checks += 1
+            return self._last
         if self._last is not None and not self._dirty.is_set() and self._monitor.alive:
             self._dump_started_ms = now_ms()  # unchanged since: the last dump is current
             return self._last
@@ -294,18 +350,24 @@ class LocalPortWatch:
             self._error = str(e)
             self._dirty.set()
             return None
+        self._flows_ms = self._dump_started_ms
         self._error = None
         self._checks += 1
         return self._last
 
-    def _evidence(self, path: str, flows: PortFlows, seen: float,
+    def _evidence(self, d: Decision, flows: PortFlows, seen: float,
                   complete_ms: float | None) -> Evidence:
+        assert d.path is not None
         ids = self._vs.interface_external_ids(self.tap) or {}
         ts = ids.get("ovn-installed-ts")
         installed_ts = float(ts) if ts and ts.isdigit() else None
+        claim = ("claim: shown by the rarp blocks (installed only for a committed claim), "
+                 "before the SB row reached this agent" if d.claim_from_flows
+                 else "claim: SB row")  # fmt: skip
         detail = (
-            f"{path} on {self.chassis}: {flows}; ovn-installed={ids.get('ovn-installed', '-')}"
-            f" ovn-installed-ts={ts or '-'}; {self._checks} flow checks"
+            f"{d.path} on {self.chassis}: {flows}; {claim}; ovn-installed="
+            f"{ids.get('ovn-installed', '-')} ovn-installed-ts={ts or '-'}; "
+            f"{self._live_checks} checks of the monitors' live copy, {self._checks} flow dumps"
         )
         if (self._physical_ms is not None and complete_ms is not None
                 and complete_ms > self._physical_ms):
@@ -316,6 +378,9 @@ class LocalPortWatch:
                               ("ovn-installed", "installed", self._installed)):  # fmt: skip
             if flag in self._seen:
                 marks.append((f"{CHECK}.{name}", self._seen[flag], w.what))
+        if self._complete_ms is not None:
+            marks.append((f"{CHECK}.flows", self._complete_ms,
+                          "the port's flows complete on br-int (flow monitor)"))
         installed_ms = self._seen.get("installed")
         if installed_ms is not None and self._fooled_ms is not None:
             # what a check trusting ovn-installed and the physical flows would have taken
