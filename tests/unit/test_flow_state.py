@@ -5,18 +5,37 @@ dump is taken) whenever the stream cannot say which flow changed."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from cutover.chassis.flows import Flow, PortTarget, classify, parse_flows
 from cutover.chassis.flowstate import UNKNOWN_PRIORITY, FlowState, merged, parse_update
 from cutover.chassis.port_watch import WAIT_CLAIM, claim_shown_by_flows, decide
-from tests.unit.test_port_ready_flows import CLAIMED, DATA, RACE, VM1
 
-# captured on this machine (OVS 3.1 ``ovs-ofctl --no-names monitor br-int watch:table=0``)
+# the captures of test_port_ready_flows (see its docstring): vm1 is ofport 3, port key 1,
+# datapath key 1; ``race_*`` the first-port race, ``claimed_*`` the same port claimed
+DATA = Path(__file__).parent / "data"
+VM1 = PortTarget(ofport=3, port_key=1, datapath_key=1, mac="02:00:00:00:00:01")
+
+
+Capture = tuple[list[Flow], list[Flow], list[Flow]]
+
+
+def _capture(name: str) -> Capture:
+    a, b, c = (parse_flows((DATA / f"ofctl_{name}_{k}.txt").read_text())
+               for k in ("in_port", "reg15", "l2"))  # fmt: skip
+    return a, b, c
+
+
+RACE = _capture("race")
+CLAIMED = _capture("claimed")
+
+# captured on this machine (OVS 3.1 ``ovs-ofctl --no-names monitor br-int watch:table=0``;
+# the first flow's actions abridged)
 CAPTURED = """\
 NXST_FLOW_MONITOR reply (xid=0x2):
- event=ADDED table=0 cookie=0xc9c90db8 in_port=3 actions=load:0x3->NXM_NX_REG13[],load:0x1->NXM_NX_REG11[],load:0x2->NXM_NX_REG12[],load:0x1->OXM_OF_METADATA[],load:0x3->NXM_NX_REG14[],resubmit(,8)
+ event=ADDED table=0 cookie=0xc9c90db8 in_port=3 actions=load:0x1->OXM_OF_METADATA[],resubmit(,8)
  event=ADDED table=0 cookie=0
 NXST_FLOW_MONITOR reply (xid=0x0):
  event=ADDED table=0 cookie=0 in_port=999
@@ -75,7 +94,7 @@ def test_replaying_the_captured_stream() -> None:
 
 
 @pytest.mark.parametrize("sample", [CLAIMED, RACE], ids=["claimed", "race"])
-def test_live_copy_judges_as_the_dumps_do(sample: tuple[list[Flow], ...]) -> None:
+def test_live_copy_judges_as_the_dumps_do(sample: Capture) -> None:
     """The captured port states, fed through monitor lines (no priorities): the same
     verdict as from the three dumps, blocks included."""
     live = merged([_state(d) for d in sample])  # one monitor process per filter
@@ -84,6 +103,11 @@ def test_live_copy_judges_as_the_dumps_do(sample: tuple[list[Flow], ...]) -> Non
     # a flow two filters match (egress port security: reg15 AND the MAC) counts once
     assert len(live) < sum(len(d) for d in sample)
     assert merged([_state(sample[0]), FlowState()]) is None  # one copy incomplete
+    state = FlowState()
+    state.mark_complete()  # nothing there when the monitor started...
+    for f in sample[0]:
+        state.apply(parse_update(_monitor_line(f)) or pytest.fail(), 9.0)
+    assert state.initial() == [] and len(state.flows() or []) == len(sample[0])  # ...since
 
 
 def test_open_and_blocked_captures_from_the_live_copy() -> None:
@@ -94,7 +118,7 @@ def test_open_and_blocked_captures_from_the_live_copy() -> None:
         live = merged([_state(d) for d in dumps])
         assert live is not None
         flows = classify(live, live, [], target)
-        assert flows == classify(*dumps, [], replace(target))
+        assert flows == classify(dumps[0], dumps[1], [], target)
         assert flows.physical and flows.blocked is blocked
         assert not flows.partially_blocked
         assert flows.ingress_blocked is blocked and flows.egress_blocked is blocked
@@ -143,6 +167,9 @@ def test_the_rarp_blocks_show_a_committed_claim() -> None:
     # the SB row known: the flows are not what proved it
     d = decide(True, True, claimed, 1000.0, 1000.0, awaits_rarp=True)
     assert d.ready and not d.claim_from_flows
+    # blocks that were there before the watch started prove nothing about this claim
+    d = decide(True, False, claimed, 1000.0, 1000.0, awaits_rarp=True, blocks_new=False)
+    assert not d.ready and d.waiting_for == (WAIT_CLAIM,)
     # no rarp activation expected (activation-strategy none): only the SB row counts
     assert not claim_shown_by_flows(claimed, awaits_rarp=False)
     d = decide(True, False, claimed, 1000.0, 1000.0, awaits_rarp=False)

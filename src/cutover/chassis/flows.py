@@ -309,6 +309,14 @@ class FlowMonitor:
     def alive(self) -> bool:
         return all(p.alive for p in self._procs)
 
+    def initial_flows(self) -> list[Flow] | None:
+        """The watched flows that were already on the bridge when the monitors started
+        (None: not ``live`` or not started yet)."""
+        states = [p.state for p in self._procs if p.state is not None]
+        if not self._procs or len(states) < len(self._procs):
+            return None
+        return merged(states, initial=True)
+
     def flows(self) -> list[Flow] | None:
         """The watched flows as the monitors reported them (priorities unknown), or None
         when that copy is not usable: not ``live``, initial replies incomplete, a monitor

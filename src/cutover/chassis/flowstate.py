@@ -90,6 +90,7 @@ class FlowState:
         self._lock = threading.Lock()
         self._flows: Counter[FlowKey] = Counter()
         self._complete = False
+        self._initial: Counter[FlowKey] = Counter()
         self._lost: str | None = None
         self.changed_ms: float | None = None
         """When the last update was applied (wall ms): when the copy took its state."""
@@ -130,7 +131,14 @@ class FlowState:
     def mark_complete(self) -> None:
         """The monitor's initial replies have all been applied."""
         with self._lock:
+            if not self._complete:
+                self._initial = Counter(self._flows)
             self._complete = True
+
+    def initial(self) -> list[Flow] | None:
+        """The flows that were already there when the monitor started (None: incomplete)."""
+        with self._lock:
+            return _flows(self._initial) if self._complete else None
 
     @property
     def usable(self) -> bool:
@@ -147,22 +155,25 @@ class FlowState:
         with self._lock:
             if not self._complete or self._lost is not None:
                 return None
-            return [Flow(t, UNKNOWN_PRIORITY, dict(m), a)
-                    for (t, m, a), n in self._flows.items() for _ in range(n)]  # fmt: skip
+            return _flows(self._flows)
 
 
-def merged(states: Sequence[FlowState]) -> list[Flow] | None:
+def _flows(counts: Counter[FlowKey]) -> list[Flow]:
+    return [Flow(t, UNKNOWN_PRIORITY, dict(m), a)
+            for (t, m, a), n in counts.items() for _ in range(n)]  # fmt: skip
+
+
+def merged(states: Sequence[FlowState], initial: bool = False) -> list[Flow] | None:
     """The flows of several monitors' copies (one per filter), each flow once: a flow two
     filters match (e.g. the port's egress port security: ``reg15`` and its MAC) is in
     both copies. Per (table, match, actions) the larger count: each copy is exact for its
     own filter, and flows with one such key match the same filters. None if any copy is
-    not usable."""
+    not usable. ``initial``: the flows that were there when the monitors started."""
     counts: Counter[FlowKey] = Counter()
     for state in states:
-        flows = state.flows()
+        flows = state.initial() if initial else state.flows()
         if flows is None:
             return None
         for key, n in Counter(_key(f) for f in flows).items():
             counts[key] = max(counts[key], n)
-    return [Flow(t, UNKNOWN_PRIORITY, dict(m), a)
-            for (t, m, a), n in counts.items() for _ in range(n)]  # fmt: skip
+    return _flows(counts)

@@ -93,9 +93,13 @@ class Decision:
     (:func:`claim_shown_by_flows`)."""
 
 
-def claim_shown_by_flows(flows: PortFlows | None, awaits_rarp: bool) -> bool:
+def claim_shown_by_flows(flows: PortFlows | None, awaits_rarp: bool,
+                         blocks_new: bool = True) -> bool:
     """The chassis' own flows prove its claim is committed in the SB: all three rarp
-    activation flows are there while the SB says the port awaits its rarp activation here.
+    activation flows are there while the SB says the port awaits its rarp activation here,
+    and they were NOT there when the flow monitors started (``blocks_new``: blocks left
+    over from an earlier binding on a reused ofport, by a controller that has not caught up
+    with a release, prove nothing about this claim).
 
     ovn-controller installs them only for a chassis listed in the ``Port_Binding``'s
     ``additional_chassis`` *as its SB IDL holds it* (physical.c
@@ -107,8 +111,8 @@ def claim_shown_by_flows(flows: PortFlows | None, awaits_rarp: bool) -> bool:
     processed by the agent's own SB connection. The first-port race (an ``ovn-installed``
     before the claim is committed) shows no blocks (docs/readiness.md), so it still
     waits for the claim."""
-    return (awaits_rarp and flows is not None and flows.physical and flows.blocked
-            and not flows.partially_blocked)
+    return (awaits_rarp and blocks_new and flows is not None and flows.physical
+            and flows.blocked and not flows.partially_blocked)
 
 
 def complete(flows: PortFlows | None, awaits_rarp: bool = False) -> bool:
@@ -123,7 +127,8 @@ def complete(flows: PortFlows | None, awaits_rarp: bool = False) -> bool:
 
 def decide(installed: bool, claimed: bool, flows: PortFlows | None,
            complete_since_ms: float | None, now: float,
-           grace_ms: float = INSTALLED_GRACE_MS, awaits_rarp: bool = False) -> Decision:
+           grace_ms: float = INSTALLED_GRACE_MS, awaits_rarp: bool = False,
+           blocks_new: bool = True) -> Decision:
     """The version-path decision (pure). ``complete_since_ms``: when the flows (physical
     and the L2 lookup, and the rarp blocks while the port awaits its activation here,
     ``awaits_rarp``: see :func:`complete`) were first seen complete (None if they are not).
@@ -131,9 +136,10 @@ def decide(installed: bool, claimed: bool, flows: PortFlows | None,
     ``ovn-installed`` never stands in for the claim or for the logical flows: a build that
     reports it early (first port on a switch) is caught by either. The claim is the SB
     row (``claimed``) or the rarp blocks that only a committed claim makes the controller
-    install (:func:`claim_shown_by_flows`)."""
+    install (:func:`claim_shown_by_flows`; ``blocks_new``: they were not there when the
+    watch started)."""
     missing: list[str] = []
-    from_flows = not claimed and claim_shown_by_flows(flows, awaits_rarp)
+    from_flows = not claimed and claim_shown_by_flows(flows, awaits_rarp, blocks_new)
     if not claimed and not from_flows:
         missing.append(WAIT_CLAIM)
     if flows is None:
@@ -194,6 +200,10 @@ class LocalPortWatch:
         self._flows_ms: float | None = None
         """Since when the last verdict's flows are known to hold: the monitor's last
         update before it (live copy), or the start of the dump."""
+        self._blocks_new = False
+        """The rarp blocks were absent from the monitors' initial copy (the claim may then
+        be shown by them, :func:`claim_shown_by_flows`); False with dumps only."""
+        self._initial_checked = False
         self._complete_ms: float | None = None
         """When the flows became complete: ``_flows_ms`` of the first complete verdict."""
         self._error: str | None = None
@@ -300,7 +310,8 @@ class LocalPortWatch:
                         and installed_ms is not None and self._dump_started_ms is not None
                         and self._dump_started_ms > installed_ms):
                     self._fooled_ms = self._dump_started_ms
-                d = decide(installed, claimed, flows, complete_since, t, self._grace_ms, awaits)
+                d = decide(installed, claimed, flows, complete_since, t, self._grace_ms, awaits,
+                           self._blocks_new)
                 self._decision = (d, installed, claimed)
                 if d.ready:
                     assert d.path is not None and flows is not None
@@ -331,6 +342,11 @@ class LocalPortWatch:
         assert self._monitor is not None and self._target is not None
         self._monitor.ready.wait(MONITOR_READY_S)
         live = self._monitor.flows()
+        if live is not None and not self._initial_checked:
+            initial = self._monitor.initial_flows() or []
+            first = classify(initial, initial, initial, self._target)
+            self._blocks_new = not (first.blocked or first.rarp_to_controller)
+            self._initial_checked = True
         if live is not None:  # the monitors' copy: no ovs-ofctl on the critical path
             self._dirty.clear()
             self._dump_started_ms = now_ms()
