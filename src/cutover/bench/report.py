@@ -28,6 +28,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 from rich.table import Table
 
+from cutover.bench.detection import detection_section
 from cutover.bench.guest_report import guest_section
 from cutover.bench.results import BenchResult, RunResult
 from cutover.bench.stats import (
@@ -163,6 +164,7 @@ def render_markdown(result: BenchResult, paths: ReportPaths) -> str:
         "",
         *markdown_section(result),
         *guest_section(result),
+        *detection_section(result),
         "## Ratios of median blackout between strategies",
         "",
         *_ratio_lines(groups),
