@@ -185,3 +185,17 @@ def test_the_first_port_race_shows_no_blocks() -> None:
     # a half-installed block set proves nothing either
     half = replace(classify(*CLAIMED, VM1), rarp_to_controller=False)
     assert half.partially_blocked and not claim_shown_by_flows(half, awaits_rarp=True)
+
+
+def test_the_initial_reply_is_remembered_line_by_line() -> None:
+    """Blocks read in the monitor's initial reply were there before the watch: they show
+    no claim. The copy is usable from the reply's header on (lines may still follow: a
+    subset of the flows can delay a verdict, never make one)."""
+    drop = Flow(0, 1000, {"in_port": "3"}, "drop")
+    port = Flow(0, 100, {"in_port": "3"}, "resubmit(,8)")
+    state = FlowState()
+    state.mark_complete()  # the header
+    state.apply(parse_update(_monitor_line(drop)) or pytest.fail(), 1.0, initial=True)
+    state.apply(parse_update(_monitor_line(port)) or pytest.fail(), 2.0)  # a live update
+    assert [f.actions for f in state.initial() or []] == ["drop"]
+    assert len(state.flows() or []) == 2

@@ -248,27 +248,17 @@ class BridgeFlows:
         return FlowMonitor(self, target.filters, on_change, live=live)
 
 
-WATCHES_PER_MONITOR = 2
-"""``ovs-ofctl monitor`` takes at most 3 arguments (``BR [MISSLEN] [invalid_ttl]
-[watch:...]`` in its command table): the bridge and two ``watch:`` specs per process."""
-
-SENTINEL_WATCH = "table=0,dl_type=0x88b5"
-"""A watch no flow matches (0x88b5 is the IEEE "local experimental" EtherType; a monitor
-reports a flow only if its match includes the watch's). Sent after the real watch on the
-same connection, its (empty) initial reply comes after the real one's flows: when its
-header is read, the live copy holds every flow that was there (:class:`FlowMonitor`)."""
-
-
 class FlowMonitor:
-    """``ovs-ofctl monitor BR watch:...``: OpenFlow flow monitors used as a wake-up, and
+    """``ovs-ofctl monitor BR watch:SPEC``: OpenFlow flow monitors used as a wake-up, and
     with ``live=True`` as a live copy of the watched flows.
 
     Every flow added/modified/deleted that matches one of ``specs`` calls ``on_change``.
     ``ready`` is set once the switch has answered every monitor request (the initial
-    replies), so a check made after it cannot miss a later change. Without ``live`` one
-    ``ovs-ofctl`` process serves at most :data:`WATCHES_PER_MONITOR` specs and the dump
-    stays the source of truth; with ``live`` each spec gets its own process, followed by
-    :data:`SENTINEL_WATCH` so that the end of its initial flows is known, and
+    replies), so a check made after it cannot miss a later change. One ``ovs-ofctl``
+    process per spec: with two ``watch:`` arguments ovs-ofctl sends the second request
+    only after the first one's reply and, while it waits for the second reply, DROPS
+    every update of the first watch (``vconn_recv_xid`` discards other xids) - seen here
+    as a port's output flow that never reached its monitor. With ``live``,
     :meth:`flows` returns what the monitors reported (see
     :mod:`cutover.chassis.flowstate` for what that copy can and cannot tell).
     """
@@ -279,11 +269,7 @@ class FlowMonitor:
         self._lock = threading.Lock()
         self._pending = 0
         self._procs: list[_MonitorProcess] = []
-        if live:
-            chunks = [[s, SENTINEL_WATCH] for s in specs]
-        else:
-            chunks = [list(specs[i:i + WATCHES_PER_MONITOR])
-                      for i in range(0, len(specs), WATCHES_PER_MONITOR)]  # fmt: skip
+        chunks = [[spec] for spec in specs]
         self._pending = len(chunks)
         if not chunks:
             self.ready.set()
@@ -310,8 +296,8 @@ class FlowMonitor:
         return all(p.alive for p in self._procs)
 
     def initial_flows(self) -> list[Flow] | None:
-        """The watched flows that were already on the bridge when the monitors started
-        (None: not ``live`` or not started yet)."""
+        """The watched flows the monitors' initial replies listed (already on the bridge
+        when they started; None: not ``live`` or not started yet)."""
         states = [p.state for p in self._procs if p.state is not None]
         if not self._procs or len(states) < len(self._procs):
             return None
@@ -383,20 +369,24 @@ class _MonitorProcess:
     def _read(self) -> None:
         assert self._proc.stdout is not None
         replies = 0
+        initial = False
+        """Reading the lines of an initial reply (they follow its header line)."""
         for line in self._proc.stdout:
-            if "FLOW_MONITOR reply" in line and "xid=0x0)" not in line:
-                if "flags=[more]" in line:
-                    continue  # one reply in several messages: its end is still to come
-                replies += 1
-                if replies >= self._expected:
-                    if self.state is not None:
-                        self.state.mark_complete()
-                    self._set_ready()
+            if "FLOW_MONITOR reply" in line:
+                initial = "xid=0x0)" not in line
+                if initial and "flags=[more]" not in line:  # else: more parts to come
+                    replies += 1
+                    if replies >= self._expected:
+                        # the copy is usable from here: a verdict made before the rest of
+                        # the reply's lines are read misses flows, never invents one
+                        if self.state is not None:
+                            self.state.mark_complete()
+                        self._set_ready()
             elif "event=" in line:
                 if self.state is not None:
                     update = parse_update(line)
                     if update is not None:
-                        self.state.apply(update, time.time() * 1000.0)
+                        self.state.apply(update, time.time() * 1000.0, initial=initial)
                 self._on_change()
             elif "FLOW_MONITOR_PAUSED" in line:
                 if self.state is not None:

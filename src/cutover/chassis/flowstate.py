@@ -95,10 +95,13 @@ class FlowState:
         self.changed_ms: float | None = None
         """When the last update was applied (wall ms): when the copy took its state."""
 
-    def apply(self, update: FlowUpdate, at_ms: float) -> None:
+    def apply(self, update: FlowUpdate, at_ms: float, initial: bool = False) -> None:
+        """``initial``: a line of the monitor's initial reply (a flow already there)."""
         key = _key(update.flow)
         with self._lock:
             self.changed_ms = at_ms
+            if initial:
+                self._initial[key] += 1
             if update.event == "ADDED":
                 self._flows[key] += 1
             elif update.event == "DELETED":
@@ -131,12 +134,11 @@ class FlowState:
     def mark_complete(self) -> None:
         """The monitor's initial replies have all been applied."""
         with self._lock:
-            if not self._complete:
-                self._initial = Counter(self._flows)
             self._complete = True
 
     def initial(self) -> list[Flow] | None:
-        """The flows that were already there when the monitor started (None: incomplete)."""
+        """The flows the monitor's initial reply listed: already there when it started
+        (None: no reply yet)."""
         with self._lock:
             return _flows(self._initial) if self._complete else None
 

@@ -64,6 +64,13 @@ event reaches us 10-25 ms after the flows are on the bridge (it is written one m
 iteration after the barrier reply, ``ovn-installed-ts`` is the barrier time)."""
 MONITOR_READY_S = 1.0
 CHECK_RETRY_MS = 100.0
+REVALIDATE_MS = 200.0
+"""While the monitors' live copy says "not ready", a ``dump-flows`` in the background checks
+it after every OVSDB event of the wait and at least this often: the copy was seen
+missing updates (all three monitors silent for 10 s while ovn-controller added the port's
+rarp blocks: tests/integration/test_port_ready.py, 1 run in 3-5), and a copy that missed
+an addition would otherwise wait for nothing. A dump that finds the flows complete
+overrides the copy (counted in the evidence)."""
 """A failed ``ovs-ofctl`` dump is retried after this long (bounded by the wait's timeout)."""
 
 PATH_INSTALLED = "ovn-installed+flows"
@@ -196,14 +203,21 @@ class LocalPortWatch:
         """Latest start of a flow check that began after ``ovn-installed`` was seen and
         still found the port's L2 lookup missing: the early-ovn-installed race, observed."""
         self._checks = 0
+        self._other_wake = False
+        """An OVSDB event woke the wait since the last background dump started."""
+        self._validator: threading.Thread | None = None
+        self._validated: tuple[float, PortFlows] | None = None
+        """(start ms, verdict) of the last background dump."""
+        self._validate_started_ms = 0.0
+        self._copy_missed = 0
+        """Times a background dump found the flows complete while the copy did not."""
         self._live_checks = 0
         self._flows_ms: float | None = None
         """Since when the last verdict's flows are known to hold: the monitor's last
         update before it (live copy), or the start of the dump."""
         self._blocks_new = False
-        """The rarp blocks were absent from the monitors' initial copy (the claim may then
-        be shown by them, :func:`claim_shown_by_flows`); False with dumps only."""
-        self._initial_checked = False
+        """The rarp blocks were not in the monitors' initial replies (the claim may then be
+        shown by them, :func:`claim_shown_by_flows`); False with dumps only."""
         self._complete_ms: float | None = None
         """When the flows became complete: ``_flows_ms`` of the first complete verdict."""
         self._error: str | None = None
@@ -236,6 +250,7 @@ class LocalPortWatch:
         waking the wait (a Watch only marks itself fired later, in the event thread)."""
         if ok:
             self._seen.setdefault(flag, now_ms())
+            self._other_wake = True
             self._changed.set()
         return ok
 
@@ -272,6 +287,9 @@ class LocalPortWatch:
         if self._monitor is not None:
             self._monitor.stop()
             self._monitor = None
+        if self._validator is not None:
+            self._validator.join(timeout=10.0)  # its dump ends within OFCTL_TIMEOUT_S
+            self._validator = None
 
     def _release(self) -> None:
         """Stop watching without waiting for anything: the OVSDB watches go, the flow
@@ -293,9 +311,9 @@ class LocalPortWatch:
                 self._changed.clear()
                 if self._interrupted is not None:
                     raise self._interrupted
-                flows = self._check()
                 binding = self._sb.binding(self.lsp)
                 awaits = binding is not None and binding.awaits_activation(self.chassis)
+                flows = self._check(awaits)
                 installed, claimed = "installed" in self._seen, "claim" in self._seen
                 t = now_ms()  # after every input was read: the verdict's time
                 if complete(flows, awaits):
@@ -320,6 +338,10 @@ class LocalPortWatch:
                     raise WaitTimeout(f"the flows of {self.lsp} on {self.chassis}", timeout_s,
                                       self.describe())
                 recheck = d.recheck_at_ms
+                if self._validator is not None or self._monitor_copy_in_use():
+                    # the background dump reports back; else re-validate in a while
+                    due = self._validate_started_ms + REVALIDATE_MS
+                    recheck = min(recheck, due) if recheck is not None else due
                 monitor_down = self._monitor is not None and not self._monitor.alive
                 if self._error is not None or monitor_down:
                     # a dump failed, or nothing would wake us on a flow change: retry
@@ -333,27 +355,60 @@ class LocalPortWatch:
         self._dirty.set()
         self._changed.set()
 
-    def _check(self) -> PortFlows | None:
-        """This port's flows as they are now: re-read only when the flow monitor saw them
-        change since the last dump, so the verdict is current when ``ovn-installed`` lands
-        10-25 ms after the flows, without another ``ovs-ofctl`` round trip."""
+    def _monitor_copy_in_use(self) -> bool:
+        return self._monitor is not None and self._monitor.flows() is not None
+
+    def _validate(self) -> None:
+        """Dump the port's flows in the background (see :data:`REVALIDATE_MS`)."""
+        if self._validator is not None and self._validator.is_alive():
+            return
+        assert self._target is not None
+        target, started = self._target, now_ms()
+        self._validate_started_ms, self._other_wake = started, False
+
+        def run() -> None:
+            try:
+                self._validated = (started, self._bridge.port_flows(target))
+            except FlowCheckError as e:
+                self._error = str(e)
+            self._changed.set()
+
+        self._validator = threading.Thread(target=run, name=f"validate-{self.tap}",
+                                           daemon=True)  # fmt: skip
+        self._validator.start()
+
+    def _check(self, awaits: bool = False) -> PortFlows | None:
+        """This port's flows as they are now: from the monitors' live copy (no ``ovs-ofctl``
+        round trip on the critical path); while the copy says "not ready", checked by a
+        background dump (:data:`REVALIDATE_MS`). Without a usable copy: re-dumped only
+        when the flow monitor saw them change since the last dump."""
         if not self._start_monitor():
             return None
         assert self._monitor is not None and self._target is not None
         self._monitor.ready.wait(MONITOR_READY_S)
         live = self._monitor.flows()
-        if live is not None and not self._initial_checked:
+        if live is not None:  # were the blocks there before? (a line read is a line kept)
             initial = self._monitor.initial_flows() or []
             first = classify(initial, initial, initial, self._target)
             self._blocks_new = not (first.blocked or first.rarp_to_controller)
-            self._initial_checked = True
         if live is not None:  # the monitors' copy: no ovs-ofctl on the critical path
             self._dirty.clear()
             self._dump_started_ms = now_ms()
-            self._last = classify(live, live, live, self._target)
-            self._flows_ms = self._monitor.changed_ms
-            self._error = None
+            verdict = classify(live, live, live, self._target)
             self._live_checks += 1
+            validated = self._validated
+            if complete(verdict, awaits) or validated is None or not complete(
+                    validated[1], awaits):
+                if not complete(verdict, awaits) and (
+                        self._other_wake
+                        or now_ms() - self._validate_started_ms >= REVALIDATE_MS):
+                    self._validate()
+                self._last, self._flows_ms = verdict, self._monitor.changed_ms
+                return verdict
+            # the copy missed an update that a dump has seen: the dump is the truth
+            self._copy_missed += 1
+            self._validated = None
+            self._last, self._flows_ms = validated[1], validated[0]
             return self._last
         if self._last is not None and not self._dirty.is_set() and self._monitor.alive:
             self._dump_started_ms = now_ms()  # unchanged since: the last dump is current
@@ -385,6 +440,9 @@ class LocalPortWatch:
             f"{ids.get('ovn-installed', '-')} ovn-installed-ts={ts or '-'}; "
             f"{self._live_checks} checks of the monitors' live copy, {self._checks} flow dumps"
         )
+        if self._copy_missed:
+            detail += (f"; the live copy missed {self._copy_missed} update(s) a background "
+                       "dump found")  # fmt: skip
         if (self._physical_ms is not None and complete_ms is not None
                 and complete_ms > self._physical_ms):
             detail += (f"; the L2 lookup was seen {complete_ms - self._physical_ms:.1f} ms "
