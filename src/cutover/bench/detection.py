@@ -18,7 +18,7 @@ median is made of:
 
 Each column is the median, over the runs that have that mark, of (mark - ovn-installed-ts)
 in ms; a negative value is a hop that happened before the stamp (e.g. the SB claim, which
-ovn-controller commits in the iteration before it stamps ``ovn-installed``).
+can be committed, and reach the agent, before ovn-controller stamps ``ovn-installed``).
 """
 
 from __future__ import annotations

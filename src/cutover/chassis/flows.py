@@ -325,13 +325,8 @@ class FlowMonitor:
         return next((p.state.lost for p in self._procs
                      if p.state is not None and p.state.lost is not None), None)  # fmt: skip
 
-    def terminate(self) -> None:
-        """Signal every monitor process to exit, without waiting (:meth:`stop` reaps)."""
-        for p in self._procs:
-            p.terminate()
-
     def stop(self) -> None:
-        for p in self._procs:
+        for p in self._procs:  # all signalled first: they exit in parallel
             p.terminate()
         for p in self._procs:
             p.stop()

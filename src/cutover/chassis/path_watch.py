@@ -86,13 +86,11 @@ class LocalPathWatch:
             self._monitor = None
 
     def _release(self) -> None:
-        """Stop watching without waiting (the monitor gets its SIGTERM, :meth:`cancel`
-        reaps it): the verdict is published before the clean-up, as in port-ready."""
+        """Stop the OVSDB watch; :meth:`cancel` stops the monitor: the verdict is
+        published before the clean-up, as in port-ready."""
         if self._tunnel is not None:
             self._tunnel.cancel()
             self._tunnel = None
-        if self._monitor is not None:
-            self._monitor.terminate()
 
     def wait(self, timeout_s: float) -> Evidence:
         """Ready when a flow for the port outputs to the tunnel whose ``remote_ip`` is one
