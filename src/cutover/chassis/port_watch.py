@@ -54,7 +54,7 @@ from cutover.chassis.flows import (
 from cutover.errors import WaitTimeout
 from cutover.evidence import Evidence
 from cutover.ovsdb.connection import Watch, now_ms
-from cutover.ovsdb.sb import SbClient
+from cutover.ovsdb.sb import BindingState, SbClient
 from cutover.ovsdb.vswitch import VswitchClient, interface_ofport
 
 INSTALLED_GRACE_MS = 300.0
@@ -238,10 +238,20 @@ class LocalPortWatch:
             lambda r: self._wake_if(r.name == tap and interface_ofport(r) is not None, "ofport"),
             f"an ofport for {tap} at {chassis}", describe_iface,
         )
-        self._claim = sb.watch_binding(
-            lsp, lambda b: self._wake_if(b.claimed_by(chassis), "claim"),
-            f"chassis {chassis} to claim the port",
-        )
+        binding = sb.binding(lsp)
+        self._awaits = binding is not None and binding.awaits_activation(chassis)
+        """The SB says the port awaits its rarp activation here: kept by the claim watch's
+        predicate (IDL thread), so the wait never takes the SB IDL's lock - the SB
+        update that carries the claim holds it while it is processed."""
+
+        def on_binding(b: BindingState) -> bool:
+            awaits = b.awaits_activation(chassis)
+            if awaits != self._awaits:
+                self._awaits = awaits
+                self._changed.set()
+            return self._wake_if(b.claimed_by(chassis), "claim")
+
+        self._claim = sb.watch_binding(lsp, on_binding, f"chassis {chassis} to claim the port")
         self._watches: list[Watch] = [self._installed, self._ofport, self._claim]
         self._start_monitor()
 
@@ -309,8 +319,7 @@ class LocalPortWatch:
                 self._changed.clear()
                 if self._interrupted is not None:
                     raise self._interrupted
-                binding = self._sb.binding(self.lsp)
-                awaits = binding is not None and binding.awaits_activation(self.chassis)
+                awaits = self._awaits
                 flows = self._check(awaits)
                 installed, claimed = "installed" in self._seen, "claim" in self._seen
                 t = now_ms()  # after every input was read: the verdict's time
