@@ -169,7 +169,11 @@ class NodeService:
         if job is not None:
             job.state = "cancelled"
             job.watch.interrupt(InputError("cancelled"))
-            job.watch.cancel()
+            if job.thread is None or not job.thread.is_alive():
+                job.watch.cancel()
+            # else the job's thread stops the watch (its flow monitors, a background dump)
+            # on its way out: the caller - the orchestrator, right after the verdict -
+            # does not wait for processes to be reaped
         elif not missing_ok:
             raise NotWatched(f"no {kind} readiness watch for {lsp} on {self.chassis_name}")
         self._sb.unpublish(self.chassis_name, key)
@@ -205,10 +209,14 @@ class NodeService:
         """Cancel every watch, withdraw every verdict, stop the plugger's helpers (agent
         shutdown)."""
         with self._lock:
-            jobs = list(self._jobs)
-        for kind, lsp in jobs:
+            jobs = list(self._jobs.items())
+        for (kind, lsp), _ in jobs:
             with contextlib.suppress(CutoverError):
                 self.cancel_watch(kind, lsp, missing_ok=True)
+        for _, job in jobs:  # their threads stop the watches: nothing left running
+            if job.thread is not None:
+                job.thread.join(timeout=15.0)
+            job.watch.cancel()
         close = getattr(self._plugger, "close", None)
         if close is not None:
             close()
