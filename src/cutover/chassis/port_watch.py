@@ -20,19 +20,25 @@ orchestrator when it reaches the chassis locally):
 1. Armed before the NB transaction that adds the destination to requested-chassis: a local
    Open_vSwitch ``Interface`` watch for ``external_ids:ovn-installed="true"`` on the TAP,
    an SB watch for the claim, and a watch for the TAP's ofport.
-2. Once the ofport, the port's tunnel key and its datapath's key are known, OpenFlow flow
-   monitors (``ovs-ofctl monitor br-int watch:table=0,in_port=OFPORT watch:reg15=KEY``
-   and ``... watch:metadata=DP,dl_dst=MAC``: two watches per process at most) wake the
-   wait on every change of this port's flows, physical or logical - no polling.
-3. On every wake-up, the three filtered ``dump-flows`` are classified
-   (:mod:`cutover.chassis.flows`): ready needs the table-0 flow from the port's ofport,
-   the output-table flow ``reg15=KEY -> output:OFPORT``, AND the port's L2 lookup
+2. Once the ofport, the port's tunnel key and its datapath's key are known, one OpenFlow
+   flow monitor per filter (``ovs-ofctl monitor br-int watch:table=0,in_port=OFPORT``,
+   ``watch:reg15=KEY``, ``watch:metadata=DP,dl_dst=MAC``) streams every change of this
+   port's flows, physical or logical - no polling.
+3. The monitors' reports are kept as a live copy of those flows
+   (:mod:`cutover.chassis.flowstate`) and classified at every event
+   (:mod:`cutover.chassis.flows`), so no ``ovs-ofctl`` round trip sits between the last
+   change and the verdict; while the copy says "not ready", a background ``dump-flows``
+   checks it (:data:`REVALIDATE_MS`). Ready needs the table-0 flow from the port's
+   ofport, the output-table flow ``reg15=KEY -> output:OFPORT``, AND the port's L2 lookup
    ``metadata=DP,dl_dst=MAC -> reg15=KEY`` (the switch's logical pipeline is here). The
    rarp blocks may still be there: "installed, waiting for activation" is what a
-   pre-switchover check must accept.
+   pre-switchover check must accept (and they are required while the SB says the port
+   awaits its activation here, :func:`complete`).
 
 Which path a build takes is decided at run time (:func:`decide`), never from the version;
-both need the SB claim by this chassis and all three flows:
+both need the SB claim by this chassis (the SB row, or the rarp blocks that only a
+committed claim makes the controller install: :func:`claim_shown_by_flows`) and all
+three flows:
 ``ovn-installed+flows`` when ``ovn-installed`` fired too; ``flows-only`` when the flows
 have been complete for :data:`INSTALLED_GRACE_MS` without ``ovn-installed``.
 """
