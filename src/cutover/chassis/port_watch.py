@@ -74,7 +74,8 @@ REVALIDATE_MS = 200.0
 """While the monitors' live copy says "not ready", a ``dump-flows`` in the background checks
 it after every OVSDB event of the wait and at least this often: the copy was seen
 missing updates (all three monitors silent for 10 s while ovn-controller added the port's
-rarp blocks: 4 of 10 runs of test_port_ready.py's flows-only test), and a copy that missed
+rarp blocks: 2 of 7 runs of test_port_ready.py's flows-only test with one monitor
+process per watch), and a copy that missed
 an addition would otherwise wait for nothing. A dump that finds the flows complete
 overrides the copy (counted in the evidence)."""
 """A failed ``ovs-ofctl`` dump is retried after this long (bounded by the wait's timeout)."""
