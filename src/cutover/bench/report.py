@@ -29,6 +29,7 @@ from matplotlib.ticker import FuncFormatter
 from rich.table import Table
 
 from cutover.bench import fault_report
+from cutover.bench.detection import detection_section
 from cutover.bench.guest_report import guest_section
 from cutover.bench.results import BenchResult, RunResult
 from cutover.bench.stats import (
@@ -165,6 +166,7 @@ def render_markdown(result: BenchResult, paths: ReportPaths) -> str:
         *markdown_section(result),
         *fault_report.markdown_section(result),
         *guest_section(result),
+        *detection_section(result),
         "## Ratios of median blackout between strategies",
         "",
         *_ratio_lines(groups),
