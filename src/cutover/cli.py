@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.text import Text
 
 from cutover import bounds
-from cutover.bench.faults import StallPlan
+from cutover.bench.faults import FAULT_KINDS, FaultPlan, StallPlan
 from cutover.errors import CutoverError, InputError, PrerequisiteError
 from cutover.lab.load import LOAD_LEVELS
 from cutover.lab.ovn_install import parse_ovn
@@ -63,6 +63,13 @@ def _stall_spec(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _fault_spec(text: str) -> str:
+    try:
+        return FaultPlan.parse(text).spec
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _ovn(text: str) -> str:
     try:
         return parse_ovn(text)
@@ -72,6 +79,10 @@ def _ovn(text: str) -> str:
 
 OVN_HELP = ("OVN/OVS to run: host (this machine's packages), 25.03 (Debian trixie) or 26.03 "
             "(Debian sid), built once into a cached Debian root")
+
+
+CLUSTERED_HELP = ("NB and SB each as a 3-member RAFT cluster (ovsdb-tool create-cluster/"
+                  "join-cluster); every client gets the member list")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -92,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--ovn", type=_ovn, default="host", help=OVN_HELP)
     up.add_argument("--ssl", action="store_true",
                     help="NB/SB on ssl: with an ovs-pki PKI; every client uses a certificate")
+    up.add_argument("--clustered", action="store_true", help=CLUSTERED_HELP)
     _guest_args(up)
     lab_sub.add_parser("down", help="remove everything the lab created (idempotent)")
     lab_sub.add_parser("status", help="show what runs")
@@ -165,6 +177,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="repeat for several (default: legacy and claim; all with --matrix)")
     bench.add_argument("--stall", action="append", dest="stalls", type=_stall_spec,
                        help="ROLE:MS, e.g. dst:2000 or peer:2000; repeat for several")
+    bench.add_argument("--fault", action="append", dest="faults", type=_fault_spec,
+                       metavar="KIND[:MS]",
+                       help="a control-plane fault in each migration; repeat for several: "
+                       + "; ".join(f"{k.name} (MS: {k.param}, default {k.default_ms:g}"
+                                   f"{', --clustered' if k.clustered else ''})"
+                                   for k in FAULT_KINDS.values()))
     bench.add_argument("--load", action="append", dest="loads", choices=LOAD_LEVELS,
                        help="control-plane load on the destination; repeat for several")
     bench.add_argument("--activation", action="append", dest="activations",
@@ -183,6 +201,9 @@ def _parser() -> argparse.ArgumentParser:
                             "must match a running lab)")
     bench.add_argument("--ovn", type=_ovn, action="append", dest="ovns", help=OVN_HELP
                        + "; repeat to compare versions (one lab each, built in turn)")
+    bench.add_argument("--clustered", action="store_true",
+                       help=CLUSTERED_HELP + " (for a lab the bench builds; must match a "
+                       "running lab)")
     bench.add_argument("--keep-lab", action="store_true",
                        help="leave a lab that the bench built running afterwards")
     _copy_args(bench)

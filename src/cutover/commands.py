@@ -21,7 +21,8 @@ from rich.text import Text
 from cutover import config, deployment
 from cutover.bench import versions
 from cutover.bench.environment import lab_ovn
-from cutover.bench.faults import StallPlan
+from cutover.bench.fault_report import fault_table
+from cutover.bench.faults import FaultPlan, StallPlan
 from cutover.bench.guest_report import floor_table
 from cutover.bench.report import summary_table, write_report
 from cutover.bench.results import BenchResult
@@ -31,7 +32,8 @@ from cutover.config import Timeouts
 from cutover.errors import InputError, LabNotUp, SwitchedOverIncomplete
 from cutover.guest.base import Hypervisor
 from cutover.guest.select import GuestOptions, check_matches, guest_driver, site_guest
-from cutover.lab import host, rootfs
+from cutover.lab import cluster, host, rootfs
+from cutover.lab.faults import LabFaults
 from cutover.lab.lab import Lab, command, ovn_line
 from cutover.lab.ovn_install import HOST_OVN
 from cutover.lab.topology import LabTopology
@@ -57,8 +59,9 @@ def _progress(console: Console) -> Progress:
 
 
 def _lab(args: argparse.Namespace, n_chassis: int = 3, ovn: str = HOST_OVN,
-         ssl: bool = False) -> Lab:  # fmt: skip
-    return Lab(LabTopology(prefix=args.prefix, n_chassis=n_chassis, ovn=ovn, ssl=ssl))
+         ssl: bool = False, clustered: bool = False) -> Lab:  # fmt: skip
+    return Lab(LabTopology(prefix=args.prefix, n_chassis=n_chassis, ovn=ovn, ssl=ssl,
+                           clustered=clustered))
 
 
 def enter_orchestrator_netns(site: Site) -> None:
@@ -119,7 +122,8 @@ def lab_up(lab: Lab, console: Console, guest: GuestOptions | None = None) -> Sit
 
 def lab(args: argparse.Namespace, console: Console) -> int:
     if args.lab_command == "up":
-        site = lab_up(_lab(args, args.chassis, args.ovn, args.ssl), console, _guest(args))
+        site = lab_up(_lab(args, args.chassis, args.ovn, args.ssl, args.clustered), console,
+                      _guest(args))
         console.print(Text(
             f"lab {site.name} up: chassis {', '.join(c.name for c in site.chassis)}; "
             f"VMs {', '.join(f'{v.name}@{v.chassis}' for v in site.vms)}; "
@@ -398,9 +402,23 @@ def _conditions(args: argparse.Namespace) -> tuple[Condition, ...]:
     else:
         base = [Condition(load=ld, stall=st) for ld in args.loads or ["L0"]
                 for st in args.stalls or ["none"]]
+    faults = getattr(args, "faults", None) or ["none"]
     return tuple(
-        Condition(c.load, c.stall, act).checked() for c in base for act in activations
+        Condition(c.load, c.stall, act, f).checked() for c in base for act in activations
+        for f in faults
     )
+
+
+def _check_faults(args: argparse.Namespace, conditions: tuple[Condition, ...]) -> None:
+    """Refuse a fault the lab cannot take before anything is built: a leader kill needs a
+    clustered lab (the one running, or the one the bench builds with --clustered)."""
+    needs = sorted({c.fault for c in conditions
+                    if (k := FaultPlan.parse(c.fault).kind) is not None and k.clustered})
+    if not needs:
+        return
+    if not (args.clustered or cluster.is_clustered(LabTopology(prefix=args.prefix))):
+        raise InputError(f"fault {', '.join(needs)} needs clustered NB/SB databases: add "
+                         "--clustered (or run it on a lab built with 'lab up --clustered')")
 
 
 def _output_dir(out: Path) -> Path:
@@ -422,9 +440,11 @@ def bench(args: argparse.Namespace, console: Console) -> int:
     guest = _guest(args)
     if args.floor and guest.kind == "emulated":
         raise InputError("--floor measures a real QEMU migration: add --guest qemu")
+    conditions = _conditions(args)
+    _check_faults(args, conditions)
     plan = BenchPlan(  # validates every option before anything is built
         strategies=strategies,
-        conditions=_conditions(args),
+        conditions=conditions,
         runs=args.runs,
         probe_interval_ms=args.interval_ms,
         copy_ms=args.copy_ms,
@@ -450,6 +470,9 @@ def bench(args: argparse.Namespace, console: Console) -> int:
     floor = floor_table(result)
     if floor is not None:
         console.print(floor)
+    faults = fault_table(result)
+    if faults is not None:
+        console.print(faults)
     if len(results) > 1:
         console.print(versions.comparison_table(result))
     console.print(f"results: {paths.json}  report: {paths.markdown}")
@@ -467,7 +490,7 @@ def _bench_on(
     """The plan on the running lab (``ovn`` None, or the lab runs that OVN), else on a lab
     built for it and removed afterwards unless ``keep`` (``--keep-lab``: the last version's
     lab stays up)."""
-    lab_ = _lab(args, args.chassis or 3, ovn or HOST_OVN)
+    lab_ = _lab(args, args.chassis or 3, ovn or HOST_OVN, args.clustered)
     built = False
     try:
         site = lab_.site()
@@ -481,6 +504,11 @@ def _bench_on(
             raise InputError(
                 f"lab {site.name} runs {len(site.chassis)} chassis but --chassis is "
                 f"{args.chassis}: drop --chassis, or 'cutover lab down' first"
+            )
+        if args.clustered and not lab_.topo.clustered:
+            raise InputError(
+                f"lab {site.name} runs standalone NB/SB but --clustered was given: drop it, "
+                "or 'cutover lab down' first, or use another --prefix"
             )
         running = lab_ovn(site.extra).get("install", HOST_OVN)
         if ovn is not None and running != ovn:
@@ -516,7 +544,9 @@ def _bench_on(
                     from cutover.bench.floor import Floor
 
                     per_round.append(stack.enter_context(Floor(site, plan, guest, step)).run)
-                return run_bench(site, plan, hv, saved, load, measured, per_round)
+                faults = LabFaults(lab_)
+                return run_bench(site, plan, hv, saved, load, measured, per_round,
+                                 faults=faults, leftover_checks=[faults.leftovers])
     finally:
         if built and not keep:
             lab_.down()

@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -32,6 +32,7 @@ from cutover.chassis.published import (
     port_ready_key,
 )
 from cutover.errors import ControllerDown, CutoverError, InputError
+from cutover.ovsdb.connection import now_ms
 from cutover.ovsdb.sb import SbClient
 from cutover.site import ChassisEndpoint
 
@@ -139,6 +140,12 @@ class NodeService:
 
     def _run(self, job: _Job, timeout_s: float) -> None:
         try:
+            self._wait_and_publish(job, timeout_s)
+        finally:
+            job.watch.cancel()  # after the publication: reaping is off the critical path
+
+    def _wait_and_publish(self, job: _Job, timeout_s: float) -> None:
+        try:
             evidence = job.watch.wait(timeout_s)
         except CutoverError as e:
             if job.state == "cancelled":
@@ -149,7 +156,9 @@ class NodeService:
         if job.state == "cancelled":
             return
         job.state, job.detail = "ready", evidence.detail
-        self._publish(job, encode_ready(job.request_id, evidence))
+        marks = (*evidence.marks, (f"{evidence.check}.publish", now_ms(),
+                                   f"the agent of {self.chassis_name} sends its SB write"))
+        self._publish(job, encode_ready(job.request_id, replace(evidence, marks=marks)))
 
     def _publish(self, job: _Job, value: str) -> None:
         try:
@@ -175,7 +184,11 @@ class NodeService:
         if job is not None:
             job.state = "cancelled"
             job.watch.interrupt(InputError("cancelled"))
-            job.watch.cancel()
+            if job.thread is None or not job.thread.is_alive():
+                job.watch.cancel()
+            # else the job's thread stops the watch (its flow monitors, a background dump)
+            # on its way out: the caller - the orchestrator, right after the verdict -
+            # does not wait for processes to be reaped
         elif not missing_ok:
             raise NotWatched(f"no {kind} readiness watch for {lsp} on {self.chassis_name}")
         self._sb.unpublish(self.chassis_name, key)
@@ -286,10 +299,14 @@ class NodeService:
         """Cancel every watch, withdraw every verdict, stop the plugger's helpers (agent
         shutdown)."""
         with self._lock:
-            jobs = list(self._jobs)
-        for kind, lsp in jobs:
+            jobs = list(self._jobs.items())
+        for (kind, lsp), _ in jobs:
             with contextlib.suppress(CutoverError):
                 self.cancel_watch(kind, lsp, missing_ok=True)
+        for _, job in jobs:  # their threads stop the watches: nothing left running
+            if job.thread is not None:
+                job.thread.join(timeout=15.0)
+            job.watch.cancel()
         close = getattr(self._plugger, "close", None)
         if close is not None:
             close()

@@ -34,12 +34,17 @@ from cutover.errors import (
     CutoverError,
     InvalidMigration,
     PlugError,
+    WaitTimeout,
 )
+from cutover.ovsdb.connection import Watch as OvsdbWatch
 from cutover.ovsdb.sb import SbClient
-from cutover.ovsdb.vswitch import VswitchClient
+from cutover.ovsdb.vswitch import VswitchClient, interface_ofport
 from cutover.site import ChassisEndpoint
 
 DEFAULT_RUNDIR = "/var/run/openvswitch"
+PLUG_OPEN_TIMEOUT_S = 120.0
+"""How long the TAP fix-up waits for ovs-vswitchd to open a just-plugged port (ms
+normally; > 10 s seen while it re-installed a restarted controller's flows under L2)."""
 
 
 def rundir_for(chassis: ChassisEndpoint) -> str:
@@ -116,7 +121,34 @@ class LocalChassis:
     # -- VIFs ------------------------------------------------------------------------------
 
     def plug(self, vif: Vif) -> None:
+        """Plug, then make sure the TAP is up once ovs-vswitchd has opened it.
+
+        os-vif adds the OVS port before it creates the TAP; when the device appears
+        ovs-vswitchd opens it and sets IFF_PROMISC by a read-modify-write of its flags,
+        which can race the plugger's own ``up`` and leave the TAP down (seen here: every
+        probe lost after such a plug). So once vswitchd has given the port an ofport (an
+        event on the local Interface row) the TAP is set up if it is not. The plug does
+        not wait for that: a vswitchd busy re-installing a restarted controller's flows
+        under load took > 10 s to open a port (measured), which would stall the
+        migration's first step; a background thread waits instead (bounded)."""
         self._plugger.plug(vif)
+        opened = self.vswitch.register(
+            "Interface", lambda r: r.name == vif.tap and (interface_ofport(r) or 0) > 0,
+            f"ovs-vswitchd to open {vif.tap} on {self.name}",
+            lambda: f"Interface {vif.tap}: {self.vswitch.interface(vif.tap)}")
+        if opened.fired:
+            opened.cancel()
+            privileged.ensure_up(self.endpoint.netns, vif.tap)
+            return
+        threading.Thread(target=self._up_when_opened, args=(opened, vif.tap),
+                         name=f"tap-up-{vif.tap}", daemon=True).start()  # fmt: skip
+
+    def _up_when_opened(self, opened: OvsdbWatch, tap: str) -> None:
+        try:
+            opened.wait(PLUG_OPEN_TIMEOUT_S)
+        except WaitTimeout:
+            return  # never opened (unplugged meanwhile?): nothing to fix
+        privileged.ensure_up(self.endpoint.netns, tap)
 
     def unplug(self, vif: Vif) -> None:
         self._plugger.unplug(vif)

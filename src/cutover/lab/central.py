@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cutover.lab import host, pki
+from cutover.lab import cluster, host, pki
 from cutover.lab.manifest import Manifest
 from cutover.lab.rootfs import install_for
 from cutover.lab.topology import LabTopology
@@ -36,7 +36,7 @@ def nbctl(topo: LabTopology, *args: str, timeout: float | None = None) -> str:
     """Run ``ovn-nbctl`` against the lab's NB; ``--timeout`` bounds any ``--wait``."""
     t = timeout if timeout is not None else topo.timeout_s
     return host.run(
-        [*install_for(topo.ovn).argv("ovn-nbctl"), f"--db=unix:{topo.nb_sock}",
+        [*install_for(topo.ovn).argv("ovn-nbctl"), f"--db={topo.local_remote('nb')}",
          f"--timeout={max(1, int(t))}", *args],
         env=central_env(topo), timeout=t + 5,
     )
@@ -46,7 +46,7 @@ def sbctl(topo: LabTopology, *args: str, timeout: float | None = None) -> str:
     """Run ``ovn-sbctl`` against the lab's SB; ``--timeout`` bounds ``wait-until``."""
     t = timeout if timeout is not None else topo.timeout_s
     return host.run(
-        [*install_for(topo.ovn).argv("ovn-sbctl"), f"--db=unix:{topo.sb_sock}",
+        [*install_for(topo.ovn).argv("ovn-sbctl"), f"--db={topo.local_remote('sb')}",
          f"--timeout={max(1, int(t))}", *args],
         env=central_env(topo), timeout=t + 5,
     )
@@ -78,10 +78,14 @@ def build_central(
     d.mkdir(parents=True, exist_ok=True)
     env = central_env(topo)
     ovn = install_for(topo.ovn)
+    if topo.clustered:
+        cluster.build_clusters(topo, manifest, progress)
     for daemon, schema, sock, dbname, glob in (
         (NB_DAEMON, ovn.schema("nb"), topo.nb_sock, "OVN_Northbound", "NB_Global"),
         (SB_DAEMON, ovn.schema("sb"), topo.sb_sock, "OVN_Southbound", "SB_Global"),
     ):
+        if topo.clustered:
+            break
         if progress:
             progress(f"central: {daemon}")
         db = d / f"{sock.stem}.db"
@@ -133,4 +137,11 @@ def add_central_address(topo: LabTopology) -> None:
 
 def log_paths(topo: LabTopology) -> list[Path]:
     """Where to look when a build step fails (quoted in error messages)."""
-    return [topo.central_dir / f"{n}.log" for n in DAEMONS]
+    return [topo.central_dir / f"{n}.log" for n in (*DAEMONS, *cluster.member_names(topo))]
+
+
+def db_alive(topo: LabTopology, manifest: Manifest, db: str) -> bool:
+    """Whether a server of ``db`` (``nb``/``sb``) runs: the standalone one or a member."""
+    names = {NB_DAEMON if db == "nb" else SB_DAEMON, *cluster.member_names(topo, db)}
+    return any(p.group == GROUP and p.name in names and host.is_ours(p.pid, p.marker)
+               for p in manifest.processes())

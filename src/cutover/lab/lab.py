@@ -31,6 +31,7 @@ from cutover.lab import (
     agents,
     central,
     chassis,
+    cluster,
     host,
     load,
     pki,
@@ -76,6 +77,9 @@ class LabStatus:
     port with two requested chassis and no migration running): ``status(deep=True)``."""
     migrating: tuple[str, ...] = ()
     """Migrations running right now (open record, live process): not a problem."""
+    clusters: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Clustered lab: ``NB``/``SB`` -> member -> RAFT role (``leader``, ``follower``,
+    ``candidate``, ``down``); {} standalone."""
 
     @property
     def degraded(self) -> tuple[str, ...]:
@@ -97,6 +101,10 @@ class LabStatus:
         for group, daemons in self.daemons.items():
             alive = ", ".join(f"{n} {'up' if ok else 'DEAD'}" for n, ok in daemons.items())
             lines.append(f"  {group}: {alive}")
+        for db, members in self.clusters.items():
+            leaders = [m for m, role in members.items() if role == "leader"]
+            lines.append(f"  {db} cluster: leader {leaders[0] if len(leaders) == 1 else 'NONE'}"
+                         f" ({', '.join(f'{m} {role}' for m, role in members.items())})")
         lines += [f"  guest: {g.describe()}" for g in self.guests]
         lines += [f"  migrating: {m}" for m in self.migrating]
         lines += [f"  unfinished: {u}" for u in self.unfinished]
@@ -124,7 +132,7 @@ def _migrations(site: Site, nb_remote: str) -> tuple[tuple[str, ...], tuple[str,
     """(unfinished, running) migrations of ``site``: open journal records, and ports whose
     NB ``requested-chassis`` names two chassis without a running migration of their VM
     (left by a crash before the journal existed, or by another tool). The NB is read
-    through ``nb_remote``, the lab's own unix socket: an SSL lab's ``ssl:`` remote
+    through ``nb_remote``, the lab's own unix socket(s): an SSL lab's ``ssl:`` remote
     answers only in its underlay namespace, the socket everywhere."""
     from cutover.migration.journal import Journal
     from cutover.ovsdb.nb import NbClient
@@ -191,7 +199,13 @@ class Lab:
     """A real OVN on this machine: central, underlay, chassis namespaces, VM and client ports."""
 
     def __init__(self, topology: LabTopology | None = None) -> None:
-        self.topo = topology if topology is not None else LabTopology()
+        topo = topology if topology is not None else LabTopology()
+        self._asked = topo
+        """What ``up`` builds; ``topo`` describes what exists (a lab built clustered is
+        clustered whatever the caller's topology says, so status/down/nbctl reach it)."""
+        if not topo.clustered and cluster.is_clustered(topo):
+            topo = dataclasses.replace(topo, clustered=True)  # as it was built
+        self.topo = topo
         self.manifest = Manifest(self.topo.dir)
 
     # -- status ----------------------------------------------------------------------------
@@ -225,11 +239,13 @@ class Lab:
         unfinished: tuple[str, ...] = ()
         migrating: tuple[str, ...] = ()
         if deep and state == "up":
-            unfinished, migrating = _migrations(Site.load(topo.site_path), f"unix:{topo.nb_sock}")
+            unfinished, migrating = _migrations(Site.load(topo.site_path),
+                                                topo.local_remote("nb"))
+        clusters = cluster.roles(topo) if self.manifest.exists() else {}
         return LabStatus(state=state, prefix=topo.prefix, lab_dir=topo.dir, daemons=daemons,
                          namespaces=namespaces, problems=tuple(problems), guests=guests,
                          ovn=_recorded_ovn(topo.site_path), unfinished=unfinished,
-                         migrating=migrating)
+                         migrating=migrating, clusters=clusters)
 
     def restart_controller(self, name: str) -> int:
         """Start chassis ``name``'s ovn-controller again after it died (fault tests); returns
@@ -245,8 +261,7 @@ class Lab:
         return chassis.start_controller(self.topo, spec, self.manifest)
 
     def _nb_alive(self) -> bool:
-        return any(p.group == central.GROUP and p.name == central.NB_DAEMON
-                   and host.is_ours(p.pid, p.marker) for p in self.manifest.processes())
+        return central.db_alive(self.topo, self.manifest, "nb")
 
     def site(self) -> Site:
         """The Site of the running lab; LabNotUp if it is down or broken."""
@@ -307,6 +322,7 @@ class Lab:
                 raise LabBuildError("could not clear the stale lab first: " + "; ".join(left))
         else:
             steps.advance("no stale lab to clear")
+        self.topo = topo = self._asked
         try:
             site = self._build(steps)
         except BaseException as e:
@@ -449,6 +465,7 @@ class Lab:
                         **install.versions()},
                 "spare_chassis": list(topo.spares),
                 **({"orchestrator_netns": topo.central_netns} if topo.ssl else {}),
+                "clustered": topo.clustered,
             },
         )
 
