@@ -56,6 +56,11 @@ class FakeService:
         self.changes.append(("watch_port", lsp, mac))
         self.watches[("port", lsp)] = "waiting"
 
+    def watch_open(self, lsp: str, tap: str, mac: str, request_id: str,
+                   timeout_s: float) -> None:
+        self.changes.append(("watch_open", lsp, mac))
+        self.watches[("open", lsp)] = "waiting"
+
     def watch_path(self, lsp: str, request_id: str, target: PathTarget,
                    timeout_s: float) -> None:
         self.changes.append(("watch_path", lsp))

@@ -23,7 +23,13 @@ from typing import Any
 import httpx
 
 from cutover.chassis.base import DeathCallback, PathTarget, Vif
-from cutover.chassis.published import Verdict, decode, path_ready_key, port_ready_key
+from cutover.chassis.published import (
+    Verdict,
+    decode,
+    path_ready_key,
+    port_open_key,
+    port_ready_key,
+)
 from cutover.errors import (
     AgentDown,
     ChassisUnreachable,
@@ -128,6 +134,10 @@ class AgentChassis:
         return PublishedWatch(self, "port-readiness", vif.lsp, port_ready_key(vif.lsp),
                               {"tap": vif.tap, "mac": vif.mac.lower(),
                                "use_ovn_installed": use_ovn_installed})
+
+    def watch_unblocked(self, vif: Vif) -> PublishedWatch:
+        return PublishedWatch(self, "port-open", vif.lsp, port_open_key(vif.lsp),
+                              {"tap": vif.tap, "mac": vif.mac.lower()})
 
     def watch_path(self, target: PathTarget) -> PublishedWatch:
         return PublishedWatch(self, "path-readiness", target.lsp, path_ready_key(target.lsp),

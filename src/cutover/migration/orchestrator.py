@@ -18,6 +18,7 @@ from cutover.errors import (
 from cutover.guest.base import GuestState, Hypervisor
 from cutover.migration.clients import SiteClients
 from cutover.migration.context import ACTIVATIONS, MigrationContext, MigrationOptions
+from cutover.migration.gates import check_gate, steps_for
 from cutover.migration.steps import Step
 from cutover.migration.strategies import strategy
 from cutover.migration.timeline import Observer, Timeline
@@ -42,6 +43,10 @@ class MigrationReport:
     """From the SB row change behind the readiness evidence being written to the
     orchestrator seeing it; None when that row carries no timestamp (``claim``:
     ``Port_Binding`` has none)."""
+    gate: str = "before-copy"
+    switchover_ms: float | None = None
+    """From the start to the destination resuming (the ``switchover`` event): the total
+    migration time as a user waits for it, whatever the gate overlapped."""
 
 
 def validate(site: Site, vm_name: str, dst_name: str, options: MigrationOptions) -> None:
@@ -87,6 +92,7 @@ def migrate(
     """Live-migrate ``vm_name`` to ``dst_name``; on failure roll back and raise
     MigrationAborted (or RollbackIncomplete naming what is left)."""
     validate(site, vm_name, dst_name, options)
+    check_gate(options, hypervisor)
     clients = clients or SiteClients.connect(site)
     vm = site.vm_named(vm_name)
     src, dst = site.chassis_named(vm.chassis), site.chassis_named(dst_name)
@@ -109,7 +115,7 @@ def migrate(
         readiness=strategy(options.strategy).readiness(clients),
         timeline=Timeline(observers),
     )
-    run_steps(ctx, strategy(options.strategy).steps())
+    run_steps(ctx, steps_for(options))
     return _report(ctx)
 
 
@@ -188,6 +194,9 @@ def _report(ctx: MigrationContext) -> MigrationReport:
         evidence=ctx.evidence.detail if ctx.evidence else "",
         timeline=ctx.timeline.relative(),
         detection_latency_ms=_detection_latency(ctx),
+        gate=ctx.options.gate,
+        switchover_ms=next((round(e.at_ms - ctx.timeline.t0_ms, 3) for e in events
+                            if e.name == "switchover"), None),
     )
 
 
