@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -104,5 +105,5 @@ def test_a_tool_whose_parent_already_died_does_not_run(tmp_path: Path) -> None:
     argv = ["sh", "-c", f"touch {mark}"]
     gone = subprocess.run(argv, preexec_fn=host._die_with(1), check=False)
     assert gone.returncode == 127 and not mark.exists()
-    alive = subprocess.run(argv, preexec_fn=host._die_with(host.os.getpid()), check=False)
+    alive = subprocess.run(argv, preexec_fn=host._die_with(os.getpid()), check=False)
     assert alive.returncode == 0 and mark.exists()
