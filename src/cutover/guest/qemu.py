@@ -53,10 +53,13 @@ DOWNTIME_LIMIT_MS = 300
 """QEMU's default ``downtime-limit``: the stop-and-copy it aims at when converging."""
 DEFAULT_BANDWIDTH_MIB = 128.0
 """QEMU 7.2's default ``max-bandwidth`` (MAX_THROTTLE, 128 MiB/s)."""
-HOLD_POLL_S = 0.02
+HOLD_POLL_S = 0.01
 """How often a held copy is looked at (:meth:`QemuHypervisor.keep_held`)."""
-TRICKLE_MIB = 0.25
-"""``max-bandwidth`` (MiB/s) while a held copy waits at its reserve."""
+TRICKLE_BYTES_S = 4096
+"""``max-bandwidth`` while a held copy waits at its reserve: one page a second (a zero
+page costs QEMU ~13 bytes of it, so ~300 zero pages a second)."""
+HOLD_RESERVE = 0.25
+"""Fraction of the guest's RAM left unsent when a held copy is throttled."""
 
 
 class QemuHypervisor:
@@ -165,11 +168,13 @@ class QemuHypervisor:
         the first pass drains the bitmap to 0 and the migration completes after one pass
         (pre-switchover 0.51 s after ``migrate``, dirty-sync-count 1, same as unheld).
         So this also watches ``query-migrate`` (QEMU sends no event before a pass ends)
-        every :data:`HOLD_POLL_S` and, once less than :meth:`_reserve_bytes` is left to
-        send, throttles ``max-bandwidth`` to :data:`TRICKLE_MIB`: the pass then lasts
-        reserve / trickle (tens of seconds) instead of converging. Should it end anyway,
-        QEMU stops in ``pre-switchover`` as with ``before-switchover``: the guest pause
-        shows it."""
+        every :data:`HOLD_POLL_S` and, once less than :meth:`_reserve_bytes` of RAM is left
+        to send in the pass, throttles ``max-bandwidth`` to :data:`TRICKLE_BYTES_S`: the
+        rest of the pass then takes minutes instead of converging. The reserve is large
+        (a quarter of the guest's RAM) because QEMU sends a zero page as a few bytes, so a
+        stretch of zero pages passes in milliseconds, between two polls. Best effort: if
+        the pass ends anyway, QEMU stops in ``pre-switchover`` as with
+        ``before-switchover`` (the guest pause shows it)."""
         run = self._held_run(vm)
         src = self._monitor(vm, vm.chassis)
         deadline = time.monotonic() + timeout_s
@@ -185,7 +190,7 @@ class QemuHypervisor:
             if info.get("status") != "active" or not isinstance(remaining, int):
                 continue
             if remaining < self._reserve_bytes():
-                src.cmd("migrate-set-parameters", **{"max-bandwidth": int(TRICKLE_MIB * 2**20)})
+                src.cmd("migrate-set-parameters", **{"max-bandwidth": TRICKLE_BYTES_S})
                 run["trickle_ms"] = time.time() * 1e3
                 run["trickle_reserve_mb"] = round(remaining / 2**20, 3)
 
@@ -374,9 +379,10 @@ class QemuHypervisor:
         return self.max_bandwidth_mib or DEFAULT_BANDWIDTH_MIB
 
     def _reserve_bytes(self) -> int:
-        """What must be left unsent when the trickle starts: three polls' worth of
-        copying at full bandwidth, so a poll that comes late still finds the pass open."""
-        return max(2**20, int(self._bandwidth_mib() * 2**20 * HOLD_POLL_S * 3))
+        """What must be left unsent when the trickle starts (see :meth:`keep_held`): a
+        quarter of the RAM, and at least ten polls' worth of copying at full bandwidth."""
+        return max(int(self.ram_mb * 2**20 * HOLD_RESERVE),
+                   int(self._bandwidth_mib() * 2**20 * HOLD_POLL_S * 10))
 
     def _held_run(self, vm: VmSpec) -> dict[str, Any]:
         run = self._runs.get(vm.name)
