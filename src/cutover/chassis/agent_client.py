@@ -45,6 +45,10 @@ from cutover.ovsdb.sb import SbClient
 from cutover.site import ChassisEndpoint
 
 REQUEST_TIMEOUT_S = 10.0
+PLUG_TIMEOUT_S = 60.0
+"""os-vif's plug/unplug waits for ovs-vswitchd to apply the port change; on a loaded node
+(L2: 2000 ports) under a busy CPU that took more than 10 s here (an unplug at the end of a
+bench's return migration)."""
 WATCH_READ_TIMEOUT_S = 45.0
 """Longer than the agent's controller-watch heartbeat (15 s): silence past it is a dead
 agent."""
@@ -95,10 +99,16 @@ class AgentChassis:
                              "readiness from")  # fmt: skip
         return self._sb
 
-    def request(self, method: str, path: str, json: Any = None) -> Any:
-        """One API call; the response's JSON, or a cutover error (see the module)."""
+    def request(self, method: str, path: str, json: Any = None,
+                timeout_s: float | None = None) -> Any:
+        """One API call; the response's JSON, or a cutover error (see the module).
+        ``timeout_s``: read timeout of this call (default the client's)."""
         try:
-            r = self._http.request(method, path, json=json)
+            if timeout_s is None:
+                r = self._http.request(method, path, json=json)
+            else:
+                r = self._http.request(method, path, json=json, timeout=httpx.Timeout(
+                    REQUEST_TIMEOUT_S, read=timeout_s))
         except httpx.HTTPError as e:
             raise ChassisUnreachable(f"agent of {self.name} at {self.endpoint.agent}: "
                                      f"{type(e).__name__}: {e}") from e  # fmt: skip
@@ -120,10 +130,10 @@ class AgentChassis:
 
     def plug(self, vif: Vif) -> None:
         self.request("PUT", f"/v1/vifs/{vif.tap}", {"lsp": vif.lsp, "mac": vif.mac,
-                     "vm_uuid": vif.vm_uuid, "mtu": vif.mtu})  # fmt: skip
+                     "vm_uuid": vif.vm_uuid, "mtu": vif.mtu}, PLUG_TIMEOUT_S)  # fmt: skip
 
     def unplug(self, vif: Vif) -> None:
-        self.request("DELETE", f"/v1/vifs/{vif.tap}")
+        self.request("DELETE", f"/v1/vifs/{vif.tap}", timeout_s=PLUG_TIMEOUT_S)
 
     def is_plugged(self, vif: Vif) -> bool:
         return bool(self.request("GET", f"/v1/vifs/{vif.tap}")["plugged"])
