@@ -238,6 +238,7 @@ def bench(args: argparse.Namespace, console: Console) -> int:
     plan = BenchPlan(  # validates every option before anything is built
         strategies=strategies,
         gates=gates,
+        stall_from=args.stall_from,
         conditions=_conditions(args),
         runs=args.runs,
         probe_interval_ms=args.interval_ms,

@@ -168,6 +168,21 @@ def test_plug_watch_and_cancel(client: TestClient, service: FakeService) -> None
                                ("cancel", "port", "ls-vm1")]  # fmt: skip
 
 
+def test_port_open_watch_and_cancel(client: TestClient, service: FakeService) -> None:
+    """Pre-activation's wait: its own route and kind, so it never replaces (or is cancelled
+    with) the port-readiness watch of the same port."""
+    body = {"tap": "tapvm1", "mac": "02:00:00:00:00:01",
+            "request_id": "12345678-1234-1234-1234-123456789012", "timeout_s": 30}
+    assert client.put("/v1/port-open/ls-vm1", json=body, headers=AUTH).status_code == 202
+    assert client.get("/v1/port-open/ls-vm1", headers=AUTH).json()["state"] == "waiting"
+    assert client.get("/v1/port-readiness/ls-vm1", headers=AUTH).status_code == 404
+    assert client.delete("/v1/port-open/ls-vm1", headers=AUTH).status_code == 200
+    bad = {**body, "use_ovn_installed": True}  # not an option of this watch
+    assert client.put("/v1/port-open/ls-vm1", json=bad, headers=AUTH).status_code == 422
+    assert service.changes == [("watch_open", "ls-vm1", "02:00:00:00:00:01"),
+                               ("cancel", "open", "ls-vm1")]  # fmt: skip
+
+
 def test_faults_are_refused_unless_enabled(client: TestClient) -> None:
     r = client.post("/v1/controller/pause", headers=AUTH)
     assert r.status_code == 403 and r.json()["error"]["type"] == "FaultsDisabled"

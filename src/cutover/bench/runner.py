@@ -19,7 +19,7 @@ from typing import Any
 
 from cutover import bounds
 from cutover.bench.environment import describe_environment, lab_ovn, site_environment
-from cutover.bench.faults import StallPlan
+from cutover.bench.faults import STALL_TRIGGERS, StallPlan
 from cutover.bench.preconditions import (
     BASELINE_STEADY,
     BASELINE_TIMEOUT_S,
@@ -97,6 +97,9 @@ class BenchPlan:
     guest: str = "emulated"
     activation_timeout_s: float = 30.0
     params: dict[str, object] = field(default_factory=dict)
+    stall_from: str = "plug"
+    """When a stall starts: at the destination plug or at the network preparation
+    (bench/faults.py STALL_TRIGGERS)."""
     gates: tuple[str, ...] = ("before-copy",)
     """Where readiness gates the migration (migration/gates.py); each strategy runs with
     each gate, alternating within a round like the strategies."""
@@ -110,6 +113,9 @@ class BenchPlan:
             raise InputError(
                 f"unknown strategy {', '.join(unknown)}; choose from {', '.join(STRATEGY_NAMES)}"
             )
+        if self.stall_from not in STALL_TRIGGERS:
+            raise InputError(f"--stall-from {self.stall_from!r}: choose one of "
+                             f"{', '.join(STALL_TRIGGERS)}")
         unknown = [g for g in self.gates if g not in GATES]
         if unknown or not self.gates:
             raise InputError(f"unknown gate {', '.join(unknown) or '(none given)'}; choose "
@@ -157,6 +163,7 @@ def run_bench(
         params={
             "strategies": list(plan.strategies),
             "gates": list(plan.gates),
+            "stall_from": STALL_TRIGGERS[plan.stall_from],
             "conditions": [c.__dict__ for c in conditions],
             "runs": plan.runs,
             "chassis": len(site.chassis),
@@ -246,7 +253,8 @@ def _run_once(
     client = site.client_named(plan.client)
     dst = _destination(site, vm, client)
     stall = StallPlan.parse(cond.stall)
-    injector = stall.injector(clients.chassis, dst, client.chassis)
+    injector = stall.injector(clients.chassis, dst, client.chassis,
+                              STALL_TRIGGERS[plan.stall_from])
     options = MigrationOptions(
         strategy=strategy,
         activation=cond.activation,
