@@ -59,7 +59,8 @@ def test_every_gate_waits_before_the_switchover_and_switches_once(
     if gate == "converge-when-ready":
         assert names.index("release-convergence") == names.index("finish-copy") - 1
         if activation == "pre":
-            assert names.index("pre-activate") < names.index("release-convergence")
+            assert (names.index("wait-ready") < names.index("await-last-pass")
+                    < names.index("pre-activate") < names.index("release-convergence"))
 
 
 def test_pre_activation_before_copy_comes_before_the_copy() -> None:
@@ -171,6 +172,7 @@ class FakeHolder:
 
     def start_copy(self, vm: VmSpec, dst: ChassisEndpoint, hold_convergence: bool) -> None: ...
     def release_convergence(self, vm: VmSpec) -> None: ...
+    def hold_to_last_pass(self, vm: VmSpec) -> None: ...
     def wait_copied(self, vm: VmSpec, dst: ChassisEndpoint) -> None: ...
 
     def keep_held(self, vm: VmSpec, until: threading.Event, timeout_s: float) -> None:

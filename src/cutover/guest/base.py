@@ -46,6 +46,11 @@ class OverlapsCopy(Protocol):
         """Block until ``until`` is set, keeping the held copy from converging meanwhile
         (the source runs); WaitTimeout after ``timeout_s``."""
 
+    def hold_to_last_pass(self, vm: VmSpec) -> None:
+        """Keep holding until only the held copy's last pass is left (then return, still
+        held): the moment to pre-activate, so that cloned traffic queues for the shortest
+        time before the switchover."""
+
     def release_convergence(self, vm: VmSpec) -> None:
         """Let the copy converge with its real downtime limit (no-op if not held)."""
 

@@ -182,17 +182,38 @@ class QemuHypervisor:
             if time.monotonic() > deadline:
                 raise WaitTimeout(f"readiness while holding the copy of {vm.name}", timeout_s,
                                   f"QEMU {src.cmd('query-migrate').get('status')}")
-            if "trickle_ms" in run:
-                continue
-            info = src.cmd("query-migrate")
-            ram = info.get("ram") or {}
-            remaining = ram.get("remaining")
-            if info.get("status") != "active" or not isinstance(remaining, int):
-                continue
-            if remaining < self._reserve_bytes():
-                src.cmd("migrate-set-parameters", **{"max-bandwidth": TRICKLE_BYTES_S})
-                run["trickle_ms"] = time.time() * 1e3
-                run["trickle_reserve_mb"] = round(remaining / 2**20, 3)
+            self._hold_step(run, src)
+
+    def hold_to_last_pass(self, vm: VmSpec) -> None:
+        """Return once the held copy has reached its reserve (the end of the pass, now
+        throttled) or is no longer active: what is left is QEMU's last pass. WaitTimeout
+        after the driver's migration timeout."""
+        run = self._held_run(vm)
+        src = self._monitor(vm, vm.chassis)
+        deadline = time.monotonic() + self.migrate_timeout_s
+        while not self._hold_step(run, src):
+            if time.monotonic() > deadline:
+                raise WaitTimeout(f"the pre-copy of {vm.name} to reach its last pass",
+                                  self.migrate_timeout_s,
+                                  f"QEMU {src.cmd('query-migrate').get('status')}")
+            time.sleep(HOLD_POLL_S)
+
+    def _hold_step(self, run: dict[str, Any], src: Monitor) -> bool:
+        """One look at a held copy: throttle it once less than the reserve is left. True
+        when it is throttled (or no longer active)."""
+        if "trickle_ms" in run:
+            return True
+        info = src.cmd("query-migrate")
+        ram = info.get("ram") or {}
+        remaining = ram.get("remaining")
+        if info.get("status") != "active":
+            return info.get("status") not in ("setup", None)
+        if not isinstance(remaining, int) or remaining >= self._reserve_bytes():
+            return False
+        src.cmd("migrate-set-parameters", **{"max-bandwidth": TRICKLE_BYTES_S})
+        run["trickle_ms"] = time.time() * 1e3
+        run["trickle_reserve_mb"] = round(remaining / 2**20, 3)
+        return True
 
     def release_convergence(self, vm: VmSpec) -> None:
         """The real bandwidth and downtime limit again: QEMU finishes the pass and

@@ -97,7 +97,10 @@ def steps_for(options: MigrationOptions) -> list[Step]:
     if options.gate == "before-switchover":
         return [*head, StartCopy(hold=False), WaitReady(), ConfirmReady(), *pre, FinishCopy(),
                 *tail]  # fmt: skip
-    return [*head, StartCopy(hold=True), HeldWaitReady(), ConfirmReady(), *pre,
+    # pre-activation at QEMU's last pass: the destination TAP then queues cloned traffic
+    # only for that pass and the stop-and-copy (docs/switchover.md, the TAP queue)
+    last: list[Step] = [AwaitLastPass()] if pre else []
+    return [*head, StartCopy(hold=True), HeldWaitReady(), *last, ConfirmReady(), *pre,
             ReleaseConvergence(), FinishCopy(), *tail]  # fmt: skip
 
 
@@ -158,6 +161,18 @@ class HeldWaitReady(WaitReady):
         worker.join()
         if failure:
             raise failure[0]
+
+
+class AwaitLastPass(Step):
+    """``converge-when-ready`` with pre-activation: ready early, keep the copy going (held)
+    until its last pass, so that the pre-activation that follows opens the destination
+    to cloned traffic as late as it can while the source still runs."""
+
+    name = "await-last-pass"
+
+    def do(self, ctx: MigrationContext) -> None:
+        _overlapping(ctx).hold_to_last_pass(ctx.vm)
+        ctx.timeline.mark("copy.last-pass")
 
 
 class ReleaseConvergence(Step):
