@@ -211,3 +211,14 @@ def test_a_hold_failure_interrupts_the_readiness_wait() -> None:
     with pytest.raises(InvalidMigration, match="went away"):
         HeldWaitReady().do(_ctx(readiness, FakeHolder(fail=boom)))
     assert readiness.interrupted is boom
+
+
+def test_stall_from_is_validated_and_names_its_trigger() -> None:
+    from cutover.bench.faults import STALL_TRIGGERS, StallPlan
+
+    assert BenchPlan(strategies=("claim",), stall_from="prepare").stall_from == "prepare"
+    with pytest.raises(InputError, match="--stall-from"):
+        BenchPlan(strategies=("claim",), stall_from="copy")
+    injector = StallPlan.parse("none").injector({}, "hv2", "hv3", STALL_TRIGGERS["prepare"])
+    injector("network.prepared")  # no stall planned: nothing happens, nothing raises
+    assert injector.window_ms is None
