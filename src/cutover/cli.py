@@ -145,9 +145,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--load", action="append", dest="loads", choices=LOAD_LEVELS,
                        help="control-plane load on the destination; repeat for several")
     bench.add_argument("--stall-from", choices=("plug", "prepare"), default="plug",
-                       help="start each --stall at the destination plug (default) or at the "
-                            "network preparation (requested-chassis=src,dst): the latter "
-                            "delays readiness by the whole stall, for comparing gates")
+                       help="start each --stall at the destination plug (default) or right "
+                            "before the network preparation (requested-chassis=src,dst): the "
+                            "latter delays readiness by the whole stall, for comparing gates")
     bench.add_argument("--gate", action="append", dest="gates", choices=GATES,
                        help="where readiness gates the migration (see migrate --gate); "
                             "repeat to compare several in one bench (default: before-copy)")

@@ -220,5 +220,5 @@ def test_stall_from_is_validated_and_names_its_trigger() -> None:
     with pytest.raises(InputError, match="--stall-from"):
         BenchPlan(strategies=("claim",), stall_from="copy")
     injector = StallPlan.parse("none").injector({}, "hv2", "hv3", STALL_TRIGGERS["prepare"])
-    injector("network.prepared")  # no stall planned: nothing happens, nothing raises
+    injector("incoming.started")  # no stall planned: nothing happens, nothing raises
     assert injector.window_ms is None

@@ -15,10 +15,12 @@ from cutover.errors import InputError
 from cutover.lab.stall import ControllerStall, parse_stall
 
 STALL_TRIGGER = "plug.start"
-STALL_TRIGGERS = {"plug": STALL_TRIGGER, "prepare": "network.prepared"}
-"""``bench --stall-from``: the destination port's plug (default), or the network preparation
-(requested-chassis=src,dst): a stall from ``prepare`` delays readiness by its whole length
-whatever the incoming guest's start costs, which gate comparisons need."""
+STALL_TRIGGERS = {"plug": STALL_TRIGGER, "prepare": "incoming.started"}
+"""``bench --stall-from``: the destination port's plug (default), or right before the
+network preparation (requested-chassis=src,dst; the incoming guest has started): a stall
+from ``prepare`` delays readiness by its whole length whatever the incoming guest's start
+costs, which gate comparisons need. (Triggered after the preparation instead, the claim
+slips through before the pause lands and the stall only delays what comes later.)"""
 
 
 @dataclass
