@@ -88,6 +88,18 @@ def test_possible_combinations_pass(gate: str) -> None:
     check_combination("legacy", "before-copy", "rarp", overlaps=False)
 
 
+def test_pre_activation_needs_the_destination_flows() -> None:
+    from cutover.migration.orchestrator import validate
+
+    remote = Site(name="t", nb_remote="unix:/nb", sb_remote="unix:/sb",
+                  chassis=(ChassisEndpoint("hv1", "unix:/hv1"),
+                           ChassisEndpoint("hv2", "tcp:10.0.0.2:6640")),
+                  vms=SITE.vms)  # fmt: skip
+    with pytest.raises(InvalidMigration, match="no agent"):
+        validate(remote, "vm1", "hv2", MigrationOptions(activation="pre"))
+    validate(remote, "vm1", "hv2", MigrationOptions(activation="rarp"))
+
+
 def test_options_refuse_an_unknown_gate_or_activation() -> None:
     with pytest.raises(InvalidMigration, match="unknown gate"):
         MigrationOptions(gate="later")

@@ -74,6 +74,13 @@ def validate(site: Site, vm_name: str, dst_name: str, options: MigrationOptions)
                 f"alive, but the site gives no controller_ctl (its unixctl socket) for "
                 f"{dst_name}; add it (or an agent) to the site or use claim"
             )
+    dst_ep = site.chassis_named(dst_name)
+    if (options.activation == "pre" and not dst_ep.agent
+            and not dst_ep.ovs_remote.startswith("unix:")):
+        raise InvalidMigration(
+            f"--activation pre waits for {dst_name}'s rarp drop flows to go, but {dst_name} "
+            "has no agent and its br-int is reached over the network; give it an agent "
+            "endpoint or use --activation rarp")
     if vm.chassis == dst_name:
         raise InvalidMigration(
             f"{vm_name} already runs on {dst_name}; choose another destination"
