@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.text import Text
 
 from cutover import bounds
-from cutover.bench.faults import StallPlan
+from cutover.bench.faults import FAULT_KINDS, FaultPlan, StallPlan
 from cutover.errors import CutoverError, InputError, PrerequisiteError
 from cutover.lab.load import LOAD_LEVELS
 from cutover.lab.ovn_install import parse_ovn
@@ -63,6 +63,13 @@ def _stall_spec(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _fault_spec(text: str) -> str:
+    try:
+        return FaultPlan.parse(text).spec
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _ovn(text: str) -> str:
     try:
         return parse_ovn(text)
@@ -72,6 +79,10 @@ def _ovn(text: str) -> str:
 
 OVN_HELP = ("OVN/OVS to run: host (this machine's packages), 25.03 (Debian trixie) or 26.03 "
             "(Debian sid), built once into a cached Debian root")
+
+
+CLUSTERED_HELP = ("NB and SB each as a 3-member RAFT cluster (ovsdb-tool create-cluster/"
+                  "join-cluster); every client gets the member list")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -90,9 +101,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--chassis", type=_bounded(bounds.CHASSIS), default=3,
                     help="number of chassis (3-99)")
     up.add_argument("--ovn", type=_ovn, default="host", help=OVN_HELP)
+    up.add_argument("--ssl", action="store_true",
+                    help="NB/SB on ssl: with an ovs-pki PKI; every client uses a certificate")
+    up.add_argument("--clustered", action="store_true", help=CLUSTERED_HELP)
     _guest_args(up)
     lab_sub.add_parser("down", help="remove everything the lab created (idempotent)")
     lab_sub.add_parser("status", help="show what runs")
+    lab_sub.add_parser("config", help="print the running lab's site as a --config TOML file")
     lab_sub.add_parser("restart-guests", help="start (or resume) each VM's guest on its chassis")
 
     agent = sub.add_parser("agent", help="serve the per-chassis agent API (run on each node)")
@@ -112,18 +127,29 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--tls-key", type=Path)
     agent.add_argument("--tls-client-ca", type=Path,
                        help="require client certificates signed by this CA")
+    agent.add_argument("--ovsdb-ssl-key", type=Path,
+                       help="this node's OVSDB private key, for an ssl: --sb-remote")
+    agent.add_argument("--ovsdb-ssl-cert", type=Path, help="... its certificate")
+    agent.add_argument("--ovsdb-ssl-ca", type=Path, help="... the CA of the SB's certificate")
     agent.add_argument("--allow-faults", action="store_true",
                        help="allow controller pause/resume (fault injection; labs only)")
     agent.add_argument("--plugger", choices=("os-vif", "tap"), default="os-vif",
                        help="plug VIFs with the os-vif library (default) or its steps "
                             "written out")
     agent.add_argument("--state-dir", type=Path,
-                       help="where the agent writes its os-vif configuration")
+                       help="where the agent keeps its os-vif configuration and its state "
+                            "file (a timed controller pause's deadline)")
 
-    mig = sub.add_parser("migrate", help="live-migrate a VM of the running lab")
+    mig = sub.add_parser("migrate", help="live-migrate a VM of the running lab (or of the "
+                         "deployment a --config file describes)")
     mig.add_argument("vm", help="the VM to migrate (see 'cutover lab status')")
     mig.add_argument("--to", required=True, dest="dst", help="destination chassis")
+    mig.add_argument("--config", type=Path, metavar="FILE",
+                     help="a deployment's TOML config (docs/deployment.md): migrate there, "
+                          "not in the lab")
     _migration_args(mig)
+    # None = "not given": a --config file's [timeouts] apply, else 30 s
+    mig.set_defaults(ready_timeout=None, activation_timeout=None)
     mig.add_argument("--strategy", default="claim", choices=STRATEGY_NAMES,
                      help="what ready means before the switchover (default: %(default)s)")
     mig.add_argument("--gate", default="before-copy", choices=GATES,
@@ -137,11 +163,31 @@ def _parser() -> argparse.ArgumentParser:
                      metavar="MIB_S",
                      help="QEMU guests: migration bandwidth cap in MiB/s (default QEMU's)")
 
+    rec = sub.add_parser("recover", help="roll back (before the switchover) or complete "
+                         "(after it) migrations a crashed 'cutover migrate' left half-done")
+    rec.add_argument("vm", nargs="?", help="only this VM (default: every unfinished one)")
+    rec.add_argument("--config", type=Path, metavar="FILE",
+                     help="a deployment's TOML config (its [compute] state_dir holds the "
+                          "journal): recover there, not in the lab")
+    config = sub.add_parser("config", help="check a deployment's TOML config")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate FILE (nothing connects), and with "
+                                  "--connect reach its NB, SB, agents and VMs' bindings")
+    check.add_argument("file", type=Path)
+    check.add_argument("--connect", action="store_true",
+                       help="also connect: NB/SB over their remotes, each agent's health")
+
     bench = sub.add_parser("bench", help="measure the blackout per strategy on the lab")
     bench.add_argument("--strategy", action="append", choices=STRATEGY_NAMES, dest="strategies",
                        help="repeat for several (default: legacy and claim; all with --matrix)")
     bench.add_argument("--stall", action="append", dest="stalls", type=_stall_spec,
                        help="ROLE:MS, e.g. dst:2000 or peer:2000; repeat for several")
+    bench.add_argument("--fault", action="append", dest="faults", type=_fault_spec,
+                       metavar="KIND[:MS]",
+                       help="a control-plane fault in each migration; repeat for several: "
+                       + "; ".join(f"{k.name} (MS: {k.param}, default {k.default_ms:g}"
+                                   f"{', --clustered' if k.clustered else ''})"
+                                   for k in FAULT_KINDS.values()))
     bench.add_argument("--load", action="append", dest="loads", choices=LOAD_LEVELS,
                        help="control-plane load on the destination; repeat for several")
     bench.add_argument("--stall-from", choices=("plug", "prepare"), default="plug",
@@ -167,6 +213,9 @@ def _parser() -> argparse.ArgumentParser:
                             "must match a running lab)")
     bench.add_argument("--ovn", type=_ovn, action="append", dest="ovns", help=OVN_HELP
                        + "; repeat to compare versions (one lab each, built in turn)")
+    bench.add_argument("--clustered", action="store_true",
+                       help=CLUSTERED_HELP + " (for a lab the bench builds; must match a "
+                       "running lab)")
     bench.add_argument("--keep-lab", action="store_true",
                        help="leave a lab that the bench built running afterwards")
     _copy_args(bench)
@@ -232,10 +281,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return commands.lab(args, console)
         if args.command == "migrate":
             return commands.migrate(args, console)
+        if args.command == "recover":
+            return commands.recover(args, console)
         if args.command == "bench":
             return commands.bench(args, console)
         if args.command == "agent":
             return commands.agent(args)
+        if args.command == "config":
+            return commands.config_check(args, console)
         raise AssertionError(args.command)
     except InputError as e:
         _print_error(e)

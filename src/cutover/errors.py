@@ -18,6 +18,7 @@ The CLI prints ``Type: message`` and exits non-zero.
     |   +-- LabNotUp
     |   +-- LabBuildError
     +-- OvsdbError                 a transaction or connection failed
+    |   +-- OvsdbTlsError          ... an ssl: remote refused our certificate (or we its)
     +-- ChassisUnreachable         a chassis daemon's control socket did not answer
     |   +-- ControllerDown         ... its ovn-controller is not running: not ready
     |       +-- AgentDown          ... or its agent stopped answering: cannot tell
@@ -31,7 +32,10 @@ The CLI prints ``Type: message`` and exits non-zero.
                                    whether the VM's guest still runs there)
         +-- RollbackIncomplete     ... and some undo failed too (lists what is left)
         +-- SwitchedOverIncomplete ... after the switchover: the VM runs on the
-                                   destination, the clean-up is unfinished
+        |                          destination, the clean-up is unfinished
+        +-- RecoveryIncomplete     ``cutover recover`` could not finish a journaled
+                                   migration (the journal keeps it open for a retry)
+    +-- JournalError               the migration journal cannot be read or written
 """
 
 from __future__ import annotations
@@ -88,6 +92,11 @@ class LabBuildError(LabError):
 
 class OvsdbError(CutoverError):
     """An OVSDB connection or transaction failed (translated from ovsdbapp)."""
+
+
+class OvsdbTlsError(OvsdbError):
+    """A TLS session to an ``ssl:`` OVSDB remote failed: names the member and which side
+    refused which certificate."""
 
 
 class ChassisUnreachable(CutoverError):
@@ -211,8 +220,8 @@ class RollbackIncomplete(MigrationError):
     def __init__(self, vm: str, step: str, cause: BaseException, leftovers: list[str]) -> None:
         super().__init__(
             f"migration of {vm!r} failed in step {step!r} ({type(cause).__name__}: {cause}) "
-            f"and rollback left: {'; '.join(leftovers)}. Clean these by hand or run "
-            f"'cutover lab down' in a lab"
+            f"and rollback left: {'; '.join(leftovers)}. Run 'cutover recover {vm}' once "
+            f"the cause is fixed (the journal keeps the migration open)"
         )
         self.vm = vm
         self.step = step
@@ -226,10 +235,27 @@ class SwitchedOverIncomplete(MigrationError):
     def __init__(self, vm: str, src: str, dst: str, step: str, cause: BaseException) -> None:
         super().__init__(
             f"{vm} switched over to {dst} but step {step!r} failed afterwards "
-            f"({type(cause).__name__}: {cause}); the VM runs on {dst}: finish the clean-up "
-            f"of {src} by hand (its port and requested-chassis)"
+            f"({type(cause).__name__}: {cause}); the VM runs on {dst}: run "
+            f"'cutover recover {vm}' to finish the activation and the clean-up of {src}"
         )
         self.vm = vm
         self.dst = dst
         self.step = step
         self.cause = cause
+
+
+class RecoveryIncomplete(MigrationError):
+    """``cutover recover`` could not finish a journaled migration; it stays open."""
+
+    def __init__(self, vm: str, direction: str, leftovers: list[str]) -> None:
+        super().__init__(
+            f"recovery of {vm!r} ({direction}) left: {'; '.join(leftovers)}. The journal "
+            f"keeps the migration open: fix the cause and run 'cutover recover {vm}' again"
+        )
+        self.vm = vm
+        self.direction = direction
+        self.leftovers = leftovers
+
+
+class JournalError(CutoverError):
+    """The migration journal (SQLite) cannot be opened, read or written."""

@@ -19,6 +19,31 @@ SITE_FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
+class SslFiles:
+    """PEM files of one OVSDB client (or server): its key, its certificate, the CA that
+    signed the peers' certificates (``ovs-pki``'s ``cacert.pem``)."""
+
+    private_key: str
+    certificate: str
+    ca_cert: str
+
+    def check(self, where: str) -> None:
+        """InputError naming ``where`` (e.g. ``[ovsdb.ssl]``) if a file cannot be read."""
+        for name, path in (("private_key", self.private_key),
+                           ("certificate", self.certificate), ("ca_cert", self.ca_cert)):
+            p = Path(path)
+            if not p.is_absolute():
+                raise InputError(f"{where} {name} = {path!r}: give an absolute path")
+            try:
+                with p.open("rb") as f:
+                    head = f.read(4096)
+            except OSError as e:
+                raise InputError(f"{where} {name} = {path!r}: {e.strerror}") from None
+            if b"-----BEGIN " not in head:
+                raise InputError(f"{where} {name} = {path!r} is not a PEM file")
+
+
+@dataclass(frozen=True)
 class ChassisEndpoint:
     """One hypervisor: its OVN chassis name (= system-id) and how to reach it."""
 
@@ -40,6 +65,13 @@ class ChassisEndpoint:
     When set, the orchestrator acts on the chassis only through it."""
     agent_token_file: str | None = None
     """File (mode 0600) holding the bearer token the agent requires."""
+    agent_ca: str | None = None
+    """``https`` agents: the CA that signed the agent's server certificate (None: the
+    system's trust store)."""
+    agent_client_cert: str | None = None
+    """``https`` agents that require client certificates: ours (PEM) ..."""
+    agent_client_key: str | None = None
+    """... and its private key."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +98,12 @@ class Site:
     """Ports reserved for probe clients (not migrated)."""
     guest_dir: str = ""
     """Where guest processes keep their control sockets and pidfiles."""
+    state_dir: str = ""
+    """Where cutover keeps durable state: the migration journal that ``cutover recover``
+    reads after a crash ('' = no journal: a crashed migration needs hand clean-up)."""
     extra: dict[str, Any] = field(default_factory=dict)
+    ssl: SslFiles | None = None
+    """The orchestrator's OVSDB client certificate, for ``ssl:`` NB/SB remotes."""
 
     def chassis_named(self, name: str) -> ChassisEndpoint:
         for ch in self.chassis:
@@ -113,7 +150,9 @@ class Site:
                 vms=tuple(VmSpec(**v) for v in d["vms"]),
                 clients=tuple(VmSpec(**v) for v in d.get("clients", [])),
                 guest_dir=d.get("guest_dir", ""),
+                state_dir=d.get("state_dir", ""),
                 extra=dict(d.get("extra", {})),
+                ssl=SslFiles(**d["ssl"]) if d.get("ssl") else None,
             )
         except (KeyError, TypeError) as e:
             raise InputError(f"site description is malformed ({e}); rebuild or fix it") from e

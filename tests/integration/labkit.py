@@ -91,15 +91,19 @@ def ofctl_children() -> list[int]:
 
 
 @contextmanager
-def stalled(site: Site, dst: str, spec: str) -> Iterator[StallInjector]:
+def stalled(
+    site: Site, dst: str, spec: str, wait_over: bool = True
+) -> Iterator[StallInjector]:
     """A stall (``dst:MS`` / ``peer:MS``) armed for one migration; on exit it is waited out
-    and the controller resumed, whatever the migration did."""
+    (or, with ``wait_over=False``, cut short) and the controller resumed, whatever the
+    migration did."""
     chassis = SiteClients.connect(site).chassis
     injector = StallPlan.parse(spec).injector(chassis, dst, site.clients[0].chassis)
     try:
         yield injector
     finally:
-        injector.wait_over()
+        if wait_over:
+            injector.wait_over()
         injector.finish()
 
 

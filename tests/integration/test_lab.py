@@ -122,7 +122,8 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Site
 def test_up_builds_the_site(shared: tuple[Lab, Site, float]) -> None:
     lab, site, took = shared
     topo = lab.topo
-    assert took < 20
+    # a build budget, not a benchmark: ~5 s alone, several times that on a loaded 2-core box
+    assert took < 60, f"lab up took {took:.1f} s"
     assert site == Site.load(topo.site_path)
     assert site.name == COTL
     assert site.nb_remote == f"unix:{topo.nb_sock}"

@@ -113,7 +113,9 @@ def test_readiness_timeout_keeps_the_source_domain(
 ) -> None:
     site = lab.site()
     dst = other_chassis(site, "vm1")
-    with stalled(site, dst, "dst:3000") as injector, pytest.raises(MigrationAborted) as err:
+    # outlasts the incoming domain's start plus the 0.5 s wait; cut short after the rollback
+    stall = stalled(site, dst, "dst:20000", wait_over=False)
+    with stall as injector, pytest.raises(MigrationAborted) as err:
         migrate(site, "vm1", dst, MigrationOptions(strategy="claim", ready_timeout_s=0.5),
                 hv, clients, observers=[injector])
     assert err.value.step == "wait-ready"

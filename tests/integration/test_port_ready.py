@@ -88,9 +88,11 @@ def test_ready_waits_for_the_frozen_controller(lab: Lab, clients: SiteClients) -
     lab.save_site(site.with_vm_on("vm1", dst))
     window = injector.window_ms
     assert window is not None
-    seen = next(t for t, n, _ in report.timeline if n == "port-ready.seen")
-    assert report.started_ms + seen > window[1], (report.timeline, window)
-    assert report.ready_wait_ms >= 1500
+    at = {n: t for t, n, _ in report.timeline}
+    assert report.started_ms + at["port-ready.seen"] > window[1], (report.timeline, window)
+    # the reported wait covers the stall's remainder from the preparation on (the stall
+    # began at the plug; how much of it the plug and the incoming guest used varies)
+    assert report.ready_wait_ms >= window[1] - (report.started_ms + at["network.prepared"])
 
 
 def test_port_ready_timeout_rolls_back(lab: Lab, clients: SiteClients) -> None:

@@ -173,7 +173,10 @@ def test_readiness_timeout_cancels_and_keeps_the_source(
 ) -> None:
     site = lab.site()
     dst = other_chassis(site, "vm1")
-    with stalled(site, dst, "dst:3000") as injector, pytest.raises(MigrationAborted) as err:
+    # the stall must outlast the incoming QEMU's start (seconds on a loaded machine) plus
+    # the 0.5 s wait; it is cut short once the migration has rolled back
+    stall = stalled(site, dst, "dst:20000", wait_over=False)
+    with stall as injector, pytest.raises(MigrationAborted) as err:
         migrate(site, "vm1", dst, MigrationOptions(strategy="claim", ready_timeout_s=0.5),
                 hv, clients, observers=[injector])
     assert err.value.step == "wait-ready"

@@ -83,11 +83,15 @@ class FakeService:
         on_death(ControllerDown("hv2", "local", "test"))  # the stream ends at once
         return _Stopped()
 
-    def pause_controller(self) -> None:
+    def pause_controller(self, resume_after_ms: float | None = None) -> None:
         raise FaultsDisabled("faults are off")
 
     def resume_controller(self) -> None:
         raise FaultsDisabled("faults are off")
+
+    def forget(self, lsp: str, tap: str | None) -> list[str]:
+        self.changes.append(("forget", lsp, tap))
+        return [f"TAP and OVS port {tap}"] if tap else []
 
 
 @pytest.fixture

@@ -55,6 +55,10 @@ def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
         (["lab", "up", "--chassis", "2"], "--chassis"),
         (["lab", "up", "--chassis", "x"], "not a number"),
         (["migrate", "vm1"], "--to"),
+        (["bench", "--fault", "sb-crash"], "choose one of"),
+        (["bench", "--fault", "sb-pause:0"], "must be > 0"),
+        (["bench", "--fault", "northd-pause:5s"], "not a number"),
+        (["--prefix", "cofnolab", "bench", "--fault", "sb-leader-kill"], "--clustered"),
     ],
 )
 def test_bad_options_are_refused_while_parsing(

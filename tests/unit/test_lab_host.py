@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cutover.children import die_with
 from cutover.errors import LabBuildError, PrerequisiteError
 from cutover.lab import host
 
@@ -103,7 +104,7 @@ def test_a_tool_whose_parent_already_died_does_not_run(tmp_path: Path) -> None:
     outlive the lab with the lab dir in its command line); with a live parent it runs."""
     mark = tmp_path / "ran"
     argv = ["sh", "-c", f"touch {mark}"]
-    gone = subprocess.run(argv, preexec_fn=host._die_with(1), check=False)
+    gone = subprocess.run(argv, preexec_fn=die_with(1), check=False)
     assert gone.returncode == 127 and not mark.exists()
-    alive = subprocess.run(argv, preexec_fn=host._die_with(os.getpid()), check=False)
+    alive = subprocess.run(argv, preexec_fn=die_with(os.getpid()), check=False)
     assert alive.returncode == 0 and mark.exists()

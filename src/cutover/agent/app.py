@@ -12,6 +12,10 @@ cutover's own errors map to status codes at this one boundary::
 
 Error bodies are ``{"error": {"type": ..., "message": ...}}``.
 
+``POST /v1/forget`` drops what the node holds for one migration (``cutover recover``
+calls it on every chassis after a crashed orchestrator); ``POST /v1/controller/pause``
+takes an optional ``resume_after_ms``: the agent owns that deadline.
+
 The controller watch (``GET /v1/controller/watch``) is a stream: ``alive`` at once, a
 heartbeat ``alive`` every :data:`HEARTBEAT_S`, and ``down: <reason>`` when ovn-controller
 dies, after which the stream ends. The client learns of a death (or of the agent's own)
@@ -35,9 +39,12 @@ from cutover.agent import API_VERSION
 from cutover.agent.models import (
     ControllerState,
     ErrorResponse,
+    ForgetRequest,
+    ForgetResult,
     Health,
     LogicalPort,
     PathReadinessRequest,
+    PauseRequest,
     PortOpenRequest,
     PortReadinessRequest,
     TapName,
@@ -199,12 +206,16 @@ def make_app(service: Service, token: str) -> FastAPI:
         return StreamingResponse(lines(), media_type="text/plain")
 
     @app.post("/v1/controller/pause", status_code=204)
-    def pause() -> None:
-        service.pause_controller()
+    def pause(body: PauseRequest | None = None) -> None:
+        service.pause_controller(body.resume_after_ms if body is not None else None)
 
     @app.post("/v1/controller/resume", status_code=204)
     def resume() -> None:
         service.resume_controller()
+
+    @app.post("/v1/forget")
+    def forget(body: ForgetRequest) -> ForgetResult:
+        return ForgetResult(lsp=body.lsp, cleaned=service.forget(body.lsp, body.tap))
 
     return app
 

@@ -103,6 +103,28 @@ class PathReadinessRequest(Strict):
     timeout_s: Timeout
 
 
+class PauseRequest(Strict):
+    """Fault injection: freeze ovn-controller; with ``resume_after_ms`` the agent resumes
+    it itself at that deadline (kept in its state file: a caller that dies, or an agent
+    restart, cannot leave the controller paused for good)."""
+
+    resume_after_ms: Annotated[float, Field(gt=0, le=600_000)] | None = None
+
+
+class ForgetRequest(Strict):
+    """Drop what this node holds for a migration of ``lsp``: readiness watches, published
+    keys, a timed controller pause, and with ``tap`` that TAP and its OVS port."""
+
+    lsp: LogicalPort
+    tap: TapName | None = None
+
+
+class ForgetResult(Strict):
+    lsp: str
+    cleaned: list[str]
+    """What was removed (empty: nothing was left)."""
+
+
 WatchStateName = Literal["waiting", "ready", "failed", "cancelled"]
 
 

@@ -13,11 +13,13 @@ import os
 import signal
 import ssl
 import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from cutover.errors import InputError, PrerequisiteError
-from cutover.site import ChassisEndpoint
+from cutover.ovsdb.tls import check_remote, configure, uses_ssl
+from cutover.site import ChassisEndpoint, SslFiles
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class AgentConfig:
     out, for a node without os-vif)."""
     state_dir: Path | None = None
     """Where the agent keeps its os-vif configuration (default: beside the token file)."""
+    ovsdb_ssl: SslFiles | None = None
+    """This node's OVSDB client certificate, for an ``ssl:`` SB remote."""
 
     def check(self) -> None:
         """InputError for anything the agent could not serve with, before it starts."""
@@ -59,6 +63,12 @@ class AgentConfig:
         else:
             raise InputError(f"--listen {self.listen!r}: give unix:/path or "
                              "https://ADDRESS:PORT (plain http is refused)")  # fmt: skip
+        check_remote(self.sb_remote, "--sb-remote")
+        if self.ovsdb_ssl is not None:
+            self.ovsdb_ssl.check("--ovsdb-ssl-key/-cert/-ca:")
+        elif uses_ssl(self.sb_remote):
+            raise InputError(f"--sb-remote {self.sb_remote} is ssl: give --ovsdb-ssl-key, "
+                             "--ovsdb-ssl-cert and --ovsdb-ssl-ca")  # fmt: skip
         if self.plugger not in ("os-vif", "tap"):
             raise InputError(f"--plugger {self.plugger!r}: choose os-vif or tap")
         read_token(self.token_file)
@@ -95,8 +105,11 @@ def write_token(path: Path) -> str:
 
 
 def serve(config: AgentConfig) -> None:
-    """Serve until SIGTERM/SIGINT; on the way out withdraw every published verdict."""
+    """Serve until SIGTERM/SIGINT; on the way out withdraw every published verdict. On
+    the way in, end what an earlier run left (:meth:`NodeService.restart_cleanup`)."""
     config.check()
+    if config.ovsdb_ssl is not None:
+        configure(config.ovsdb_ssl)
     try:
         import uvicorn
 
@@ -105,13 +118,16 @@ def serve(config: AgentConfig) -> None:
     except ImportError as e:
         raise PrerequisiteError(f"the agent needs its web stack ({e}); pip install cutover") from e
     plugger = None
+    state = config.state_dir or config.token_file.parent
     if config.plugger == "os-vif":
         from cutover.agent.osvif import OsVifPlugger
 
-        state = config.state_dir or config.token_file.parent
         plugger = OsVifPlugger(state / f"os-vif-{config.chassis}.conf", config.ovs_remote,
                                config.integration_bridge)  # fmt: skip
-    service = NodeService(config.endpoint(), config.sb_remote, config.allow_faults, plugger)
+    service = NodeService(config.endpoint(), config.sb_remote, config.allow_faults, plugger,
+                          state / f"agent-state-{config.chassis}.json")  # fmt: skip
+    for line in service.restart_cleanup():  # what an earlier run of this agent left
+        print(f"cutover agent {config.chassis}: {line}", file=sys.stderr, flush=True)
     app = make_app(service, read_token(config.token_file))
     kwargs: dict[str, object] = {"log_level": "warning", "access_log": False,
                                  "timeout_graceful_shutdown": 2}

@@ -13,14 +13,19 @@ layer against a recording fake of it, so that fuzzing the API changes nothing on
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Protocol
 
 from cutover.chassis.base import ControllerWatch, PathTarget, Vif, Watch
 from cutover.chassis.local import LocalChassis, VifPlugger
 from cutover.chassis.published import (
+    KEY_PREFIX,
     encode_failed,
     encode_ready,
     path_ready_key,
@@ -28,6 +33,7 @@ from cutover.chassis.published import (
     port_ready_key,
 )
 from cutover.errors import ControllerDown, CutoverError, InputError
+from cutover.ovsdb.connection import now_ms
 from cutover.ovsdb.sb import SbClient
 from cutover.site import ChassisEndpoint
 
@@ -73,16 +79,20 @@ class Service(Protocol):
     def cancel_watch(self, kind: str, lsp: str) -> None: ...
     def controller_alive(self) -> tuple[bool, str]: ...
     def watch_controller(self, on_death: Callable[[ControllerDown], None]) -> ControllerWatch: ...
-    def pause_controller(self) -> None: ...
+    def pause_controller(self, resume_after_ms: float | None = None) -> None: ...
     def resume_controller(self) -> None: ...
+    def forget(self, lsp: str, tap: str | None) -> list[str]: ...
 
 
 class NodeService:
     """:class:`Service` on a real node."""
 
     def __init__(self, endpoint: ChassisEndpoint, sb_remote: str,
-                 faults_enabled: bool = False, plugger: VifPlugger | None = None) -> None:
-        """``plugger``: how VIFs are plugged here (the agent passes os-vif's)."""
+                 faults_enabled: bool = False, plugger: VifPlugger | None = None,
+                 state_file: Path | None = None) -> None:
+        """``plugger``: how VIFs are plugged here (the agent passes os-vif's).
+        ``state_file``: where the agent keeps what must outlive it (a timed controller
+        pause's deadline); read by :meth:`restart_cleanup`."""
         self.chassis_name = endpoint.name
         self.faults_enabled = faults_enabled
         self._sb = SbClient(sb_remote)
@@ -90,6 +100,7 @@ class NodeService:
         self._plugger = plugger
         self._jobs: dict[tuple[str, str], _Job] = {}
         self._lock = threading.Lock()
+        self._state_file = state_file
 
     # -- VIFs ------------------------------------------------------------------------------
 
@@ -138,6 +149,12 @@ class NodeService:
 
     def _run(self, job: _Job, timeout_s: float) -> None:
         try:
+            self._wait_and_publish(job, timeout_s)
+        finally:
+            job.watch.cancel()  # after the publication: reaping is off the critical path
+
+    def _wait_and_publish(self, job: _Job, timeout_s: float) -> None:
+        try:
             evidence = job.watch.wait(timeout_s)
         except CutoverError as e:
             if job.state == "cancelled":
@@ -148,7 +165,9 @@ class NodeService:
         if job.state == "cancelled":
             return
         job.state, job.detail = "ready", evidence.detail
-        self._publish(job, encode_ready(job.request_id, evidence))
+        marks = (*evidence.marks, (f"{evidence.check}.publish", now_ms(),
+                                   f"the agent of {self.chassis_name} sends its SB write"))
+        self._publish(job, encode_ready(job.request_id, replace(evidence, marks=marks)))
 
     def _publish(self, job: _Job, value: str) -> None:
         try:
@@ -174,7 +193,11 @@ class NodeService:
         if job is not None:
             job.state = "cancelled"
             job.watch.interrupt(InputError("cancelled"))
-            job.watch.cancel()
+            if job.thread is None or not job.thread.is_alive():
+                job.watch.cancel()
+            # else the job's thread stops the watch (its flow monitors, a background dump)
+            # on its way out: the caller - the orchestrator, right after the verdict -
+            # does not wait for processes to be reaped
         elif not missing_ok:
             raise NotWatched(f"no {kind} readiness watch for {lsp} on {self.chassis_name}")
         self._sb.unpublish(self.chassis_name, key)
@@ -191,13 +214,76 @@ class NodeService:
     def watch_controller(self, on_death: Callable[[ControllerDown], None]) -> ControllerWatch:
         return self._chassis.watch_controller(ROLE, on_death)
 
-    def pause_controller(self) -> None:
+    def pause_controller(self, resume_after_ms: float | None = None) -> None:
+        """Pause; with ``resume_after_ms`` THIS agent resumes it on time (the deadline is in
+        its state file too, so a restarted agent still honours it)."""
         self._faults("pause")
-        self._chassis.pause_controller()
+        # recorded first: a crash right after still resumes; an untimed pause is the
+        # caller's to end, so a restart must not end it
+        until = None if resume_after_ms is None else time.time() * 1000.0 + resume_after_ms
+        self._save_state(paused_until_ms=until)
+        self._chassis.pause_controller(resume_after_ms)
 
     def resume_controller(self) -> None:
         self._faults("resume")
         self._chassis.resume_controller()
+        self._save_state(paused_until_ms=None)
+
+    # -- recovery ----------------------------------------------------------------------------
+
+    def forget(self, lsp: str, tap: str | None) -> list[str]:
+        """Drop everything this node holds for a migration of ``lsp`` (idempotent; see
+        :meth:`cutover.chassis.base.Chassis.forget`)."""
+        cleaned = []
+        for kind in ("port", "path"):
+            with self._lock:
+                watched = (kind, lsp) in self._jobs
+            if watched:
+                self.cancel_watch(kind, lsp, missing_ok=True)
+                cleaned.append(f"{kind} readiness watch")
+        cleaned += self._chassis.forget(lsp, tap)
+        if self._chassis.paused_until_ms is None:
+            self._save_state(paused_until_ms=None)
+        return cleaned
+
+    def restart_cleanup(self) -> list[str]:
+        """At start: what an earlier run of this agent left behind is ended - its published
+        verdicts (their waits died with it) and a timed controller pause (resumed now if its
+        deadline passed, else re-armed for the rest). Returns what it did."""
+        done = []
+        row = next((r for r in self._sb.rows("Chassis_Private")
+                    if r.name == self.chassis_name), None)  # fmt: skip
+        for key in sorted(row.external_ids if row is not None else ()):
+            if key.startswith(f"{KEY_PREFIX}-"):
+                self._sb.unpublish(self.chassis_name, key)
+                done.append(f"withdrew SB key {key}")
+        until = self._load_state().get("paused_until_ms")
+        if isinstance(until, (int, float)):
+            left = until - time.time() * 1000.0
+            if left <= 0:
+                self._chassis.resume_controller()
+                self._save_state(paused_until_ms=None)
+                done.append("resumed ovn-controller (its pause deadline had passed)")
+            else:
+                self._chassis.pause_controller(left)
+                done.append(f"re-armed the controller's resume in {left:.0f} ms")
+        return done
+
+    def _load_state(self) -> dict[str, object]:
+        if self._state_file is None:
+            return {}
+        try:
+            data = json.loads(self._state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _save_state(self, **values: object) -> None:
+        if self._state_file is None:
+            return
+        tmp = self._state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**self._load_state(), **values}))
+        os.replace(tmp, self._state_file)
 
     def _faults(self, what: str) -> None:
         if not self.faults_enabled:
@@ -210,10 +296,14 @@ class NodeService:
         """Cancel every watch, withdraw every verdict, stop the plugger's helpers (agent
         shutdown)."""
         with self._lock:
-            jobs = list(self._jobs)
-        for kind, lsp in jobs:
+            jobs = list(self._jobs.items())
+        for (kind, lsp), _ in jobs:
             with contextlib.suppress(CutoverError):
                 self.cancel_watch(kind, lsp, missing_ok=True)
+        for _, job in jobs:  # their threads stop the watches: nothing left running
+            if job.thread is not None:
+                job.thread.join(timeout=15.0)
+            job.watch.cancel()
         close = getattr(self._plugger, "close", None)
         if close is not None:
             close()

@@ -28,6 +28,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 from rich.table import Table
 
+from cutover.bench import fault_report
+from cutover.bench.detection import detection_section
 from cutover.bench.guest_report import guest_section
 from cutover.bench.results import BenchResult, RunResult
 from cutover.bench.stats import (
@@ -162,7 +164,9 @@ def render_markdown(result: BenchResult, paths: ReportPaths) -> str:
         *_md_table(list(SUMMARY_HEADERS), summary_rows(result)),
         "",
         *markdown_section(result),
+        *fault_report.markdown_section(result),
         *guest_section(result),
+        *detection_section(result),
         "## Ratios of median blackout between strategies",
         "",
         *_ratio_lines(groups),

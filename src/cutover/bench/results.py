@@ -102,6 +102,9 @@ class RunResult:
     ovn: str = ""
     """OVN version the run ran on, as ovn-controller reported it (e.g. ``25.03.0``); ''
     in files written before version matrices (read as-is: the key is optional)."""
+    fault: str = "none"
+    """``--fault`` of the run (``KIND:MS``, e.g. ``sb-pause:2000``); ``none`` also for
+    files written before faults existed (the key is optional)."""
 
     @property
     def ok(self) -> bool:
@@ -144,6 +147,7 @@ class RunResult:
             error=_optional(d, "error", str),
             extra=dict(extra),
             ovn=_field(d, "ovn", str, ""),
+            fault=_field(d, "fault", str, "none"),
         )
 
 

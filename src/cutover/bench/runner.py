@@ -19,7 +19,8 @@ from typing import Any
 
 from cutover import bounds
 from cutover.bench.environment import describe_environment, lab_ovn, site_environment
-from cutover.bench.faults import STALL_TRIGGERS, StallPlan
+from cutover.bench.faults import STALL_TRIGGERS, FaultPlan, FaultTarget, StallPlan
+from cutover.bench.leftovers import scan as scan_leftovers
 from cutover.bench.preconditions import (
     BASELINE_STEADY,
     BASELINE_TIMEOUT_S,
@@ -34,6 +35,7 @@ from cutover.errors import (
     GuestError,
     InputError,
     MeasurementError,
+    MigrationAborted,
     MigrationError,
     SwitchedOverIncomplete,
 )
@@ -60,9 +62,12 @@ class Condition:
     load: str = "L0"
     stall: str = "none"
     activation: str = "rarp"
+    fault: str = "none"
+    """``--fault KIND[:MS]`` (:data:`cutover.bench.faults.FAULT_KINDS`)."""
 
     def __str__(self) -> str:
-        return f"load={self.load} stall={self.stall} activation={self.activation}"
+        fault = f" fault={self.fault}" if self.fault != "none" else ""
+        return f"load={self.load} stall={self.stall} activation={self.activation}{fault}"
 
     def checked(self) -> Condition:
         """The same condition, normalized; InputError on a bad value."""
@@ -71,7 +76,7 @@ class Condition:
                 f"activation {self.activation!r}: choose one of {', '.join(ACTIVATIONS)}"
             )
         return Condition(parse_load(self.load), StallPlan.parse(self.stall).spec,
-                         self.activation)
+                         self.activation, FaultPlan.parse(self.fault).spec)
 
 
 MATRIX = (
@@ -147,9 +152,13 @@ def run_bench(
     apply_load: LoadApplier,
     progress: Progress = lambda _msg: None,
     per_round: Sequence[Callable[[int], RunResult]] = (),
+    faults: FaultTarget | None = None,
+    leftover_checks: Sequence[Callable[[], list[str]]] = (),
 ) -> BenchResult:
     """Measure ``plan``. ``per_round`` runs once per round after the strategies (given the
-    round's index), so extra measurements such as ``bench --floor`` share the noise."""
+    round's index), so extra measurements such as ``bench --floor`` share the noise.
+    ``faults``: what ``--fault`` acts on (the lab); ``leftover_checks``: extra parts of the
+    leftover scan run after every measured migration (the lab's processes)."""
     conditions = sorted(
         (c.checked() for c in plan.conditions), key=lambda c: LOAD_LEVELS.index(c.load)
     )
@@ -189,7 +198,7 @@ def run_bench(
                     site = _return_home(site, plan, home, hypervisor, clients, save_site)
                     run, site = _run_once(
                         site, plan, strategy, cond, index, hypervisor, clients, sb_monitor,
-                        gate=gate,
+                        faults, leftover_checks, gate=gate,
                     )
                     save_site(site)
                     result.runs.append(dataclasses.replace(run, ovn=ovn))
@@ -244,17 +253,26 @@ def _run_once(
     hypervisor: Hypervisor,
     clients: SiteClients,
     sb_monitor: SbMonitor | None = None,
+    faults: FaultTarget | None = None,
+    leftover_checks: Sequence[Callable[[], list[str]]] = (),
     gate: str = "before-copy",
 ) -> tuple[RunResult, Site]:
     """``sb_monitor`` counts the SB rows written from just before the migration until
     the network has settled (so late writers it caused, e.g. other chassis answering an
-    nb_cfg bump, are counted too)."""
+    nb_cfg bump, are counted too).
+
+    With a fault, a migration that aborts and rolls back is an *outcome*
+    (``extra["outcome"]="rolled-back"``), not an error: it is what cutover should do when
+    the fault makes readiness unprovable. Every run ends with the leftover scan
+    (``extra["leftovers"]``); a run with leftovers gets an error."""
     vm = site.vm_named(plan.vm)
     client = site.client_named(plan.client)
     dst = _destination(site, vm, client)
     stall = StallPlan.parse(cond.stall)
     injector = stall.injector(clients.chassis, dst, client.chassis,
                               STALL_TRIGGERS[plan.stall_from])
+    fault_plan = FaultPlan.parse(cond.fault)
+    fault = fault_plan.injector(faults, dst)
     options = MigrationOptions(
         strategy=strategy,
         activation=cond.activation,
@@ -266,7 +284,10 @@ def _run_once(
     )
     report: MigrationReport | None = None
     error: str | None = None
+    outcome = "migrated"
+    aborted = ""
     moved = False
+    reconnects = (clients.nb.reconnects, clients.sb.reconnects)
     with Prober(site, client, vm, plan.probe_interval_ms) as prober:
         prober.start()
         time.sleep(WARMUP_S)
@@ -280,14 +301,27 @@ def _run_once(
                                        gate=gate), site
         if sb_monitor is not None:
             sb_monitor.start()
+        seen: list[tuple[float, str]] = []  # the steps of a migration that raises
+
+        def record(event: str) -> None:
+            seen.append((time.time() * 1000.0, event))
+
         try:
-            report = migrate(site, vm.name, dst, options, hypervisor, clients, observers=[injector])
+            report = migrate(site, vm.name, dst, options, hypervisor, clients,
+                             observers=[injector, fault, record])  # fmt: skip
         except MigrationError as e:
             error = f"{type(e).__name__}: {e}"
             moved = isinstance(e, SwitchedOverIncomplete)
+            outcome = "switched-over-incomplete" if moved else "failed"
+            if isinstance(e, MigrationAborted):
+                outcome = "rolled-back"
+                if fault_plan.kind is not None:
+                    error = None
+                    aborted = f"{type(e).__name__}: {e}"
         finally:
             injector.wait_over()
             injector.finish()
+            fault.finish()
         time.sleep(SETTLE_S)
         writes: SbWrites | None = sb_monitor.stop() if sb_monitor is not None else None
         samples = [p for p in prober.stop() if p[0] >= (steady_from or 0)]
@@ -297,8 +331,16 @@ def _run_once(
         error = str(unmeasurable(summary, vm, client))
     if report is not None or moved:
         site = site.with_vm_on(vm.name, dst)
-    t0 = report.started_ms if report else (samples[0][1] if samples else 0.0)
+    if fault.error is not None:
+        error = error or fault.error
+    leftovers = scan_leftovers(site, clients, hypervisor, leftover_checks)
+    if not leftovers.clean:
+        error = error or f"Leftovers: {'; '.join(leftovers.items)}"
+    t0 = (report.started_ms if report else seen[0][0] if seen
+          else samples[0][1] if samples else 0.0)
     timeline = [TimelineEvent(t, n, d) for t, n, d in (report.timeline if report else [])]
+    if report is None:  # failed or rolled back: the step names as the observer saw them
+        timeline += [TimelineEvent(round(t - t0, 3), n, "") for t, n in seen]
     timeline.extend(_guest_events(hypervisor, vm, dst, t0))
     figures = guest_figures(hypervisor, vm) if report is not None or moved else {}
     for key, name in (("stop_at_ms", "guest.stop"), ("resume_at_ms", "guest.resume")):
@@ -308,13 +350,21 @@ def _run_once(
     if window is not None:
         timeline.append(TimelineEvent(round(window[0] - t0, 3), "stall.start", stall.spec))
         timeline.append(TimelineEvent(round(window[1] - t0, 3), "stall.end", stall.spec))
+    timeline += [TimelineEvent(round(t - t0, 3), n, d) for t, n, d in fault.events]
     timeline.sort(key=lambda e: e.t_ms)
+    fault_extra: dict[str, Any] = {"outcome": outcome, "leftovers": leftovers.to_dict(),
+                                   "reconnects": {
+                                       "nb": clients.nb.reconnects - reconnects[0],
+                                       "sb": clients.sb.reconnects - reconnects[1]}}
+    if fault_plan.kind is not None and outcome == "rolled-back":
+        fault_extra["aborted"] = aborted
     run = RunResult(
         strategy=strategy,
         guest=plan.guest,
         stall=stall.spec,
         activation=cond.activation,
         load=cond.load,
+        fault=fault_plan.spec,
         vm=vm.name,
         src=vm.chassis,
         dst=dst,
@@ -347,6 +397,7 @@ def _run_once(
                if report is not None and report.switchover_ms is not None else {}),
             **figures,
             **({"sb_writes_by_table": writes.by_table} if writes is not None else {}),
+            **fault_extra,
         },
     )
     return run, site
@@ -374,7 +425,7 @@ def _not_run(
         load=cond.load, vm=vm.name, src=vm.chassis, dst=dst, run_index=index,
         probe_interval_ms=plan.probe_interval_ms, probes_sent=0, probes_lost=0,
         blackout_ms=0.0, loss_outage_ms=0.0, migration_ms=0.0, ready_wait_ms=0.0,
-        error=f"{type(cause).__name__}: {cause}",
+        error=f"{type(cause).__name__}: {cause}", fault=cond.fault,
     )
 
 

@@ -15,6 +15,7 @@ ChassisUnreachable with the agent's message.
 from __future__ import annotations
 
 import contextlib
+import ssl
 import threading
 import uuid
 from pathlib import Path
@@ -78,8 +79,44 @@ def http_client(endpoint: ChassisEndpoint, read_timeout: float = REQUEST_TIMEOUT
         return httpx.Client(transport=transport, base_url="http://agent", headers=headers,
                             timeout=timeout)  # fmt: skip
     if agent.startswith("https://"):
-        return httpx.Client(base_url=agent, headers=headers, timeout=timeout)
+        return httpx.Client(base_url=agent, headers=headers, timeout=timeout,
+                            verify=_tls_context(endpoint))  # fmt: skip
     raise InputError(f"chassis {endpoint.name}: agent {agent!r} must be unix:/path or https://")
+
+
+def _tls_context(endpoint: ChassisEndpoint) -> ssl.SSLContext:
+    """Verify the agent against ``agent_ca`` (else the system's CAs); present our client
+    certificate when the site gives one (agents started with ``--tls-client-ca``).
+
+    With a private ``agent_ca`` the CA is the trust anchor and host names are not checked,
+    as OVS does for its own SSL peers (``ovs-pki`` certificates carry no subjectAltName)."""
+    try:
+        ctx = ssl.create_default_context(cafile=endpoint.agent_ca)
+        if endpoint.agent_ca:
+            ctx.check_hostname = False
+        if endpoint.agent_client_cert:
+            ctx.load_cert_chain(endpoint.agent_client_cert, endpoint.agent_client_key)
+    except (OSError, ssl.SSLError) as e:
+        raise InputError(f"chassis {endpoint.name}: agent TLS files do not load ({e}); check "
+                         "agent_ca, client_cert and client_key") from None  # fmt: skip
+    return ctx
+
+
+def tls_hint(error: Exception, endpoint: ChassisEndpoint) -> str:
+    """The remedy for a TLS refusal between us and an ``https`` agent ('' for others)."""
+    text = str(error)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return (f"; the agent's server certificate does not verify against "
+                f"{endpoint.agent_ca or 'the system CAs'}: set the chassis' ca to the CA "
+                "that signed it")
+    refused = "alert" in text.lower() or "SSL" in text or (
+        isinstance(error, httpx.RemoteProtocolError) and "without sending" in text)
+    if refused and (endpoint.agent or "").startswith("https://"):
+        # TLS 1.3: the agent checks our certificate after the handshake and just closes
+        return (f"; the agent most likely refused our client certificate "
+                f"{endpoint.agent_client_cert or '(none given)'}: give client_cert/client_key "
+                "signed by the CA of the agent's --tls-client-ca")
+    return ""
 
 
 class AgentChassis:
@@ -111,7 +148,8 @@ class AgentChassis:
                     REQUEST_TIMEOUT_S, read=timeout_s))
         except httpx.HTTPError as e:
             raise ChassisUnreachable(f"agent of {self.name} at {self.endpoint.agent}: "
-                                     f"{type(e).__name__}: {e}") from e  # fmt: skip
+                                     f"{type(e).__name__}: {e}{tls_hint(e, self.endpoint)}"
+                                     ) from e  # fmt: skip
         if r.status_code < 300:
             return r.json() if r.content else None
         try:
@@ -167,11 +205,16 @@ class AgentChassis:
         if not state["alive"]:
             raise ControllerDown(self.name, role, str(state.get("detail", "")))
 
-    def pause_controller(self) -> None:
-        self.request("POST", "/v1/controller/pause")
+    def pause_controller(self, resume_after_ms: float | None = None) -> None:
+        body = None if resume_after_ms is None else {"resume_after_ms": resume_after_ms}
+        self.request("POST", "/v1/controller/pause", body)
 
     def resume_controller(self) -> None:
         self.request("POST", "/v1/controller/resume")
+
+    def forget(self, lsp: str, tap: str | None = None) -> list[str]:
+        result = self.request("POST", "/v1/forget", {"lsp": lsp, "tap": tap})
+        return [str(c) for c in result["cleaned"]]
 
 
 class PublishedWatch:

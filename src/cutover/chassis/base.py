@@ -127,8 +127,15 @@ class Chassis(Protocol):
     def confirm_controller(self, role: str) -> None:
         """ControllerDown unless this chassis' ovn-controller answers right now."""
 
-    def pause_controller(self) -> None:
-        """Fault injection: freeze ovn-controller (``debug/pause``)."""
+    def pause_controller(self, resume_after_ms: float | None = None) -> None:
+        """Fault injection: freeze ovn-controller (``debug/pause``). With
+        ``resume_after_ms`` the chassis itself (its agent) resumes it after that long,
+        whether or not the caller is still alive to do it."""
 
     def resume_controller(self) -> None:
         """Undo :meth:`pause_controller` (``debug/resume``; idempotent)."""
+
+    def forget(self, lsp: str, tap: str | None = None) -> list[str]:
+        """Drop what this chassis holds for a migration of ``lsp`` (idempotent): cancel its
+        readiness watches, withdraw its published keys, end a timed controller pause, and
+        with ``tap`` remove that TAP and OVS port. Returns what it removed, for messages."""

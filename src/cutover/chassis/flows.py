@@ -32,9 +32,12 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from cutover import children
+from cutover.chassis.flowstate import UNKNOWN_PRIORITY, FlowState, merged, parse_update
 from cutover.chassis.lookup import L2Lookup, classify_lookup, lookup_match
 from cutover.chassis.ofparse import Flow, match_number, parse_flow, parse_flows
 from cutover.errors import CutoverError
@@ -144,15 +147,15 @@ def classify(in_port_flows: Sequence[Flow], reg15_flows: Sequence[Flow],
            if f.table == 0 and match_number(f.match.get("in_port")) == ofport]
     regs = [f for f in reg15_flows if match_number(f.match.get("reg15")) == port_key]
     plain_in = [f for f in ins if not f.is_drop and "rarp" not in f.match
-                and f.priority < RARP_PRIORITY]
+                and (f.priority < RARP_PRIORITY or f.priority == UNKNOWN_PRIORITY)]
     out = [f for f in regs if f.outputs_to(ofport)]
     out_flow = min(out, key=lambda f: f.priority) if out else None
-    in_prio = min((f.priority for f in plain_in), default=None)
-    ingress_blocked = in_prio is not None and any(
-        f.is_drop and f.priority > in_prio and set(f.match) == {"in_port"} for f in ins
+    in_flow = min(plain_in, key=lambda f: f.priority) if plain_in else None
+    ingress_blocked = in_flow is not None and any(
+        f.is_drop and _above(f, in_flow) and set(f.match) == {"in_port"} for f in ins
     )
     egress_blocked = out_flow is not None and any(
-        f.is_drop and f.table == out_flow.table and f.priority > out_flow.priority
+        f.is_drop and f.table == out_flow.table and _above(f, out_flow)
         and f.match == out_flow.match for f in regs
     )
     rarp = any("rarp" in f.match and "controller(" in f.actions for f in ins)
@@ -163,6 +166,17 @@ def classify(in_port_flows: Sequence[Flow], reg15_flows: Sequence[Flow],
         n_reg15=len(regs),
         lookup=classify_lookup(lookup_flows, target.datapath_key, target.mac, port_key),
     )
+
+
+def _above(flow: Flow, other: Flow) -> bool:
+    """``flow`` takes precedence over ``other``. Flows known from a monitor update have no
+    priority (:mod:`cutover.chassis.flowstate`): a drop with the very match of the port's
+    flow then counts as above it - it must differ in priority to coexist, and the only
+    such drop ovn-controller installs is the rarp block (physical.c), never a fallback
+    below the port's flow."""
+    if UNKNOWN_PRIORITY in (flow.priority, other.priority):
+        return True
+    return flow.priority > other.priority
 
 
 def _ofctl(command: Sequence[str]) -> list[str]:
@@ -227,42 +241,43 @@ class BridgeFlows:
         ingress, egress, lookup = self.dump_many(target.filters)
         return classify(ingress, egress, lookup, target)
 
-    def monitor(self, target: PortTarget, on_change: Callable[[], None]) -> FlowMonitor:
+    def monitor(self, target: PortTarget, on_change: Callable[[], None],
+                live: bool = False) -> FlowMonitor:
         """A flow monitor on all three of the port's filters: a change of its logical
-        lookup wakes the wait as a change of its physical flows does."""
-        return FlowMonitor(self, target.filters, on_change)
-
-
-WATCHES_PER_MONITOR = 2
-"""``ovs-ofctl monitor`` takes at most 3 arguments (``BR [MISSLEN] [invalid_ttl]
-[watch:...]`` in its command table): the bridge and two ``watch:`` specs per process."""
+        lookup wakes the wait as a change of its physical flows does. ``live``: also keep
+        the flows it reports (:meth:`FlowMonitor.flows`)."""
+        return FlowMonitor(self, target.filters, on_change, live=live)
 
 
 class FlowMonitor:
-    """``ovs-ofctl monitor BR watch:...``: OpenFlow flow monitors used as a wake-up.
+    """``ovs-ofctl monitor BR watch:SPEC``: OpenFlow flow monitors used as a wake-up, and
+    with ``live=True`` as a live copy of the watched flows.
 
-    Every flow added/modified/deleted that matches one of ``specs`` calls ``on_change``
-    (the dump stays the source of truth: the monitor prints no priorities on OVS 3.1, so
-    it cannot tell the classification flow from the drop with the same match). ``ready``
-    is set once the switch has answered every monitor request (the initial replies), so a
-    check made after it cannot miss a later change. One ``ovs-ofctl`` process serves at
-    most :data:`WATCHES_PER_MONITOR` specs; more specs start more processes.
+    Every flow added/modified/deleted that matches one of ``specs`` calls ``on_change``.
+    ``ready`` is set once the switch has answered every monitor request (the initial
+    replies), so a check made after it cannot miss a later change. One ``ovs-ofctl``
+    process per spec: with two ``watch:`` arguments ovs-ofctl sends the second request
+    only after the first one's reply and, while it waits for the second reply, DROPS
+    every update of the first watch (``vconn_recv_xid`` discards other xids) - seen here
+    as a port's output flow that never reached its monitor. With ``live``,
+    :meth:`flows` returns what the monitors reported (see
+    :mod:`cutover.chassis.flowstate` for what that copy can and cannot tell).
     """
 
     def __init__(self, bridge: BridgeFlows, specs: Sequence[str],
-                 on_change: Callable[[], None]) -> None:
+                 on_change: Callable[[], None], live: bool = False) -> None:
         self.ready = threading.Event()
         self._lock = threading.Lock()
         self._pending = 0
         self._procs: list[_MonitorProcess] = []
-        chunks = [specs[i:i + WATCHES_PER_MONITOR]
-                  for i in range(0, len(specs), WATCHES_PER_MONITOR)]  # fmt: skip
+        chunks = [[spec] for spec in specs]
         self._pending = len(chunks)
         if not chunks:
             self.ready.set()
         try:
             for chunk in chunks:
-                self._procs.append(_MonitorProcess(bridge, chunk, on_change, self._one_ready))
+                self._procs.append(_MonitorProcess(bridge, chunk, on_change, self._one_ready,
+                                                   FlowState() if live else None))
         except FlowCheckError:
             self.stop()
             raise
@@ -281,7 +296,39 @@ class FlowMonitor:
     def alive(self) -> bool:
         return all(p.alive for p in self._procs)
 
+    def initial_flows(self) -> list[Flow] | None:
+        """The watched flows the monitors' initial replies listed (already on the bridge
+        when they started; None: not ``live`` or not started yet)."""
+        states = [p.state for p in self._procs if p.state is not None]
+        if not self._procs or len(states) < len(self._procs):
+            return None
+        return merged(states, initial=True)
+
+    def flows(self) -> list[Flow] | None:
+        """The watched flows as the monitors reported them (priorities unknown), or None
+        when that copy is not usable: not ``live``, initial replies incomplete, a monitor
+        down or its copy lost (then dump)."""
+        states = [p.state for p in self._procs if p.state is not None and p.alive]
+        if not self._procs or len(states) < len(self._procs):
+            return None
+        return merged(states)
+
+    @property
+    def changed_ms(self) -> float | None:
+        """When a monitor last reported a change of the watched flows (wall ms)."""
+        times = [p.state.changed_ms for p in self._procs
+                 if p.state is not None and p.state.changed_ms is not None]  # fmt: skip
+        return max(times, default=None)
+
+    @property
+    def lost(self) -> str | None:
+        """Why the live copy was given up, if it was."""
+        return next((p.state.lost for p in self._procs
+                     if p.state is not None and p.state.lost is not None), None)  # fmt: skip
+
     def stop(self) -> None:
+        for p in self._procs:  # all signalled first: they exit in parallel
+            p.terminate()
         for p in self._procs:
             p.stop()
 
@@ -290,16 +337,18 @@ class _MonitorProcess:
     """One ``ovs-ofctl monitor`` process (see :class:`FlowMonitor`)."""
 
     def __init__(self, bridge: BridgeFlows, specs: Sequence[str],
-                 on_change: Callable[[], None], on_ready: Callable[[], None]) -> None:
+                 on_change: Callable[[], None], on_ready: Callable[[], None],
+                 state: FlowState | None = None) -> None:
         self._on_change = on_change
         self._on_ready = on_ready
         self._expected = len(specs)
         self._ready = False
+        self.state = state
         self.error: str | None = None
         argv = [*bridge.ofctl, "--no-names", "monitor", bridge.bridge,
                 *(f"watch:{s}" for s in specs)]
         try:
-            self._proc = subprocess.Popen(
+            self._proc = children.popen(  # dies with us: never an orphaned monitor
                 argv, env=_env(bridge.rundir), stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, text=True, bufsize=1,
             )
@@ -316,23 +365,45 @@ class _MonitorProcess:
     def _read(self) -> None:
         assert self._proc.stdout is not None
         replies = 0
+        initial = False
+        """Reading the lines of an initial reply (they follow its header line)."""
         for line in self._proc.stdout:
-            if "FLOW_MONITOR reply" in line and "xid=0x0)" not in line:
-                replies += 1
-                if replies >= self._expected:
-                    self._set_ready()
+            if "FLOW_MONITOR reply" in line:
+                initial = "xid=0x0)" not in line
+                if initial and "flags=[more]" not in line:  # else: more parts to come
+                    replies += 1
+                    if replies >= self._expected:
+                        # the copy is usable from here: a verdict made before the rest of
+                        # the reply's lines are read misses flows, never invents one
+                        if self.state is not None:
+                            self.state.mark_complete()
+                        self._set_ready()
             elif "event=" in line:
+                if self.state is not None:
+                    update = parse_update(line)
+                    if update is not None:
+                        self.state.apply(update, time.time() * 1000.0, initial=initial)
+                self._on_change()
+            elif "FLOW_MONITOR_PAUSED" in line:
+                if self.state is not None:
+                    self.state.lose("the switch paused the flow monitor (updates dropped)")
                 self._on_change()
             elif line.strip() and not self._ready:
                 self.error = line.strip()
         if not self._ready and self.error is None:
             self.error = "ovs-ofctl monitor exited"
+        if self.state is not None:
+            self.state.lose("ovs-ofctl monitor exited")
         self._set_ready()
         self._on_change()
 
     @property
     def alive(self) -> bool:
         return self._proc.poll() is None and self.error is None
+
+    def terminate(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
 
     def stop(self) -> None:
         if self._proc.poll() is None:

@@ -15,7 +15,10 @@ system-type OVS port on the integration bridge with ``iface-id``, ``iface-status
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -25,17 +28,23 @@ from cutover.chassis.flows import BridgeFlows
 from cutover.chassis.liveness import ControllerLiveness, Watched, probe
 from cutover.chassis.path_watch import LocalPathWatch
 from cutover.chassis.port_watch import INSTALLED_GRACE_MS, LocalPortWatch
+from cutover.chassis.published import path_ready_key, port_ready_key
 from cutover.errors import (
     ControllerDown,
     CutoverError,
     InvalidMigration,
     PlugError,
+    WaitTimeout,
 )
+from cutover.ovsdb.connection import Watch as OvsdbWatch
 from cutover.ovsdb.sb import SbClient
-from cutover.ovsdb.vswitch import VswitchClient
+from cutover.ovsdb.vswitch import VswitchClient, interface_ofport
 from cutover.site import ChassisEndpoint
 
 DEFAULT_RUNDIR = "/var/run/openvswitch"
+PLUG_OPEN_TIMEOUT_S = 120.0
+"""How long the TAP fix-up waits for ovs-vswitchd to open a just-plugged port (ms
+normally; > 10 s seen while it re-installed a restarted controller's flows under L2)."""
 
 
 def rundir_for(chassis: ChassisEndpoint) -> str:
@@ -97,6 +106,10 @@ class LocalChassis:
         self._bridge = BridgeFlows(rundir_for(endpoint), endpoint.integration_bridge,
                                    endpoint.ofctl)
         self._plugger = plugger or TapPortPlugger(endpoint, lambda: self.vswitch)
+        self._pause_lock = threading.Lock()
+        self._resume_timer: threading.Timer | None = None
+        self.paused_until_ms: float | None = None
+        """Wall ms a timed pause ends at (None: no timed pause of ours is on)."""
 
     @property
     def vswitch(self) -> VswitchClient:
@@ -108,7 +121,34 @@ class LocalChassis:
     # -- VIFs ------------------------------------------------------------------------------
 
     def plug(self, vif: Vif) -> None:
+        """Plug, then make sure the TAP is up once ovs-vswitchd has opened it.
+
+        os-vif adds the OVS port before it creates the TAP; when the device appears
+        ovs-vswitchd opens it and sets IFF_PROMISC by a read-modify-write of its flags,
+        which can race the plugger's own ``up`` and leave the TAP down (seen here: every
+        probe lost after such a plug). So once vswitchd has given the port an ofport (an
+        event on the local Interface row) the TAP is set up if it is not. The plug does
+        not wait for that: a vswitchd busy re-installing a restarted controller's flows
+        under load took > 10 s to open a port (measured), which would stall the
+        migration's first step; a background thread waits instead (bounded)."""
         self._plugger.plug(vif)
+        opened = self.vswitch.register(
+            "Interface", lambda r: r.name == vif.tap and (interface_ofport(r) or 0) > 0,
+            f"ovs-vswitchd to open {vif.tap} on {self.name}",
+            lambda: f"Interface {vif.tap}: {self.vswitch.interface(vif.tap)}")
+        if opened.fired:
+            opened.cancel()
+            privileged.ensure_up(self.endpoint.netns, vif.tap)
+            return
+        threading.Thread(target=self._up_when_opened, args=(opened, vif.tap),
+                         name=f"tap-up-{vif.tap}", daemon=True).start()  # fmt: skip
+
+    def _up_when_opened(self, opened: OvsdbWatch, tap: str) -> None:
+        try:
+            opened.wait(PLUG_OPEN_TIMEOUT_S)
+        except WaitTimeout:
+            return  # never opened (unplugged meanwhile?): nothing to fix
+        privileged.ensure_up(self.endpoint.netns, tap)
 
     def unplug(self, vif: Vif) -> None:
         self._plugger.unplug(vif)
@@ -167,8 +207,45 @@ class LocalChassis:
         except OSError as e:
             raise ControllerDown(self.name, role, f"{ctl}: {e}") from e
 
-    def pause_controller(self) -> None:
+    def pause_controller(self, resume_after_ms: float | None = None) -> None:
+        """``debug/pause``; with ``resume_after_ms`` a timer of THIS process resumes it
+        (in the agent: the node owns the deadline; the agent also keeps it in its state
+        file, see agent/service.py)."""
         unixctl.call(self._ctl(), "debug/pause")
+        if resume_after_ms is None:
+            return
+        with self._pause_lock:
+            if self._resume_timer is not None:
+                self._resume_timer.cancel()
+            self.paused_until_ms = time.time() * 1000.0 + resume_after_ms
+            self._resume_timer = threading.Timer(resume_after_ms / 1000.0, self._timed_resume)
+            self._resume_timer.daemon = True
+            self._resume_timer.start()
+
+    def _timed_resume(self) -> None:
+        with contextlib.suppress(CutoverError, OSError):  # forget()/the next call retries
+            self.resume_controller()
 
     def resume_controller(self) -> None:
+        with self._pause_lock:
+            if self._resume_timer is not None:
+                self._resume_timer.cancel()
+            self._resume_timer, self.paused_until_ms = None, None
         unixctl.call(self._ctl(), "debug/resume")
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    def forget(self, lsp: str, tap: str | None = None) -> list[str]:
+        cleaned: list[str] = []
+        if self._sb is not None:
+            for key in (port_ready_key(lsp), path_ready_key(lsp)):
+                if self._sb.published(self.name, key) is not None:
+                    self._sb.unpublish(self.name, key)
+                    cleaned.append(f"SB key {key}")
+        if self.paused_until_ms is not None:
+            self.resume_controller()
+            cleaned.append("timed controller pause")
+        if tap and self.is_plugged(Vif(lsp, tap, "", "")):
+            self.unplug(Vif(lsp, tap, "", ""))
+            cleaned.append(f"TAP and OVS port {tap}")
+        return cleaned

@@ -9,8 +9,9 @@ br-int can tell.
 
 All event-driven: an ``ovs-ofctl monitor br-int watch:reg15=KEY,metadata=DP`` on the peer's
 bridge and an Open_vSwitch watch for a tunnel Interface towards the destination's encap IP
-(a late tunnel port re-checks) wake a filtered dump, classified by
-:func:`cutover.chassis.tunnels.classify_peer`. Nothing is written anywhere locally.
+(a late tunnel port re-checks) wake a check of the monitor's live copy of those flows
+(:mod:`cutover.chassis.flowstate`; a filtered dump when the copy is unusable), classified
+by :func:`cutover.chassis.tunnels.classify_peer`. Nothing is written anywhere locally.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from cutover.chassis.base import PathTarget
 from cutover.chassis.flows import BridgeFlows, FlowCheckError, FlowMonitor
-from cutover.chassis.port_watch import CHECK_RETRY_MS, MONITOR_READY_S
+from cutover.chassis.port_watch import CHECK_RETRY_MS, MONITOR_READY_S, REVALIDATE_MS
 from cutover.chassis.tunnels import TUNNEL_TYPES, PeerPath, classify_peer, tunnel_ofports
 from cutover.errors import WaitTimeout
 from cutover.evidence import Evidence
@@ -42,6 +43,7 @@ class LocalPathWatch:
         self._lock = threading.Lock()
         self._dirty = True
         self._last_event_ms: float | None = None
+        self._dumped_ms = 0.0
         self._last: PeerPath | None = None
         self._error: str | None = None
         self._interrupted: BaseException | None = None
@@ -61,7 +63,7 @@ class LocalPathWatch:
         )
         self._monitor: FlowMonitor | None = None
         try:
-            self._monitor = FlowMonitor(bridge, [self._match], self._mark_dirty)
+            self._monitor = FlowMonitor(bridge, [self._match], self._mark_dirty, live=True)
         except FlowCheckError as e:
             self._error = str(e)
 
@@ -78,12 +80,17 @@ class LocalPathWatch:
         self._changed.set()
 
     def cancel(self) -> None:
-        if self._tunnel is not None:
-            self._tunnel.cancel()
-            self._tunnel = None
+        self._release()
         if self._monitor is not None:
             self._monitor.stop()
             self._monitor = None
+
+    def _release(self) -> None:
+        """Stop the OVSDB watch; :meth:`cancel` stops the monitor: the verdict is
+        published before the clean-up, as in port-ready."""
+        if self._tunnel is not None:
+            self._tunnel.cancel()
+            self._tunnel = None
 
     def wait(self, timeout_s: float) -> Evidence:
         """Ready when a flow for the port outputs to the tunnel whose ``remote_ip`` is one
@@ -107,20 +114,37 @@ class LocalPathWatch:
                 until = min(deadline, t + CHECK_RETRY_MS) if retry else deadline
                 self._changed.wait(max(0.0, (until - t) / 1000.0))
         finally:
-            self.cancel()
+            self._release()
 
     def _check(self) -> tuple[bool, float | None]:
-        """Re-dump if the flows or tunnels changed: (retry due, ready since ms or None).
-        A retry is due when a dump failed or no flow monitor runs (nothing would wake us)."""
+        """(retry due, ready since ms or None). From the monitor's live copy when it has
+        one; a copy that says "not ready" is checked by a dump at most every
+        :data:`~cutover.chassis.port_watch.REVALIDATE_MS` (monitors were seen missing
+        updates). Without a copy: re-dump if the flows or tunnels changed. A retry is due
+        when a dump failed, no flow monitor runs, or a copy awaits its next check."""
         if self._monitor is not None:
             self._monitor.ready.wait(MONITOR_READY_S)
+        live = self._monitor.flows() if self._monitor is not None else None
+        revalidate = live is not None and now_ms() - self._dumped_ms >= REVALIDATE_MS
         with self._lock:
             alive = self._monitor is not None and self._monitor.alive
-            if not self._dirty and alive and self._last is not None:
-                return False, None
+            if not self._dirty and alive and self._last is not None and not revalidate:
+                return live is not None, None
             self._dirty = False
             event_ms = self._last_event_ms
+        tunnels = tunnel_ofports(self._vs.rows("Interface"),
+                                 self._vs.port_names(self._bridge.bridge))  # fmt: skip
+        t = self.target
+        if live is not None:  # the monitor's live copy: no ovs-ofctl round trip
+            self._last = classify_peer(self.chassis, live, t.port_key, t.datapath_key,
+                                       tunnels, t.dst_ips)  # fmt: skip
+            if self._last.ready:
+                seen = now_ms()
+                return False, min(seen, event_ms) if event_ms is not None else seen
+            if not revalidate:  # a dump checks a "not ready" copy now and then
+                return True, None
         try:
+            self._dumped_ms = now_ms()
             flows = self._bridge.dump(self._match)
         except FlowCheckError as e:
             self._error = str(e)
@@ -128,13 +152,10 @@ class LocalPathWatch:
                 self._dirty = True
             return True, None
         self._error = None
-        tunnels = tunnel_ofports(self._vs.rows("Interface"),
-                                 self._vs.port_names(self._bridge.bridge))  # fmt: skip
-        t = self.target
         self._last = classify_peer(self.chassis, flows, t.port_key, t.datapath_key, tunnels,
                                    t.dst_ips)  # fmt: skip
         if not self._last.ready:
-            return not alive, None
+            return not alive or live is not None, None
         seen = now_ms()
         return False, min(seen, event_ms) if event_ms is not None else seen
 

@@ -50,6 +50,24 @@ def create_tap(netns: str | None, name: str, mac: str, mtu: int) -> None:
     _run(["ip", "netns", "exec", netns, *argv] if netns else argv, check=False)
 
 
+IFF_UP = 0x1
+
+
+def ensure_up(netns: str | None, name: str) -> bool:
+    """Set the device up if it is not; True if it had to be (a device that is gone is
+    left alone: False)."""
+    if netns is None:
+        try:
+            flags = int(Path("/sys/class/net", name, "flags").read_text().strip(), 16)
+        except (OSError, ValueError):
+            return False
+        if flags & IFF_UP:
+            return False
+    elif not tap_exists(netns, name):
+        return False
+    return _ip(netns, "link", "set", "dev", name, "up", check=False)
+
+
 def delete_tap(netns: str | None, name: str) -> None:
     if tap_exists(netns, name):
         _ip(netns, "link", "del", "dev", name)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from cutover.lab import host, underlay
+from cutover.lab import host, pki, underlay
 from cutover.lab.manifest import Manifest
 from cutover.lab.rootfs import install_for
 from cutover.lab.topology import ChassisSpec, LabTopology
@@ -96,7 +96,7 @@ def build_chassis(
         "--", "set", "Open_vSwitch", ".",
         f"external_ids:system-id={ch.name}",
         f"external_ids:hostname={ch.name}",
-        f"external_ids:ovn-remote=unix:{topo.sb_sock}",
+        f"external_ids:ovn-remote={topo.sb_remote}",
         "external_ids:ovn-encap-type=geneve",
         f"external_ids:ovn-encap-ip={ch.encap_ip}",
         f"external_ids:ovn-bridge={INTEGRATION_BRIDGE}",
@@ -119,7 +119,8 @@ def start_controller(topo: LabTopology, ch: ChassisSpec, manifest: Manifest) -> 
     Its unixctl socket is always reachable at ``ch.controller_ctl``, the path the site
     gives for stalls and liveness checks."""
     ovn = install_for(ch.ovn)
-    argv = [*ovn.argv("ovn-controller"), f"unix:{ch.db_sock}"]
+    argv = [*ovn.argv("ovn-controller"), f"unix:{ch.db_sock}",
+            *(pki.server_options(topo, ch.name) if pki.in_use(topo) else [])]
     if host.supports_option(tuple(ovn.argv("ovn-controller")), "--unixctl"):
         argv.append(f"--unixctl={ch.controller_ctl}")
     pid = _spawn(topo, ch, manifest, CONTROLLER, argv)

@@ -15,12 +15,17 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
-from cutover.errors import LabBuildError, PrerequisiteError
+from cutover.children import die_with
+from cutover.errors import LabBuildError, LabError, PrerequisiteError
 from cutover.lab.ovn_install import OvnInstall
+
+T = TypeVar("T")
 
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """Daemons live in /usr/sbin on Debian; a venv's PATH may lack it."""
@@ -35,6 +40,7 @@ REQUIRED_TOOLS: dict[str, str] = {
     "ovn-sbctl": "ovn-central",
     "ovn-controller": "ovn-host",
     "ovn-appctl": "ovn-host",
+    "ovs-pki": "openvswitch-common",  # the SSL lab's PKI (lab up --ssl)
     "ip": "iproute2",
     "sysctl": "procps",
 }
@@ -105,38 +111,15 @@ def check_prerequisites(install: OvnInstall | None = None) -> None:
         )
 
 
-_PR_SET_PDEATHSIG = 1
-_prctl = ctypes.CDLL(None, use_errno=True).prctl
-"""Resolved before any fork: a child of a threaded process must not dlopen (a lock held by
-another thread at fork time would never be released in the child)."""
-
-
-def _die_with(parent: int) -> Callable[[], None]:
-    """``preexec_fn`` for a child of ``parent``: SIGKILL when the lab's process dies (a killed CLI).
-
-    A tool left waiting (e.g. ``ovs-vsctl`` for a vswitchd that the next ``down`` kills)
-    would otherwise outlive the CLI with the lab dir in its command line. If the parent
-    died between the fork and the ``prctl`` (the child is already re-parented), the signal
-    would never come: the child exits instead of running the tool. Daemons are not
-    affected: ``--detach`` forks, and the fork clears the setting.
-    """
-
-    def preexec() -> None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(127)
-
-    return preexec
-
-
 def run(
     argv: Sequence[str],
     netns: str | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float = 30.0,
     check: bool = True,
+    cwd: Path | None = None,
 ) -> str:
-    """Run a command (inside ``netns`` if given) and return its stdout.
+    """Run a command (inside ``netns`` if given, in ``cwd``) and return its stdout.
 
     Failures raise LabBuildError quoting the command and its stderr, so a build error says
     exactly which step of which chassis broke. ``check=False`` returns stdout regardless.
@@ -147,7 +130,7 @@ def run(
     try:
         proc = subprocess.run(
             full, env=full_env, capture_output=True, text=True, timeout=timeout, check=False,
-            preexec_fn=_die_with(os.getpid()),
+            preexec_fn=die_with(os.getpid()), cwd=cwd,  # a killed CLI leaves no tool behind
         )
     except subprocess.TimeoutExpired as e:
         raise LabBuildError(f"`{cmd}` did not finish within {timeout:.0f} s") from e
@@ -189,6 +172,57 @@ def netns_setup(name: str) -> None:
         ],
         netns=name,
     )
+
+
+def enter_netns(name: str) -> None:
+    """Move this (single-threaded) process into namespace ``name`` for good: threads and
+    sockets it makes later live there. LabError if threads already run (they would stay
+    behind) or the namespace does not exist."""
+    if threading.active_count() != 1:
+        raise LabError(f"cannot enter netns {name}: {threading.active_count()} threads run")
+    _setns(name)
+
+
+def in_netns(name: str | None, fn: Callable[[], T]) -> T:
+    """``fn()`` in a thread of its own that first enters namespace ``name`` (None: here):
+    the sockets ``fn`` opens live there, the rest of the process stays where it is
+    (a namespace is a per-thread attribute). Its exception is raised here."""
+    if name is None:
+        return fn()
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def run_there() -> None:
+        try:
+            _setns(name)
+            result.append(fn())
+        except BaseException as e:  # handed to the caller
+            error.append(e)
+
+    thread = threading.Thread(target=run_there, name=f"netns-{name}")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def _setns(name: str) -> None:
+    """The calling thread enters network namespace ``name``."""
+    try:
+        fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    except OSError as e:
+        raise LabError(f"cannot enter netns {name}: {e.strerror}") from None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.setns(fd, _CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise LabError(f"cannot enter netns {name}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+_CLONE_NEWNET = 0x40000000
 
 
 def netns_pids(name: str) -> list[int]:

@@ -27,7 +27,18 @@ from cutover.errors import (
     PrerequisiteError,
 )
 from cutover.guest.inventory import GuestRecord, guests_of
-from cutover.lab import agents, central, chassis, host, load, rootfs, topo_ovn, underlay
+from cutover.lab import (
+    agents,
+    central,
+    chassis,
+    cluster,
+    host,
+    load,
+    pki,
+    rootfs,
+    topo_ovn,
+    underlay,
+)
 from cutover.lab.manifest import Manifest
 from cutover.lab.ovn_install import HOST_OVN, OvnInstall
 from cutover.lab.topology import ChassisSpec, LabTopology, PortSpec
@@ -61,12 +72,22 @@ class LabStatus:
     """Each VM's guest and each client's prober (read when the lab is up)."""
     ovn: Mapping[str, str] = field(default_factory=dict)
     """The running lab's OVN install and versions (``site.json``'s ``extra["ovn"]``)."""
+    unfinished: tuple[str, ...] = ()
+    """Migrations left half-done (an open journal record whose process is gone, or a
+    port with two requested chassis and no migration running): ``status(deep=True)``."""
+    migrating: tuple[str, ...] = ()
+    """Migrations running right now (open record, live process): not a problem."""
+    clusters: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Clustered lab: ``NB``/``SB`` -> member -> RAFT role (``leader``, ``follower``,
+    ``candidate``, ``down``); {} standalone."""
 
     @property
     def degraded(self) -> tuple[str, ...]:
-        """Guests that make an up lab unhealthy (a VM's guest dead or missing, ...): the
-        lab's OVN still works, so ``state`` stays ``up`` and ``site()`` still answers."""
-        return tuple(f"guest {g.describe()}" for g in self.guests if g.degrades)
+        """Guests that make an up lab unhealthy (a VM's guest dead or missing, ...) and
+        unfinished migrations: the lab's OVN still works, so ``state`` stays ``up`` and
+        ``site()`` still answers."""
+        return (tuple(f"guest {g.describe()}" for g in self.guests if g.degrades)
+                + tuple(f"unfinished {u}" for u in self.unfinished))  # fmt: skip
 
     def describe(self) -> str:
         """A few lines for a person: state, namespaces, each group's daemons, guests,
@@ -80,15 +101,55 @@ class LabStatus:
         for group, daemons in self.daemons.items():
             alive = ", ".join(f"{n} {'up' if ok else 'DEAD'}" for n, ok in daemons.items())
             lines.append(f"  {group}: {alive}")
+        for db, members in self.clusters.items():
+            leaders = [m for m, role in members.items() if role == "leader"]
+            lines.append(f"  {db} cluster: leader {leaders[0] if len(leaders) == 1 else 'NONE'}"
+                         f" ({', '.join(f'{m} {role}' for m, role in members.items())})")
         lines += [f"  guest: {g.describe()}" for g in self.guests]
+        lines += [f"  migrating: {m}" for m in self.migrating]
+        lines += [f"  unfinished: {u}" for u in self.unfinished]
         lines += [f"  problem: {p}" for p in self.problems]
-        if self.degraded:
+        if any(g.degrades for g in self.guests):
             lines.append(f"  run '{command(self.prefix, 'lab restart-guests')}' to start the "
                          "VMs' guests again")
+        if self.unfinished:
+            lines.append(f"  run '{command(self.prefix, 'recover')}' to roll back or complete "
+                         "the unfinished migrations")
         if self.state == "stale":
             lines.append(f"  run '{command(self.prefix, 'lab down')}' (then "
                          f"'{command(self.prefix, 'lab up')}') to clear it")
         return "\n".join(lines)
+
+
+def _migrations(site: Site) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(unfinished, running) migrations of ``site``: open journal records, and ports whose
+    NB ``requested-chassis`` names two chassis without a running migration of their VM
+    (left by a crash before the journal existed, or by another tool; not checked in an
+    SSL lab, whose NB this process cannot reach)."""
+    from cutover.migration.journal import Journal
+    from cutover.ovsdb.nb import NbClient
+
+    unfinished: list[str] = []
+    running: list[str] = []
+    busy: set[str] = set()
+    if site.state_dir:
+        for rec in Journal.in_dir(site.state_dir).open_migrations():
+            (running if rec.owner_alive else unfinished).append(rec.describe())
+            busy.add(rec.vm)
+    if site.ssl is not None:  # its NB speaks ssl: in the underlay namespace only
+        return tuple(unfinished), tuple(running)
+    try:
+        nb = NbClient(site.nb_remote)
+        ports = {vm.name: nb.requested_chassis(vm.lsp) for vm in site.vms}
+    except CutoverError as e:  # status must answer even when the NB does not
+        return (*unfinished, f"VM ports not checked (the NB did not answer: {e})"), tuple(running)
+    for vm in site.vms:
+        requested = ports[vm.name]
+        if len(requested) > 1 and vm.name not in busy:
+            unfinished.append(f"port {vm.lsp} of {vm.name} has requested-chassis="
+                              f"{','.join(requested)} and no journal record (recover "
+                              f"{vm.name} takes it over)")  # fmt: skip
+    return tuple(unfinished), tuple(running)
 
 
 def command(prefix: str, what: str) -> str:
@@ -132,12 +193,20 @@ class Lab:
     """A real OVN on this machine: central, underlay, chassis namespaces, VM and client ports."""
 
     def __init__(self, topology: LabTopology | None = None) -> None:
-        self.topo = topology if topology is not None else LabTopology()
+        topo = topology if topology is not None else LabTopology()
+        self._asked = topo
+        """What ``up`` builds; ``topo`` describes what exists (a lab built clustered is
+        clustered whatever the caller's topology says, so status/down/nbctl reach it)."""
+        if not topo.clustered and cluster.is_clustered(topo):
+            topo = dataclasses.replace(topo, clustered=True)  # as it was built
+        self.topo = topo
         self.manifest = Manifest(self.topo.dir)
 
     # -- status ----------------------------------------------------------------------------
 
-    def status(self) -> LabStatus:
+    def status(self, deep: bool = False) -> LabStatus:
+        """What exists of the lab. ``deep``: also look for unfinished migrations (reads
+        the migration journal and the NB: ``lab status`` does, ``site()`` does not)."""
         topo = self.topo
         daemons: dict[str, dict[str, bool]] = {}
         for p in self.manifest.processes():
@@ -161,9 +230,15 @@ class Lab:
         else:
             state = "down"
         guests = guests_of(topo.site_path) if state == "up" else ()
+        unfinished: tuple[str, ...] = ()
+        migrating: tuple[str, ...] = ()
+        if deep and state == "up":
+            unfinished, migrating = _migrations(Site.load(topo.site_path))
+        clusters = cluster.roles(topo) if self.manifest.exists() else {}
         return LabStatus(state=state, prefix=topo.prefix, lab_dir=topo.dir, daemons=daemons,
                          namespaces=namespaces, problems=tuple(problems), guests=guests,
-                         ovn=_recorded_ovn(topo.site_path))
+                         ovn=_recorded_ovn(topo.site_path), unfinished=unfinished,
+                         migrating=migrating, clusters=clusters)
 
     def restart_controller(self, name: str) -> int:
         """Start chassis ``name``'s ovn-controller again after it died (fault tests); returns
@@ -179,8 +254,7 @@ class Lab:
         return chassis.start_controller(self.topo, spec, self.manifest)
 
     def _nb_alive(self) -> bool:
-        return any(p.group == central.GROUP and p.name == central.NB_DAEMON
-                   and host.is_ours(p.pid, p.marker) for p in self.manifest.processes())
+        return central.db_alive(self.topo, self.manifest, "nb")
 
     def site(self) -> Site:
         """The Site of the running lab; LabNotUp if it is down or broken."""
@@ -241,6 +315,7 @@ class Lab:
                 raise LabBuildError("could not clear the stale lab first: " + "; ".join(left))
         else:
             steps.advance("no stale lab to clear")
+        self.topo = topo = self._asked
         try:
             site = self._build(steps)
         except BaseException as e:
@@ -273,10 +348,13 @@ class Lab:
         self.manifest.add_path(topo.dir, tree=True)
         topo.guest_dir.mkdir(exist_ok=True)
 
+        if topo.ssl:
+            self._build_ssl_base(steps)
         steps.advance("central: NB/SB ovsdb-server and ovn-northd")
         central.build_central(topo, self.manifest, steps)
         steps.advance("underlay bridge")
-        underlay.build_underlay(topo, self.manifest)
+        if not topo.ssl:
+            underlay.build_underlay(topo, self.manifest)
         for ch in topo.chassis:
             steps.advance(f"chassis {ch.name}")
             chassis.build_chassis(topo, ch, self.manifest, steps)
@@ -286,8 +364,10 @@ class Lab:
         agents.start_agents(topo, self.manifest)
         steps.advance("logical switch, VM and client ports (plugged by the agents)")
         topo_ovn.build_logical_switch(topo)
-        endpoints = self._make_site(rootfs.install_for(topo.ovn)).chassis
-        topo_ovn.plug_all(topo, {c.name: c for c in endpoints})
+        endpoints = {c.name: c for c in self._make_site(rootfs.install_for(topo.ovn)).chassis}
+        if topo.ssl:
+            agents.wait_answering(topo, endpoints)
+        host.in_netns(topo.central_netns, lambda: topo_ovn.plug_all(topo, endpoints))
         steps.advance("waiting until every chassis bound its ports (--wait=hv)")
         topo_ovn.wait_hv_sync(topo)
         topo_ovn.wait_bound(topo)
@@ -296,6 +376,15 @@ class Lab:
         site = self._make_site(rootfs.install_for(topo.ovn))
         site.save(topo.site_path)
         return site
+
+    def _build_ssl_base(self, steps: _Steps) -> None:
+        """An SSL lab: the PKI, then the underlay with the central address, before the
+        central servers that listen on it."""
+        steps("PKI (ovs-pki): CA and certificates")
+        pki.build_pki(self.topo)
+        steps("underlay bridge and the central address")
+        underlay.build_underlay(self.topo, self.manifest)
+        central.add_central_address(self.topo)
 
     def _wait_chassis_registered(self) -> None:
         """SB has every Chassis row (``wait-until``: event driven) and each has an Encap.
@@ -343,19 +432,22 @@ class Lab:
 
         return Site(
             name=topo.prefix,
-            nb_remote=f"unix:{topo.nb_sock}",
-            sb_remote=f"unix:{topo.sb_sock}",
+            nb_remote=topo.nb_remote,
+            sb_remote=topo.sb_remote,
+            ssl=pki.files(topo, pki.ORCHESTRATOR) if topo.ssl else None,
             chassis=tuple(
                 ChassisEndpoint(name=ch.name, ovs_remote=f"unix:{ch.db_sock}",
                                 integration_bridge=chassis.INTEGRATION_BRIDGE, netns=ch.netns,
                                 encap_ip=ch.encap_ip, controller_ctl=str(ch.controller_ctl),
-                                ofctl=ofctl, agent=f"unix:{agents.socket_path(ch)}",
-                                agent_token_file=str(agents.token_path(topo)))
+                                ofctl=ofctl, agent=agents.listen_address(topo, ch),
+                                agent_token_file=str(agents.token_path(topo)),
+                                **agents.ssl_endpoint(topo, ch))
                 for ch in topo.chassis
             ),
             vms=tuple(vm(p) for p in topo.vms),
             clients=(vm(topo.client),),
             guest_dir=str(topo.guest_dir),
+            state_dir=str(topo.dir),
             extra={
                 "lab_dir": str(topo.dir),
                 "logical_switch": topo.switch,
@@ -365,6 +457,8 @@ class Lab:
                 "ovn": {"install": install.name, "from": install.describe(),
                         **install.versions()},
                 "spare_chassis": list(topo.spares),
+                **({"orchestrator_netns": topo.central_netns} if topo.ssl else {}),
+                "clustered": topo.clustered,
             },
         )
 
@@ -379,7 +473,8 @@ class Lab:
         """
         topo = self.topo
         lab_path = str(topo.dir) + "/"
-        connection.close_matching(lambda remote: lab_path in remote)
+        remotes = _site_remotes(topo.site_path)  # an SSL lab's ssl: remotes name no path
+        connection.close_matching(lambda remote: lab_path in remote or remote in remotes)
         steps = _Steps(progress, f"lab {topo.prefix} down", total=4)
         steps.advance("stopping guest processes")
         left = self._stop_guests()
@@ -444,6 +539,15 @@ def _recorded_ovn(site_path: Path) -> dict[str, str]:
     except CutoverError:
         return {}
     return {str(k): str(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
+
+
+def _site_remotes(site_path: Path) -> set[str]:
+    """The NB/SB remotes the lab's site gives ({} when there is no site)."""
+    try:
+        site = Site.load(site_path)
+    except CutoverError:
+        return set()
+    return {site.nb_remote, site.sb_remote}
 
 
 def _recent_log_errors(lab_dir: Path, limit: int = 5) -> list[str]:

@@ -64,18 +64,19 @@ class Pausable(Protocol):
 
     name: str
 
-    def pause_controller(self) -> None: ...
+    def pause_controller(self, resume_after_ms: float | None = None) -> None: ...
 
     def resume_controller(self) -> None: ...
 
 
 class UnixctlController:
-    """The ovn-controller behind a unixctl socket path (lab tests that have only a path)."""
+    """The ovn-controller behind a unixctl socket path (lab tests that have only a path).
+    Nothing but this process' timer resumes it: tests only."""
 
     def __init__(self, ctl_path: str) -> None:
         self.name = ctl_path
 
-    def pause_controller(self) -> None:
+    def pause_controller(self, resume_after_ms: float | None = None) -> None:
         unixctl.call(self.name, "debug/pause")
 
     def resume_controller(self) -> None:
@@ -84,6 +85,10 @@ class UnixctlController:
 
 class ControllerStall:
     """Pause one ovn-controller for ``duration_ms``; always call :meth:`stop` in a finally.
+
+    The chassis is asked to resume by itself at the same deadline (an agent keeps it even
+    if this process dies); this object's own timer marks the end of the window and
+    resumes it too (idempotent).
 
     ``started_ms``/``ended_ms`` are wall-clock times (ms since the epoch): right after the
     pause command returned (paused by then) and right before the resume command was sent
@@ -110,10 +115,11 @@ class ControllerStall:
         return self._paused
 
     def _appctl(self, command: str) -> None:
-        act = (self.target.pause_controller if command == "debug/pause"
-               else self.target.resume_controller)  # fmt: skip
         try:
-            act()
+            if command == "debug/pause":  # the chassis (its agent) owns the deadline too
+                self.target.pause_controller(self.duration_ms)
+            else:
+                self.target.resume_controller()
         except LabError:
             raise
         except CutoverError as e:

@@ -28,6 +28,8 @@ _PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 _TAG_RE = re.compile(r"^[a-z][a-z0-9]{0,3}$")
 
 DEFAULT_LAB_ROOT = Path("/tmp/cutover")
+CLUSTER_SIZE = 3
+"""Members of each clustered database: the smallest RAFT cluster that survives a loss."""
 
 
 @dataclass(frozen=True)
@@ -108,9 +110,22 @@ class LabTopology:
     ovn: str = "host"
     """OVN/OVS installation of every daemon and CLI: ``host`` or a newer Debian build
     (:data:`cutover.lab.ovn_install.OVN_CHOICES`)."""
+    clustered: bool = False
+    """NB and SB each as a RAFT cluster of :data:`CLUSTER_SIZE` ``ovsdb-server``
+    members (``lab up --clustered``); every client is given the member list."""
+
+    ssl: bool = False
+    """NB and SB listen on ``ssl:`` (in the underlay namespace, at :attr:`central_ip`) and
+    every client - northd, ovn-controllers, agents, the orchestrator - connects with a
+    certificate of the lab's PKI (:mod:`cutover.lab.pki`)."""
 
     def __post_init__(self) -> None:
         parse_ovn(self.ovn)
+        if self.ssl and self.clustered:
+            raise InputError(
+                "--ssl and --clustered cannot be combined yet (an SSL listener per cluster "
+                "member is not built); choose one"
+            )
         if not _PREFIX_RE.match(self.prefix):
             raise InputError(
                 f"lab prefix {self.prefix!r} is invalid: use 1-10 characters, lowercase letters "
@@ -206,6 +221,21 @@ class LabTopology:
         return f"{self.prefix}-br"
 
     @property
+    def central_ip(self) -> str:
+        """Where an SSL lab's NB and SB listen: on the underlay bridge, in its namespace (a
+        real SB is reached over the network; the root namespace gets no address)."""
+        return self._host_ip(self.underlay_subnet, 2)
+
+    @property
+    def central_netns(self) -> str | None:
+        """Namespace of the central daemons (and of an SSL lab's orchestrator)."""
+        return self.underlay_netns if self.ssl else None
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.dir / "pki"
+
+    @property
     def central_dir(self) -> Path:
         return self.dir / "central"
 
@@ -216,6 +246,40 @@ class LabTopology:
     @property
     def sb_sock(self) -> Path:
         return self.central_dir / "ovnsb_db.sock"
+
+    @property
+    def cluster_netns(self) -> str:
+        """Namespace of a clustered lab's database members: their RAFT addresses are on
+        its own loopback, so fixed ports cannot clash with anything on the machine."""
+        return f"{self.prefix}-db"
+
+    def db_socks(self, db: str) -> tuple[Path, ...]:
+        """The client sockets of ``db`` (``nb``/``sb``): one, or one per cluster member
+        (the first is the standalone path, so single-socket tools still find one)."""
+        first = self.nb_sock if db == "nb" else self.sb_sock
+        if not self.clustered:
+            return (first,)
+        return (first, *(first.with_name(f"{first.stem}{i}.sock")
+                         for i in range(2, CLUSTER_SIZE + 1)))
+
+    def local_remote(self, db: str) -> str:
+        """The lab's own tools' way to ``db`` (``nb``/``sb``) on the central node: its unix
+        socket(s), never ``ssl:`` (the lab's ``nbctl``/``sbctl`` carry no certificate)."""
+        return ",".join(f"unix:{s}" for s in self.db_socks(db))
+
+    @property
+    def nb_remote(self) -> str:
+        """What every NB client is given: ``ssl:`` in an SSL lab, else ``unix:...`` or the
+        cluster members' comma-separated list."""
+        if self.ssl:
+            return f"ssl:{self.central_ip}:6641"
+        return self.local_remote("nb")
+
+    @property
+    def sb_remote(self) -> str:
+        if self.ssl:
+            return f"ssl:{self.central_ip}:6642"
+        return self.local_remote("sb")
 
     @property
     def guest_dir(self) -> Path:
@@ -296,7 +360,7 @@ class LabTopology:
                     f"interface name {n!r} would be {len(n)} characters (Linux allows "
                     f"{IFNAMSIZ}); use a shorter prefix or tag than {self.prefix!r}/{self.short!r}"
                 )
-        socks = [self.nb_sock, self.sb_sock, self.central_dir / "ovn-northd.ctl"]
+        socks = [*self.db_socks("nb"), *self.db_socks("sb"), self.central_dir / "ovn-northd.ctl"]
         for ch in self.chassis:
             socks += [ch.db_sock, ch.controller_ctl, ch.dir / "br-int.mgmt"]
         for s in socks:

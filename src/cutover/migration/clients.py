@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from cutover.chassis.base import Chassis
 from cutover.chassis.local import LocalChassis
+from cutover.ovsdb import tls
 from cutover.ovsdb.nb import NbClient
 from cutover.ovsdb.sb import SbClient
 from cutover.site import ChassisEndpoint, Site
@@ -26,6 +27,8 @@ class SiteClients:
 
     @classmethod
     def connect(cls, site: Site) -> SiteClients:
+        if site.ssl is not None:  # before the first ssl: connection (one set per process)
+            tls.configure(site.ssl)
         nb, sb = NbClient(site.nb_remote), SbClient(site.sb_remote)
         return cls(nb=nb, sb=sb, chassis={c.name: chassis_for(c, sb) for c in site.chassis})
 

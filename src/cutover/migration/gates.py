@@ -26,6 +26,7 @@ refuses the others before anything is built.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from cutover.errors import InvalidMigration
 from cutover.guest.base import Hypervisor, OverlapsCopy
@@ -122,6 +123,10 @@ class StartCopy(Step):
     def do(self, ctx: MigrationContext) -> None:
         ctx.timeline.mark("copy.start", "convergence held until ready" if self.hold else "")
         _overlapping(ctx).start_copy(ctx.vm, ctx.dst, hold_convergence=self.hold)
+
+    def changes(self, ctx: MigrationContext) -> dict[str, Any]:
+        return {"migration": f"{ctx.vm.name}@{ctx.src.name} -> {ctx.dst.name}",
+                "convergence_held": self.hold}
 
     def undo(self, ctx: MigrationContext) -> None:
         """``migrate_cancel`` (QEMU resumes the source, from ``pre-switchover`` too), the

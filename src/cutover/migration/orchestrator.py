@@ -6,8 +6,10 @@ the seams (Hypervisor, Plugger); it never imports the lab.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cutover.errors import (
     InvalidMigration,
@@ -19,6 +21,7 @@ from cutover.guest.base import GuestState, Hypervisor
 from cutover.migration.clients import SiteClients
 from cutover.migration.context import ACTIVATIONS, MigrationContext, MigrationOptions
 from cutover.migration.gates import check_gate, steps_for
+from cutover.migration.journal import Journal, MigrationEntry
 from cutover.migration.steps import Step
 from cutover.migration.strategies import strategy
 from cutover.migration.timeline import Observer, Timeline
@@ -95,9 +98,17 @@ def migrate(
     hypervisor: Hypervisor,
     clients: SiteClients | None = None,
     observers: Sequence[Observer] = (),
+    journal: Journal | None = None,
+    journal_extra: Mapping[str, Any] | None = None,
 ) -> MigrationReport:
     """Live-migrate ``vm_name`` to ``dst_name``; on failure roll back and raise
-    MigrationAborted (or RollbackIncomplete naming what is left)."""
+    MigrationAborted (or RollbackIncomplete naming what is left).
+
+    With a ``journal`` every step is recorded before and after its effect, so that
+    ``cutover recover`` can finish or undo it from another process after a crash
+    (``journal_extra``: what the caller adds to the record, e.g. a stall it injects).
+    Call :func:`cutover.migration.recovery.recover` first: an open record of the VM is
+    refused here."""
     validate(site, vm_name, dst_name, options)
     check_gate(options, hypervisor)
     clients = clients or SiteClients.connect(site)
@@ -107,7 +118,9 @@ def migrate(
     if requested not in ([], [src.name]):
         raise InvalidMigration(
             f"port {vm.lsp} has requested-chassis={','.join(requested)} but {vm_name} runs "
-            f"on {src.name}: an earlier migration did not finish; set it back to {src.name}"
+            f"on {src.name}: an earlier migration did not finish and the journal has no "
+            f"record of it; run 'cutover recover {vm_name}', or if another tool left it, set "
+            f"it back to {src.name}"
         )
     ctx = MigrationContext(
         site=site,
@@ -122,18 +135,32 @@ def migrate(
         readiness=strategy(options.strategy).readiness(clients),
         timeline=Timeline(observers),
     )
-    run_steps(ctx, steps_for(options))
+    entry = None
+    if journal is not None:
+        entry = journal.begin(vm.name, vm.lsp, src.name, dst.name, options.strategy,
+                              dataclasses.asdict(options),
+                              {"requested_chassis": requested}, journal_extra)  # fmt: skip
+    run_steps(ctx, steps_for(options), entry)
+    if entry is not None:
+        entry.finish("completed")
     return _report(ctx)
 
 
-def run_steps(ctx: MigrationContext, steps: Sequence[Step]) -> None:
+def run_steps(ctx: MigrationContext, steps: Sequence[Step],
+              entry: MigrationEntry | None = None) -> None:
+    """Run ``steps`` in order; roll back on failure (see :func:`_fail`). ``entry``: the
+    journal record each step's intent and completion go to (intent BEFORE the effect)."""
     done: list[Step] = []
     try:
-        for step in steps:
+        for seq, step in enumerate(steps):
             try:
+                if entry is not None:
+                    entry.intent(seq, step.name, step.changes(ctx))
                 step.do(ctx)
+                if entry is not None:  # a journal that fails here rolls back too
+                    entry.done(seq, step.name)
             except BaseException as e:
-                _fail(ctx, step, done, e)
+                _fail(ctx, step, done, e, entry)
             done.append(step)
     finally:
         if ctx.liveness is not None:
@@ -141,11 +168,13 @@ def run_steps(ctx: MigrationContext, steps: Sequence[Step]) -> None:
         _collect_passive(ctx)
 
 
-def _fail(ctx: MigrationContext, step: Step, done: list[Step], cause: BaseException) -> None:
+def _fail(ctx: MigrationContext, step: Step, done: list[Step], cause: BaseException,
+          entry: MigrationEntry | None = None) -> None:
     """Roll back: undo the failed step itself (it may have half-happened: a transaction
     that timed out but committed, watches armed before a monitor failed) and then every
     done step, in reverse. Undos are idempotent; one that fails is recorded and the rest
-    still run."""
+    still run. The journal record is closed only after a complete rollback: anything
+    else stays open for ``cutover recover``."""
     ctx.timeline.mark("failed", f"{step.name}: {type(cause).__name__}: {cause}")
     if any(s.point_of_no_return for s in done):
         if not isinstance(cause, Exception):
@@ -159,6 +188,8 @@ def _fail(ctx: MigrationContext, step: Step, done: list[Step], cause: BaseExcept
             s.undo(ctx)
         except Exception as e:  # keep undoing: one stuck undo must not strand the rest
             leftovers.append(f"{s.name}: {type(e).__name__}: {e}")
+    if entry is not None and not leftovers:
+        entry.finish("rolled-back", f"{step.name}: {type(cause).__name__}: {cause}")
     if not isinstance(cause, Exception):  # KeyboardInterrupt & co.: rolled back, re-raise
         raise cause
     if leftovers:

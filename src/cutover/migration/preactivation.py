@@ -30,10 +30,13 @@ slow or down.
 
 from __future__ import annotations
 
+from typing import Any
+
 from cutover.chassis.base import Vif
 from cutover.errors import MigrationError, WaitTimeout
 from cutover.migration.context import MigrationContext
 from cutover.migration.steps import Step
+from cutover.ovsdb.sb import ACTIVATED_OPTION
 
 
 class PreActivate(Step):
@@ -57,6 +60,9 @@ class PreActivate(Step):
         finally:
             watch.cancel()
         ctx.timeline.mark("preactivated", evidence.detail, at_ms=evidence.seen_ms)
+
+    def changes(self, ctx: MigrationContext) -> dict[str, Any]:
+        return {"sb_port_binding": ctx.vm.lsp, ACTIVATED_OPTION: f"+{ctx.dst.name}"}
 
     def undo(self, ctx: MigrationContext) -> None:
         if ctx.sb.deactivate_additional(ctx.vm.lsp, ctx.dst.name):

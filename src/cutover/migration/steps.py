@@ -10,6 +10,7 @@ destination and failures are reported, not rolled back.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from cutover.chassis.base import Vif
 from cutover.errors import ControllerDown, CutoverError, MigrationError, PlugError
@@ -27,6 +28,11 @@ class Step:
 
     def undo(self, ctx: MigrationContext) -> None:
         """Default: nothing to undo."""
+
+    def changes(self, ctx: MigrationContext) -> dict[str, Any]:
+        """What ``do`` is about to change, as plain data: journaled before the effect
+        (migration/journal.py), so a fresh process can undo or redo it after a crash."""
+        return {}
 
     def __repr__(self) -> str:
         return self.name
@@ -53,6 +59,10 @@ class PlugDestination(Step):
             ) from e
         ctx.timeline.mark("unplug.destination", ctx.dst.name)
 
+    def changes(self, ctx: MigrationContext) -> dict[str, Any]:
+        return {"chassis": ctx.dst.name, "tap": ctx.vm.tap, "ovs_port": ctx.vm.tap,
+                "bridge": ctx.dst.integration_bridge}
+
 
 class StartIncoming(Step):
     """The destination hypervisor starts the incoming guest (QEMU ``-incoming``)."""
@@ -66,6 +76,9 @@ class StartIncoming(Step):
     def undo(self, ctx: MigrationContext) -> None:
         ctx.hypervisor.abort(ctx.vm, ctx.dst)
         ctx.timeline.mark("guest.aborted", f"running on {ctx.src.name}")
+
+    def changes(self, ctx: MigrationContext) -> dict[str, Any]:
+        return {"incoming_guest": f"{ctx.vm.name}@{ctx.dst.name}"}
 
 
 class ArmReadiness(Step):
@@ -95,10 +108,13 @@ class ArmReadiness(Step):
         )
 
     def undo(self, ctx: MigrationContext) -> None:
-        assert ctx.readiness is not None
-        ctx.readiness.disarm()
+        if ctx.readiness is not None:  # None in a recovery: the agents are told to forget
+            ctx.readiness.disarm()
         if ctx.liveness is not None:
             ctx.liveness.stop()
+
+    def changes(self, ctx: MigrationContext) -> dict[str, Any]:
+        return {"watches_on": sorted(ctx.chassis), "published_keys_of": ctx.vm.lsp}
 
 
 class PrepareNetwork(Step):
@@ -135,6 +151,11 @@ class PrepareNetwork(Step):
         ):
             # the dead controller cannot release its claim; nobody else would
             ctx.timeline.mark("sb.claim.released", f"{ctx.dst.name}: its controller is dead")
+
+    def changes(self, ctx: MigrationContext) -> dict[str, Any]:
+        return {"requested_chassis": [ctx.src.name, ctx.dst.name],
+                "activation_strategy": ctx.options.activation,
+                "sb_additional_chassis": ctx.dst.name}
 
 
 class WaitReady(Step):
@@ -180,6 +201,9 @@ class PauseSource(Step):
     def do(self, ctx: MigrationContext) -> None:
         at = ctx.hypervisor.pause_source(ctx.vm, ctx.options.pause_ms)
         ctx.timeline.mark("source.paused", ctx.src.name, at_ms=at)
+
+    def changes(self, ctx: MigrationContext) -> dict[str, Any]:
+        return {"paused_guest": f"{ctx.vm.name}@{ctx.src.name}"}
 
 
 class ConfirmReady(Step):
@@ -234,6 +258,9 @@ class Switchover(Step):
         at = ctx.hypervisor.switchover(ctx.vm, ctx.dst)
         ctx.timeline.mark("switchover", ctx.dst.name, at_ms=at)
 
+    def changes(self, ctx: MigrationContext) -> dict[str, Any]:
+        return {"running_guest": f"{ctx.vm.name}@{ctx.dst.name}"}
+
 
 class Activate(Step):
     """Neutron activates the destination binding: ``requested-chassis=dst``; wait until the
@@ -258,6 +285,9 @@ class Activate(Step):
             ) from e
         ctx.timeline.mark("bound", str(binding_state(row)), at_ms=seen)
 
+    def changes(self, ctx: MigrationContext) -> dict[str, Any]:
+        return {"requested_chassis": [ctx.dst.name]}
+
 
 class CleanupSource(Step):
     """Nova's post-live-migration on the source: stop the old guest, unplug its VIF."""
@@ -268,3 +298,7 @@ class CleanupSource(Step):
         ctx.hypervisor.finish_source(ctx.vm)
         ctx.chassis[ctx.src.name].unplug(Vif.of(ctx.vm))
         ctx.timeline.mark("cleanup.done", ctx.src.name)
+
+    def changes(self, ctx: MigrationContext) -> dict[str, Any]:
+        return {"stopped_guest": f"{ctx.vm.name}@{ctx.src.name}", "chassis": ctx.src.name,
+                "tap": ctx.vm.tap}

@@ -9,10 +9,21 @@ Waits follow ovsdbapp's ``RowEvent`` pattern: register the event *before* the
 transaction that will cause it, then re-check the IDL cache once so that a condition that
 became true before registration is not missed. Every wait has a timeout, and its error
 carries a description of the state that was seen.
+
+Waits survive reconnects. When a server restarts, pauses past a probe or loses the RAFT
+leadership, the IDL reconnects (to the next remote of a comma-separated list such as
+``unix:a,unix:b,unix:c``) and fetches the database again. python-ovs then delivers what
+changed as row events - a full dump as ``ROW_CREATE`` of every row, or with
+``monitor_cond_since`` only the delta - but whether a given condition's change shows up
+as an event depends on that path, on the events a wait listens to and on the server. So
+:class:`EventedIdl` does not rely on it: each time the IDL is back in the ``MONITORING``
+state on a new session it re-checks every registered condition against the fresh
+replica (in the IDL thread, under the connection lock) and counts the reconnect.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,9 +35,15 @@ from ovsdbapp.backend.ovs_idl import connection as ovs_connection
 from ovsdbapp.backend.ovs_idl import event as ovs_event
 from ovsdbapp.backend.ovs_idl import idlutils
 
-from cutover.errors import OvsdbError, WaitTimeout
+from cutover.errors import InputError, OvsdbError, WaitTimeout
+from cutover.ovsdb import tls
 
 DEFAULT_TIMEOUT_S = 30.0
+RECONNECT_BACKOFF_MS = (250, 1000)
+"""(min, max) ms between reconnect attempts. python-ovs doubles up to 8 s by default, so a
+wait whose server came back (or whose cluster elected a new leader) could sleep for
+seconds before even trying; one orchestrator's few connections can afford to retry every
+second. (The C daemons keep OVS's 8 s: measured in docs/faults.md.)"""
 
 ApiT = TypeVar("ApiT")
 Row = Any
@@ -38,18 +55,92 @@ def now_ms() -> float:
     return time.time() * 1000.0
 
 
+def remotes(remote: str) -> list[str]:
+    """The members of a remote list: ``"unix:a, unix:b"`` -> ``["unix:a", "unix:b"]``
+    (python-ovs and ovsdbapp take the same comma-separated form; a clustered database
+    is given as the list of its members). InputError for an empty member."""
+    parts = [r.strip() for r in remote.split(",")]
+    if not remote.strip() or any(not p for p in parts):
+        raise InputError(f"OVSDB remote {remote!r}: give one remote or a comma-separated "
+                         "list of them, e.g. unix:/run/ovn/ovnsb_db.sock or "
+                         "tcp:10.0.0.1:6642,tcp:10.0.0.2:6642")
+    return parts
+
+
+ResyncListener = Callable[[int], None]
+"""Called (in the IDL thread) with the reconnect count each time the IDL re-synced."""
+
+
 class EventedIdl(ovs_connection.OvsdbIdl):  # type: ignore[misc]
-    """An IDL that hands every row change to a RowEventHandler.
+    """An IDL that hands every row change to a RowEventHandler, and re-checks every
+    registered wait after each reconnect (see the module docstring).
 
     Plain ovsdbapp IDLs do not dispatch row events; Neutron's OvnIdl adds the same hook.
     """
 
     def __init__(self, remote: str, schema_helper: Any, **kwargs: Any) -> None:
         super().__init__(remote, schema_helper, **kwargs)
+        self._session.reconnect.set_backoff(*RECONNECT_BACKOFF_MS)
         self.notify_handler = ovs_event.RowEventHandler()
+        self.reconnects = 0
+        """Times the IDL came back to MONITORING on a new session after the first."""
+        self._synced_session: object = None
+        self._conditions: set[RowCondition] = set()
+        self._conditions_lock = threading.Lock()
+        self._listeners: list[ResyncListener] = []
 
     def notify(self, event: str, row: Row, updates: Row | None = None) -> None:
         self.notify_handler.notify(event, row, updates)
+
+    def watch_condition(self, cond: RowCondition) -> None:
+        """Register ``cond`` for row events and for the re-check after a reconnect."""
+        with self._conditions_lock:
+            self._conditions.add(cond)
+        self.notify_handler.watch_event(cond)
+
+    def unwatch_condition(self, cond: RowCondition) -> None:
+        with self._conditions_lock:
+            self._conditions.discard(cond)
+        self.notify_handler.unwatch_event(cond)
+
+    def add_resync_listener(self, listener: ResyncListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_resync_listener(self, listener: ResyncListener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    def run(self) -> Any:
+        changed = super().run()
+        self.after_run()
+        return changed
+
+    def after_run(self) -> None:
+        """Detect a completed (re)sync: connected, MONITORING, on a session not synced yet
+        (``_last_seqno`` is the session sequence number python-ovs restarted its state
+        machine for; it changes on every new connection)."""
+        if self.state != self.IDL_S_MONITORING or not self._session.is_connected():
+            return
+        session = self._last_seqno
+        if session == self._synced_session:
+            return
+        first = self._synced_session is None
+        self._synced_session = session
+        if first:
+            return
+        self.reconnects += 1
+        self.recheck_all()
+        for listener in list(self._listeners):
+            listener(self.reconnects)
+
+    def recheck_all(self) -> None:
+        """Test every registered condition against the replica as it is now."""
+        with self._conditions_lock:
+            conditions = list(self._conditions)
+        for cond in conditions:
+            table = self.tables.get(cond.table)
+            if table is not None:
+                cond.recheck(list(table.rows.values()))
 
 
 _APIS: dict[tuple[str, str], Any] = {}
@@ -65,11 +156,13 @@ def open_api(
 ) -> ApiT:
     """Return the (cached) ovsdbapp API object for ``remote``, connected and monitoring
     ``tables``. Each endpoint gets its own backend subclass, hence its own connection."""
+    remotes(remote)
     key = (remote, schema)
     with _APIS_LOCK:
         api = _APIS.get(key)
         if api is not None:
             return api  # type: ignore[no-any-return]
+        tls.require_configured(remote, schema)
         cls_name = f"{base.__name__}_{len(_APIS)}"
         per_endpoint: type[ApiT] = type(cls_name, (base,), {"_ovsdb_connection": None})
         try:
@@ -77,6 +170,9 @@ def open_api(
             conn = ovs_connection.Connection(idl, timeout_s)
             api = per_endpoint(conn)  # type: ignore[call-arg]
         except Exception as e:  # ovs / ovsdbapp raise many kinds here
+            refused = tls.diagnose(remote, schema) if tls.uses_ssl(remote) else None
+            if refused is not None:
+                raise refused from e
             raise OvsdbError(
                 f"cannot connect to the {schema} database at {remote} ({type(e).__name__}: "
                 f"{e}); check that its ovsdb-server runs and the path is right"
@@ -132,6 +228,13 @@ class RowCondition(ovs_event.RowEvent):  # type: ignore[misc]
     def run(self, event: str, row: Row, old: Row | None) -> None:
         self.satisfy(row)
 
+    def recheck(self, rows: list[Row]) -> None:
+        """Satisfy with the first of ``rows`` (live IDL rows) that matches, if any."""
+        for row in rows:
+            if self.match_fn(self.ROW_UPDATE, row, None):
+                self.satisfy(idlutils.frozen_row(row))
+                break
+
     def satisfy(self, row: Row) -> None:
         if not self.done.is_set():
             self.row = row
@@ -147,9 +250,9 @@ class Watch:
     """
 
     def __init__(
-        self, handler: Any, cond: RowCondition, what: str, describe: Callable[[], str]
+        self, idl: EventedIdl, cond: RowCondition, what: str, describe: Callable[[], str]
     ) -> None:
-        self._handler = handler
+        self._idl = idl
         self._cond = cond
         self.what = what
         self._describe = describe
@@ -167,15 +270,12 @@ class Watch:
         return self._cond.row
 
     def cancel(self) -> None:
-        self._handler.unwatch_event(self._cond)
+        self._idl.unwatch_condition(self._cond)
 
     def recheck(self, rows: list[Row]) -> None:
         """Test ``rows`` (an IDL cache snapshot) once more: for a predicate whose inputs
         changed after registration (e.g. a target value known only after a commit)."""
-        for row in rows:
-            if self._cond.match_fn(RowCondition.ROW_UPDATE, row, None):
-                self._cond.satisfy(idlutils.frozen_row(row))
-                break
+        self._cond.recheck(rows)
 
     def wait(self, timeout_s: float) -> tuple[Row, float]:
         try:
@@ -206,6 +306,11 @@ class Database:
         except Exception as e:  # ovsdbapp raises RuntimeError & co. for failed txns
             raise OvsdbError(f"{self.label}: transaction failed: {type(e).__name__}: {e}") from e
 
+    @property
+    def reconnects(self) -> int:
+        """How often this connection re-synced after losing its server (see the module)."""
+        return int(self.api.idl.reconnects)
+
     def rows(self, table: str) -> list[Row]:
         """A snapshot of the IDL cache of ``table``, taken under the connection lock."""
         with self.api.ovsdb_connection.lock:
@@ -224,9 +329,9 @@ class Database:
         once after registration so that an already-true condition is not missed.
         """
         cond = RowCondition(table, predicate)
-        handler = self.api.idl.notify_handler
-        handler.watch_event(cond)
-        watch = Watch(handler, cond, what, describe)
+        idl: EventedIdl = self.api.idl
+        idl.watch_condition(cond)
+        watch = Watch(idl, cond, what, describe)
         watch.recheck(self.rows(table))
         return watch
 

@@ -62,6 +62,10 @@ class NbClient(Database):
                 return row
         raise InputError(f"logical switch port {lsp!r} does not exist in {self.label}")
 
+    def lsp_addresses(self, lsp: str) -> list[str]:
+        """The LSP's ``addresses`` entries (``"MAC IP..."``, ``dynamic``, ``router``...)."""
+        return [str(a) for a in self._lsp(lsp).addresses]
+
     def lsp_options(self, lsp: str) -> dict[str, str]:
         return dict(self._lsp(lsp).options)
 
