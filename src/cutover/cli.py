@@ -24,7 +24,7 @@ from cutover.bench.faults import FAULT_KINDS, FaultPlan, StallPlan
 from cutover.errors import CutoverError, InputError, PrerequisiteError
 from cutover.lab.load import LOAD_LEVELS
 from cutover.lab.ovn_install import parse_ovn
-from cutover.migration.context import ACTIVATIONS
+from cutover.migration.context import ACTIVATIONS, GATES
 from cutover.migration.strategies import STRATEGY_NAMES
 
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -152,6 +152,11 @@ def _parser() -> argparse.ArgumentParser:
     mig.set_defaults(ready_timeout=None, activation_timeout=None)
     mig.add_argument("--strategy", default="claim", choices=STRATEGY_NAMES,
                      help="what ready means before the switchover (default: %(default)s)")
+    mig.add_argument("--gate", default="before-copy", choices=GATES,
+                     help="where readiness gates the migration: before the memory copy, "
+                          "before the switchover (copy overlapped, source held stopped in "
+                          "pre-switchover if not ready), or before QEMU may converge (copy "
+                          "overlapped, source kept running); default: %(default)s")
     mig.add_argument("--stall", default="none", type=_stall_spec,
                      help="ROLE:MS, e.g. dst:2000 (default none)")
     mig.add_argument("--max-bandwidth", type=_bounded(bounds.MAX_BANDWIDTH_MIB), default=None,
@@ -185,6 +190,13 @@ def _parser() -> argparse.ArgumentParser:
                                    for k in FAULT_KINDS.values()))
     bench.add_argument("--load", action="append", dest="loads", choices=LOAD_LEVELS,
                        help="control-plane load on the destination; repeat for several")
+    bench.add_argument("--stall-from", choices=("plug", "prepare"), default="plug",
+                       help="start each --stall at the destination plug (default) or right "
+                            "before the network preparation (requested-chassis=src,dst): the "
+                            "latter delays readiness by the whole stall, for comparing gates")
+    bench.add_argument("--gate", action="append", dest="gates", choices=GATES,
+                       help="where readiness gates the migration (see migrate --gate); "
+                            "repeat to compare several in one bench (default: before-copy)")
     bench.add_argument("--activation", action="append", dest="activations",
                        choices=ACTIVATIONS, help="OVN activation strategy; repeat for several")
     bench.add_argument("--matrix", action="store_true",
@@ -227,8 +239,9 @@ def _guest_args(p: argparse.ArgumentParser) -> None:
 
 def _migration_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--activation", default="rarp", choices=ACTIVATIONS,
-                   help="OVN activation-strategy while both chassis hold the port "
-                        "(default: %(default)s)")
+                   help="OVN activation-strategy while both chassis hold the port; pre: "
+                        "rarp, and cutover activates the destination itself before the "
+                        "switchover (default: %(default)s)")
     _copy_args(p)
 
 

@@ -39,6 +39,7 @@ from cutover.lab.ovn_install import HOST_OVN
 from cutover.lab.topology import LabTopology
 from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
+from cutover.migration.gates import check_combination
 from cutover.migration.journal import Journal
 from cutover.migration.orchestrator import migrate as run_migration
 from cutover.migration.recovery import RecoveryReport, adopt, moved_outside
@@ -182,6 +183,7 @@ def _options(args: argparse.Namespace, strategy: str,
     return MigrationOptions(
         strategy=strategy,
         activation=args.activation,
+        gate=getattr(args, "gate", "before-copy"),
         copy_ms=args.copy_ms,
         pause_ms=args.pause_ms,
         ready_timeout_s=default.ready_s if args.ready_timeout is None else args.ready_timeout,
@@ -328,9 +330,11 @@ def _migrate_on(site: Site, args: argparse.Namespace, options: MigrationOptions,
     finally:
         injector.finish()
     console.print(timeline_table(report.timeline, f"{report.vm}: {report.src} -> {report.dst} "
-                                 f"({report.strategy})"))
+                                 f"({report.strategy}, gate {report.gate}, activation "
+                                 f"{report.activation})"))
     console.print(Text(
-        f"migrated in {report.migration_ms:.0f} ms; waited {report.ready_wait_ms:.0f} ms "
+        f"migrated in {report.migration_ms:.0f} ms (switchover at "
+        f"{report.switchover_ms or 0:.0f} ms); waited {report.ready_wait_ms:.0f} ms "
         f"for readiness ({report.evidence or 'no wait'})"
     ))
 
@@ -440,10 +444,18 @@ def bench(args: argparse.Namespace, console: Console) -> int:
     guest = _guest(args)
     if args.floor and guest.kind == "emulated":
         raise InputError("--floor measures a real QEMU migration: add --guest qemu")
+    gates = tuple(args.gates or ("before-copy",))
+    for strategy in strategies:  # a gate or activation the guests cannot do: refuse now
+        for gate in gates:
+            for activation in args.activations or ["rarp"]:
+                check_combination(strategy, gate, activation, guest.kind == "qemu",
+                                  f"--guest {guest.kind}")
     conditions = _conditions(args)
     _check_faults(args, conditions)
     plan = BenchPlan(  # validates every option before anything is built
         strategies=strategies,
+        gates=gates,
+        stall_from=args.stall_from,
         conditions=conditions,
         runs=args.runs,
         probe_interval_ms=args.interval_ms,

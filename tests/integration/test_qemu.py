@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from labkit import assert_rolled_back, lab_prefix, other_chassis, stalled
+from labkit import assert_rolled_back, lab_prefix, other_chassis, stalled, sync_chassis
 
 from cutover.bench.floor import FloorNet, measure_floor
 from cutover.bench.results import BenchResult
@@ -31,6 +31,7 @@ from cutover.lab import Lab, LabTopology, host
 from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
 from cutover.migration.orchestrator import migrate
+from cutover.network.binding import BindingController
 from cutover.ovsdb.connection import close_all
 from cutover.probe.client import Prober
 from cutover.site import Site
@@ -234,6 +235,109 @@ def test_source_qemu_killed_in_the_copy_fails_it_at_once(
         slow.ensure_running(vm)  # boot it again for the next test
         slow.close()
     assert hv.guest_state(vm, vm.chassis).state == "running"
+
+
+def _no_activation_left(clients: SiteClients, lsp: str, dst: str) -> None:
+    state = clients.sb.binding(lsp)
+    assert state is not None and dst not in state.activated, state
+
+
+@pytest.mark.parametrize(("gate", "source_stopped"), [
+    ("before-switchover", True),  # held in pre-switchover: the source's vCPUs are stopped
+    ("converge-when-ready", False),  # kept from converging: the source runs throughout
+])  # fmt: skip
+def test_overlapping_gate_times_out_and_cancels_the_copy(
+    lab: Lab, hv: QemuHypervisor, clients: SiteClients, gate: str, source_stopped: bool
+) -> None:
+    """The destination's controller is stalled past the readiness timeout while the copy
+    (~1 s at 64 MiB/s) runs: before-switchover reaches pre-switchover and waits there with
+    the source stopped, converge-when-ready never lets QEMU converge. Either way the
+    timeout rolls back with ``migrate_cancel`` and the source runs on, network intact."""
+    site = lab.site()
+    vm = site.vm_named("vm1")
+    dst = other_chassis(site, "vm1")
+    options = MigrationOptions(strategy="claim", gate=gate, activation="pre",
+                               ready_timeout_s=2.0)
+    with stalled(site, dst, "dst:5000") as injector, pytest.raises(MigrationAborted) as err:
+        report = migrate(site, "vm1", dst, options, hv, clients, observers=[injector])
+        lab.save_site(site.with_vm_on("vm1", dst))
+        raise AssertionError(f"not stalled: {report.timeline}")
+    assert err.value.step == "wait-ready", err.value
+    events = [e["event"] for e in hv.guest_events(vm, vm.chassis)]
+    assert ("qemu.stop" in events) == source_stopped, events
+    if source_stopped:  # and migrate_cancel resumed it
+        assert "qemu.resume" in events[events.index("qemu.stop"):], events
+    _no_activation_left(clients, vm.lsp, dst)
+    _assert_source_kept(lab, hv, clients, dst)
+
+
+def test_preactivation_is_cleared_by_a_rollback(
+    lab: Lab, hv: QemuHypervisor, clients: SiteClients
+) -> None:
+    """The destination QEMU dies right after the pre-activation lifted its rarp blocks:
+    the copy fails, and the rollback removes the SB activation it wrote."""
+    site = lab.site()
+    vm = site.vm_named("vm1")
+    dst = other_chassis(site, "vm1")
+    killer = _kill_destination_later(hv, site, dst, "preactivated", 0.0)
+    options = MigrationOptions(strategy="port-ready", gate="before-switchover", activation="pre")
+    with pytest.raises(MigrationAborted) as err:
+        migrate(site, "vm1", dst, options, hv, clients, observers=[killer])
+    assert err.value.step == "finish-copy", err.value
+    _no_activation_left(clients, vm.lsp, dst)
+    _assert_source_kept(lab, hv, clients, dst)
+
+
+def test_converge_when_ready_with_preactivation(
+    lab: Lab, hv: QemuHypervisor, clients: SiteClients
+) -> None:
+    """Success path: the destination is activated while the source runs, then QEMU may
+    converge; the source stops only for its ordinary stop-and-copy."""
+    site = lab.site()
+    vm = site.vm_named("vm1")
+    dst = other_chassis(site, "vm1")
+    options = MigrationOptions(strategy="port-ready", gate="converge-when-ready",
+                               activation="pre")
+    report = migrate(site, "vm1", dst, options, hv, clients)
+    lab.save_site(site.with_vm_on("vm1", dst))
+    names = [name for _, name, _ in report.timeline]
+    assert (names.index("ready") < names.index("preactivated") < names.index("copy.released")
+            < names.index("source.paused") < names.index("switchover"))  # fmt: skip
+    figures = hv.last_migration(vm)
+    assert figures["convergence_held"] is True
+    assert 0 < figures["guest_pause_ms"] < 1000
+    assert report.gate == "converge-when-ready" and report.switchover_ms is not None
+    sent, answered = _answering(lab.site())
+    assert sent > 20 and answered == sent
+
+
+def test_northd_keeps_a_preactivation_while_the_port_has_additional_chassis(
+    lab: Lab, clients: SiteClients
+) -> None:
+    """The SB write pre-activation makes survives northd rewriting the port's options
+    (northd.c "Retain activated chassis flags") while requested-chassis names two."""
+    site = lab.site()
+    vm = site.vm_named("vm1")
+    dst = other_chassis(site, "vm1")
+    binding = BindingController(clients.nb)
+    try:
+        binding.prepare(vm.lsp, vm.chassis, dst, "rarp")
+        sync_chassis(clients, dst)
+        assert clients.sb.activate_additional(vm.lsp, dst)
+        assert not clients.sb.activate_additional(vm.lsp, dst)  # idempotent
+        # any change of the LSP makes northd rebuild its SB options
+        clients.nb.execute(clients.nb.api.db_set(
+            "Logical_Switch_Port", vm.lsp, ("external_ids", {"cutover-test": "retain"})))
+        sync_chassis(clients, dst)
+        state = clients.sb.binding(vm.lsp)
+        assert state is not None and state.activated == (dst,), state
+    finally:
+        assert clients.sb.deactivate_additional(vm.lsp, dst)
+        binding.revert(vm.lsp, vm.chassis)
+        clients.nb.execute(clients.nb.api.db_remove(
+            "Logical_Switch_Port", vm.lsp, "external_ids", "cutover-test", if_exists=True))
+    sync_chassis(clients, dst)
+    _no_activation_left(clients, vm.lsp, dst)
 
 
 def test_lab_down_stops_qemu_guests() -> None:

@@ -56,6 +56,11 @@ class FakeService:
         self.changes.append(("watch_port", lsp, mac))
         self.watches[("port", lsp)] = "waiting"
 
+    def watch_open(self, lsp: str, tap: str, mac: str, request_id: str,
+                   timeout_s: float) -> None:
+        self.changes.append(("watch_open", lsp, mac))
+        self.watches[("open", lsp)] = "waiting"
+
     def watch_path(self, lsp: str, request_id: str, target: PathTarget,
                    timeout_s: float) -> None:
         self.changes.append(("watch_path", lsp))
@@ -165,6 +170,21 @@ def test_plug_watch_and_cancel(client: TestClient, service: FakeService) -> None
     assert service.changes == [("plug", "tapvm1", "ls-vm1"),
                                ("watch_port", "ls-vm1", "02:00:00:00:00:01"),
                                ("cancel", "port", "ls-vm1")]  # fmt: skip
+
+
+def test_port_open_watch_and_cancel(client: TestClient, service: FakeService) -> None:
+    """Pre-activation's wait: its own route and kind, so it never replaces (or is cancelled
+    with) the port-readiness watch of the same port."""
+    body = {"tap": "tapvm1", "mac": "02:00:00:00:00:01",
+            "request_id": "12345678-1234-1234-1234-123456789012", "timeout_s": 30}
+    assert client.put("/v1/port-open/ls-vm1", json=body, headers=AUTH).status_code == 202
+    assert client.get("/v1/port-open/ls-vm1", headers=AUTH).json()["state"] == "waiting"
+    assert client.get("/v1/port-readiness/ls-vm1", headers=AUTH).status_code == 404
+    assert client.delete("/v1/port-open/ls-vm1", headers=AUTH).status_code == 200
+    bad = {**body, "use_ovn_installed": True}  # not an option of this watch
+    assert client.put("/v1/port-open/ls-vm1", json=bad, headers=AUTH).status_code == 422
+    assert service.changes == [("watch_open", "ls-vm1", "02:00:00:00:00:01"),
+                               ("cancel", "open", "ls-vm1")]  # fmt: skip
 
 
 def test_faults_are_refused_unless_enabled(client: TestClient) -> None:

@@ -45,6 +45,7 @@ from cutover.agent.models import (
     LogicalPort,
     PathReadinessRequest,
     PauseRequest,
+    PortOpenRequest,
     PortReadinessRequest,
     TapName,
     VifRequest,
@@ -64,7 +65,7 @@ from cutover.errors import (
 )
 
 HEARTBEAT_S = 15.0
-Kind = {"port-readiness": "port", "path-readiness": "path"}
+Kind = {"port-readiness": "port", "path-readiness": "path", "port-open": "open"}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 503)
 }
@@ -147,6 +148,11 @@ def make_app(service: Service, token: str) -> FastAPI:
                    ) -> WatchState:  # fmt: skip
         service.watch_port(lsp, body.tap, body.mac, body.request_id, body.timeout_s,
                            body.use_ovn_installed)  # fmt: skip
+        return WatchState(lsp=lsp, state="waiting")
+
+    @app.put("/v1/port-open/{lsp}", status_code=202)
+    def watch_open(lsp: Annotated[LogicalPort, Path()], body: PortOpenRequest) -> WatchState:
+        service.watch_open(lsp, body.tap, body.mac, body.request_id, body.timeout_s)
         return WatchState(lsp=lsp, state="waiting")
 
     @app.put("/v1/path-readiness/{lsp}", status_code=202)

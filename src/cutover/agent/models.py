@@ -82,6 +82,16 @@ class PortReadinessRequest(Strict):
     use_ovn_installed: bool = True
 
 
+class PortOpenRequest(Strict):
+    """Watch until ``lsp``'s rarp blocks are gone from this chassis' br-int (after
+    cutover's pre-activation) and publish that in the SB."""
+
+    tap: TapName
+    mac: Mac
+    request_id: Uuid
+    timeout_s: Timeout
+
+
 class PathReadinessRequest(Strict):
     """Watch whether this (peer) chassis tunnels ``lsp``'s traffic to ``dst``."""
 

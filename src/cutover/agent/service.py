@@ -29,6 +29,7 @@ from cutover.chassis.published import (
     encode_failed,
     encode_ready,
     path_ready_key,
+    port_open_key,
     port_ready_key,
 )
 from cutover.errors import ControllerDown, CutoverError, InputError
@@ -70,6 +71,8 @@ class Service(Protocol):
     def vif_state(self, tap: str) -> dict[str, str] | None: ...
     def watch_port(self, lsp: str, tap: str, mac: str, request_id: str, timeout_s: float,
                    use_ovn_installed: bool) -> None: ...
+    def watch_open(self, lsp: str, tap: str, mac: str, request_id: str,
+                   timeout_s: float) -> None: ...
     def watch_path(self, lsp: str, request_id: str, target: PathTarget,
                    timeout_s: float) -> None: ...
     def watch_state(self, kind: str, lsp: str) -> tuple[str, str]: ...
@@ -120,6 +123,12 @@ class NodeService:
         vif = Vif(lsp, tap, mac, "")
         self._start("port", lsp, port_ready_key(lsp), request_id, timeout_s,
                     lambda: self._chassis.watch_port(vif, use_ovn_installed))  # fmt: skip
+
+    def watch_open(self, lsp: str, tap: str, mac: str, request_id: str,
+                   timeout_s: float) -> None:
+        vif = Vif(lsp, tap, mac, "")
+        self._start("open", lsp, port_open_key(lsp), request_id, timeout_s,
+                    lambda: self._chassis.watch_unblocked(vif))  # fmt: skip
 
     def watch_path(self, lsp: str, request_id: str, target: PathTarget,
                    timeout_s: float) -> None:

@@ -29,6 +29,12 @@ from cutover.lab.manifest import ProcessEntry
 from cutover.lab.stall import ControllerStall, parse_stall
 
 STALL_TRIGGER = "plug.start"
+STALL_TRIGGERS = {"plug": STALL_TRIGGER, "prepare": "incoming.started"}
+"""``bench --stall-from``: the destination port's plug (default), or right before the
+network preparation (requested-chassis=src,dst; the incoming guest has started): a stall
+from ``prepare`` delays readiness by its whole length whatever the incoming guest's start
+costs, which gate comparisons need. (Triggered after the preparation instead, the claim
+slips through before the pause lands and the stall only delays what comes later.)"""
 
 
 @dataclass
@@ -42,15 +48,16 @@ class StallPlan:
         role, ms = parse_stall(spec)
         return cls(spec=f"{role}:{ms:g}" if role != "none" else "none", role=role, ms=ms)
 
-    def injector(self, chassis: Mapping[str, Chassis], dst: str, peer: str) -> StallInjector:
+    def injector(self, chassis: Mapping[str, Chassis], dst: str, peer: str,
+                 trigger: str = STALL_TRIGGER) -> StallInjector:
         """The injector for one migration to ``dst`` probed from ``peer``; the controller is
         paused through the chassis seam (its agent, or its unixctl socket locally)."""
         if self.role == "none":
-            return StallInjector(None, STALL_TRIGGER)
+            return StallInjector(None, trigger)
         name = dst if self.role == "dst" else peer
         if name not in chassis:
             raise InputError(f"no chassis {name} to stall; known: {', '.join(chassis)}")
-        return StallInjector(ControllerStall(chassis[name], self.ms), STALL_TRIGGER)
+        return StallInjector(ControllerStall(chassis[name], self.ms), trigger)
 
 
 class StallInjector:

@@ -18,7 +18,7 @@ from cutover.bench.results import BenchResult, RunResult
 
 FLOOR = "floor"
 GUEST_FIGURES = ("guest_pause_ms", "qemu_downtime_ms", "qemu_migration_ms",
-                 "ram_transferred_mb")
+                 "ram_transferred_mb", "switchover_ms")
 FLOOR_HEADERS = ("strategy", "condition", "n", "median blackout ms", "floor ms",
                  "blackout - floor ms")
 GUEST_HEADERS = ("strategy", "condition", "n", *GUEST_FIGURES, "blackout - guest_pause_ms")
@@ -28,7 +28,7 @@ Group = tuple[str, str]
 
 
 def _condition(run: RunResult) -> str:
-    return f"stall={run.stall} load={run.load} activation={run.activation}"
+    return f"stall={run.stall} load={run.load} activation={run.activation} gate={run.gate}"
 
 
 def _groups(runs: Sequence[RunResult]) -> dict[Group, list[RunResult]]:
@@ -90,7 +90,9 @@ def guest_section(result: BenchResult) -> list[str]:
     if guest:
         out += ["## What the guest reports", "",
                 "Medians. `guest_pause_ms`: source STOP -> destination RESUME by the "
-                "hypervisor's own timestamps; `qemu_*`: QEMU's `query-migrate`; the last "
+                "hypervisor's own timestamps; `qemu_*`: QEMU's `query-migrate`; "
+                "`switchover_ms`: from the migration's start to the destination's RESUME "
+                "(the total migration time, whatever the gate overlapped); the last "
                 "column is what the network adds to the guest's own pause, per run.", "",
                 *_md(GUEST_HEADERS, guest), ""]
     return out

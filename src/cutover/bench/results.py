@@ -67,7 +67,7 @@ class RunResult:
     stall: str
     """``none`` or ``<where>:<ms>``, e.g. ``dst:2000`` (a slow destination controller)."""
     activation: str
-    """``rarp`` or ``none``: whether the destination announces the VM after switchover."""
+    """``rarp``, ``none`` or ``pre`` (migration/context.py ACTIVATIONS)."""
     load: str
     """``L0`` .. ``L3``: background control-plane load level."""
     vm: str
@@ -90,6 +90,9 @@ class RunResult:
     """Largest round-trip time of an answered probe (ms); None if none was answered."""
     duplicates: int = 0
     """Replies beyond the first for one probe (traffic cloned to two chassis)."""
+    gate: str = "before-copy"
+    """Where readiness gated the migration (migration/gates.py); files written before
+    gates existed read as ``before-copy``, which is what every migration did then."""
     timeline: list[TimelineEvent] = field(default_factory=list)
     error: str | None = None
     """Set when the run failed; such a run is reported but not counted in statistics."""
@@ -139,6 +142,7 @@ class RunResult:
             sb_writes=_optional(d, "sb_writes", int),
             max_rtt_ms=_optional(d, "max_rtt_ms", float),
             duplicates=_field(d, "duplicates", int, 0),
+            gate=_field(d, "gate", str, "before-copy"),
             timeline=[TimelineEvent.from_dict(_mapping(e, "timeline event")) for e in timeline],
             error=_optional(d, "error", str),
             extra=dict(extra),

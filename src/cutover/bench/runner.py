@@ -19,7 +19,7 @@ from typing import Any
 
 from cutover import bounds
 from cutover.bench.environment import describe_environment, lab_ovn, site_environment
-from cutover.bench.faults import FaultPlan, FaultTarget, StallPlan
+from cutover.bench.faults import STALL_TRIGGERS, FaultPlan, FaultTarget, StallPlan
 from cutover.bench.leftovers import scan as scan_leftovers
 from cutover.bench.preconditions import (
     BASELINE_STEADY,
@@ -42,7 +42,7 @@ from cutover.errors import (
 from cutover.guest.base import Hypervisor, ReportsMigration
 from cutover.lab.load import LOAD_LEVELS, parse_load
 from cutover.migration.clients import SiteClients
-from cutover.migration.context import ACTIVATIONS, MigrationOptions
+from cutover.migration.context import ACTIVATIONS, GATES, MigrationOptions
 from cutover.migration.orchestrator import MigrationReport, migrate
 from cutover.migration.strategies import STRATEGY_NAMES
 from cutover.probe.analysis import summarize
@@ -102,6 +102,12 @@ class BenchPlan:
     guest: str = "emulated"
     activation_timeout_s: float = 30.0
     params: dict[str, object] = field(default_factory=dict)
+    stall_from: str = "plug"
+    """When a stall starts: at the destination plug or at the network preparation
+    (bench/faults.py STALL_TRIGGERS)."""
+    gates: tuple[str, ...] = ("before-copy",)
+    """Where readiness gates the migration (migration/gates.py); each strategy runs with
+    each gate, alternating within a round like the strategies."""
 
     def __post_init__(self) -> None:
         """Refuse a plan that cannot run (InputError) before any lab is touched."""
@@ -112,7 +118,15 @@ class BenchPlan:
             raise InputError(
                 f"unknown strategy {', '.join(unknown)}; choose from {', '.join(STRATEGY_NAMES)}"
             )
-        for what, values in (("strategy", self.strategies), ("condition", self.conditions)):
+        if self.stall_from not in STALL_TRIGGERS:
+            raise InputError(f"--stall-from {self.stall_from!r}: choose one of "
+                             f"{', '.join(STALL_TRIGGERS)}")
+        unknown = [g for g in self.gates if g not in GATES]
+        if unknown or not self.gates:
+            raise InputError(f"unknown gate {', '.join(unknown) or '(none given)'}; choose "
+                             f"from {', '.join(GATES)}")
+        for what, values in (("strategy", self.strategies), ("condition", self.conditions),
+                             ("gate", self.gates)):
             dup = sorted({str(v) for v in values if values.count(v) > 1})
             if dup:
                 raise InputError(f"{what} given twice: {', '.join(dup)}; give each once")
@@ -155,6 +169,8 @@ def run_bench(
         environment={**describe_environment(), **site_environment(site.extra)},
         params={
             "strategies": list(plan.strategies),
+            "gates": list(plan.gates),
+            "stall_from": STALL_TRIGGERS[plan.stall_from],
             "conditions": [c.__dict__ for c in conditions],
             "runs": plan.runs,
             "chassis": len(site.chassis),
@@ -174,12 +190,13 @@ def run_bench(
                 progress(f"building load {cond.load} on {away}")
                 site = apply_load(cond.load, away)
             for index in range(plan.runs):
-                for strategy in plan.strategies:
-                    progress(f"{_label(cond)} run {index + 1}/{plan.runs}: {strategy}")
+                for strategy, gate in [(s, g) for s in plan.strategies for g in plan.gates]:
+                    shown = strategy if len(plan.gates) == 1 else f"{strategy} gate={gate}"
+                    progress(f"{_label(cond)} run {index + 1}/{plan.runs}: {shown}")
                     site = _return_home(site, plan, home, hypervisor, clients, save_site)
                     run, site = _run_once(
                         site, plan, strategy, cond, index, hypervisor, clients, sb_monitor,
-                        faults, leftover_checks,
+                        faults, leftover_checks, gate=gate,
                     )
                     save_site(site)
                     result.runs.append(dataclasses.replace(run, ovn=ovn))
@@ -251,6 +268,7 @@ def _run_once(
     sb_monitor: SbMonitor | None = None,
     faults: FaultTarget | None = None,
     leftover_checks: Sequence[Callable[[], list[str]]] = (),
+    gate: str = "before-copy",
 ) -> tuple[RunResult, Site]:
     """``sb_monitor`` counts the SB rows written from just before the migration until
     the network has settled (so late writers it caused, e.g. other chassis answering an
@@ -264,12 +282,14 @@ def _run_once(
     client = site.client_named(plan.client)
     dst = _destination(site, vm, client)
     stall = StallPlan.parse(cond.stall)
-    injector = stall.injector(clients.chassis, dst, client.chassis)
+    injector = stall.injector(clients.chassis, dst, client.chassis,
+                              STALL_TRIGGERS[plan.stall_from])
     fault_plan = FaultPlan.parse(cond.fault)
     fault = fault_plan.injector(faults, dst)
     options = MigrationOptions(
         strategy=strategy,
         activation=cond.activation,
+        gate=gate,
         copy_ms=plan.copy_ms,
         pause_ms=plan.pause_ms,
         ready_timeout_s=plan.ready_timeout_s,
@@ -290,7 +310,8 @@ def _run_once(
             check_baseline(steady_from, status, vm, client, BASELINE_TIMEOUT_S)
         except MeasurementError as e:
             prober.stop()
-            return _not_run(plan, strategy, cond, index, vm, dst, e), site
+            return dataclasses.replace(_not_run(plan, strategy, cond, index, vm, dst, e),
+                                       gate=gate), site
         if sb_monitor is not None:
             sb_monitor.start()
         seen: list[tuple[float, str]] = []  # the steps of a migration that raises
@@ -372,6 +393,7 @@ def _run_once(
         sb_writes=writes.total if writes is not None else None,
         max_rtt_ms=None if summary.max_rtt_ms is None else round(summary.max_rtt_ms, 3),
         duplicates=summary.duplicates,
+        gate=gate,
         timeline=timeline,
         error=error,
         extra={
@@ -384,6 +406,8 @@ def _run_once(
             ],
             "max_send_gap_ms": round(summary.max_send_gap_ms, 3),
             "evidence": report.evidence if report else "",
+            **({"switchover_ms": report.switchover_ms}
+               if report is not None and report.switchover_ms is not None else {}),
             **figures,
             **({"sb_writes_by_table": writes.by_table} if writes is not None else {}),
             **fault_extra,

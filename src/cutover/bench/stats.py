@@ -124,6 +124,8 @@ def key_for(runs: Iterable[RunResult]) -> tuple[str, ...]:
         key = (key[0], "ovn", *key[1:])
     if any(r.fault != "none" for r in runs):  # each fault its own experiment
         key = (*key, "fault")
+    if len({r.gate for r in runs}) > 1:  # gates compared: each gate its own group
+        key = (*key, "gate")
     return key
 
 

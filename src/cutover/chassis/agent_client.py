@@ -24,7 +24,13 @@ from typing import Any
 import httpx
 
 from cutover.chassis.base import DeathCallback, PathTarget, Vif
-from cutover.chassis.published import Verdict, decode, path_ready_key, port_ready_key
+from cutover.chassis.published import (
+    Verdict,
+    decode,
+    path_ready_key,
+    port_open_key,
+    port_ready_key,
+)
 from cutover.errors import (
     AgentDown,
     ChassisUnreachable,
@@ -40,6 +46,10 @@ from cutover.ovsdb.sb import SbClient
 from cutover.site import ChassisEndpoint
 
 REQUEST_TIMEOUT_S = 10.0
+PLUG_TIMEOUT_S = 60.0
+"""os-vif's plug/unplug waits for ovs-vswitchd to apply the port change; on a loaded node
+(L2: 2000 ports) under a busy CPU that took more than 10 s here (an unplug at the end of a
+bench's return migration)."""
 WATCH_READ_TIMEOUT_S = 45.0
 """Longer than the agent's controller-watch heartbeat (15 s): silence past it is a dead
 agent."""
@@ -126,10 +136,16 @@ class AgentChassis:
                              "readiness from")  # fmt: skip
         return self._sb
 
-    def request(self, method: str, path: str, json: Any = None) -> Any:
-        """One API call; the response's JSON, or a cutover error (see the module)."""
+    def request(self, method: str, path: str, json: Any = None,
+                timeout_s: float | None = None) -> Any:
+        """One API call; the response's JSON, or a cutover error (see the module).
+        ``timeout_s``: read timeout of this call (default the client's)."""
         try:
-            r = self._http.request(method, path, json=json)
+            if timeout_s is None:
+                r = self._http.request(method, path, json=json)
+            else:
+                r = self._http.request(method, path, json=json, timeout=httpx.Timeout(
+                    REQUEST_TIMEOUT_S, read=timeout_s))
         except httpx.HTTPError as e:
             raise ChassisUnreachable(f"agent of {self.name} at {self.endpoint.agent}: "
                                      f"{type(e).__name__}: {e}{tls_hint(e, self.endpoint)}"
@@ -152,10 +168,10 @@ class AgentChassis:
 
     def plug(self, vif: Vif) -> None:
         self.request("PUT", f"/v1/vifs/{vif.tap}", {"lsp": vif.lsp, "mac": vif.mac,
-                     "vm_uuid": vif.vm_uuid, "mtu": vif.mtu})  # fmt: skip
+                     "vm_uuid": vif.vm_uuid, "mtu": vif.mtu}, PLUG_TIMEOUT_S)  # fmt: skip
 
     def unplug(self, vif: Vif) -> None:
-        self.request("DELETE", f"/v1/vifs/{vif.tap}")
+        self.request("DELETE", f"/v1/vifs/{vif.tap}", timeout_s=PLUG_TIMEOUT_S)
 
     def is_plugged(self, vif: Vif) -> bool:
         return bool(self.request("GET", f"/v1/vifs/{vif.tap}")["plugged"])
@@ -166,6 +182,10 @@ class AgentChassis:
         return PublishedWatch(self, "port-readiness", vif.lsp, port_ready_key(vif.lsp),
                               {"tap": vif.tap, "mac": vif.mac.lower(),
                                "use_ovn_installed": use_ovn_installed})
+
+    def watch_unblocked(self, vif: Vif) -> PublishedWatch:
+        return PublishedWatch(self, "port-open", vif.lsp, port_open_key(vif.lsp),
+                              {"tap": vif.tap, "mac": vif.mac.lower()})
 
     def watch_path(self, target: PathTarget) -> PublishedWatch:
         return PublishedWatch(self, "path-readiness", target.lsp, path_ready_key(target.lsp),

@@ -111,6 +111,11 @@ class Chassis(Protocol):
         """Arm ``port-ready`` for ``vif`` here: this chassis' own flows for the port are on
         its br-int and the SB shows its claim (readiness/port_ready.py explains why)."""
 
+    def watch_unblocked(self, vif: Vif) -> Watch:
+        """Arm a wait until none of ``vif``'s rarp activation blocks (drops, RARP to the
+        controller) is left on this chassis' br-int while its flows are installed: the
+        pre-activation's proof that traffic passes (migration/preactivation.py)."""
+
     def watch_path(self, target: PathTarget) -> Watch:
         """Arm a peer check here: this chassis tunnels ``target.lsp``'s traffic to the
         destination (readiness/path_ready.py)."""

@@ -178,6 +178,14 @@ class LocalChassis:
         return LocalPortWatch(self.name, self._sb, self.vswitch, self._bridge, vif,
                               self.grace_ms, use_ovn_installed)  # fmt: skip
 
+    def watch_unblocked(self, vif: Vif) -> LocalPortWatch:
+        self._flows_reachable()
+        if self._sb is None:
+            raise InvalidMigration(f"LocalChassis {self.name} has no SB connection to read "
+                                   f"{vif.lsp}'s binding with")  # fmt: skip
+        return LocalPortWatch(self.name, self._sb, self.vswitch, self._bridge, vif,
+                              self.grace_ms, open_only=True)  # fmt: skip
+
     def watch_path(self, target: PathTarget) -> LocalPathWatch:
         self._flows_reachable()
         return LocalPathWatch(self.name, self.vswitch, self._bridge, target)

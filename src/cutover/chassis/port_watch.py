@@ -90,6 +90,8 @@ WAIT_FLOW_CHECK = "a flow check (no ofport or port binding yet)"
 WAIT_PHYSICAL = "the port's physical flows (in_port -> pipeline, reg15 -> output)"
 WAIT_LOOKUP = "the port's L2 lookup flow (its switch's logical pipeline)"
 WAIT_INSTALLED = "ovn-installed, or the flows-only grace"
+WAIT_OPEN = "the port's rarp blocks to be lifted (its activation here)"
+OPEN_CHECK = "port-open"
 WAIT_RARP = ("the port's rarp blocks (ingress drop, egress drop, RARP to the controller: the "
              "SB says the port awaits its activation here)")
 
@@ -178,15 +180,33 @@ def decide(installed: bool, claimed: bool, flows: PortFlows | None,
                     waiting_for=(WAIT_INSTALLED,))  # fmt: skip
 
 
+def open_decision(flows: PortFlows | None) -> Decision:
+    """Pre-activation's verdict (pure): the port's flows are installed here and none of its
+    rarp blocks (ingress drop, egress drop, RARP to the controller) is left, so traffic
+    passes to and from the TAP."""
+    if flows is not None and flows.installed and not flows.blocked:
+        return Decision(True, "open")
+    missing = [WAIT_FLOW_CHECK] if flows is None else []
+    if flows is not None and not flows.physical:
+        missing.append(WAIT_PHYSICAL)
+    if flows is not None and not flows.lookup.present:
+        missing.append(WAIT_LOOKUP)
+    return Decision(False, waiting_for=(*missing, WAIT_OPEN))
+
+
 class LocalPortWatch:
     """One armed port-ready wait on one chassis (see the module docstring)."""
 
     def __init__(self, chassis: str, sb: SbClient, vswitch: VswitchClient,
                  bridge: BridgeFlows, vif: Vif,
-                 grace_ms: float = INSTALLED_GRACE_MS, use_ovn_installed: bool = True) -> None:
+                 grace_ms: float = INSTALLED_GRACE_MS, use_ovn_installed: bool = True,
+                 open_only: bool = False) -> None:
         """``use_ovn_installed=False`` ignores ``ovn-installed`` as a build that never sets
         it for an additional chassis would (exercises the flows-only path on any build).
-        ``vif.mac`` is the MAC whose L2 lookup must be here."""
+        ``vif.mac`` is the MAC whose L2 lookup must be here. ``open_only``: wait instead
+        until the port's rarp blocks are gone (:func:`open_decision`; the claim and
+        ``ovn-installed`` were established by port-ready before)."""
+        self._open_only = open_only
         lsp, tap = vif.lsp, vif.tap
         self.chassis, self.lsp, self.tap, self.mac = chassis, lsp, tap, vif.mac
         self._sb, self._vs, self._bridge = sb, vswitch, bridge
@@ -343,9 +363,14 @@ class LocalPortWatch:
                         and installed_ms is not None and self._dump_started_ms is not None
                         and self._dump_started_ms > installed_ms):
                     self._fooled_ms = self._dump_started_ms
-                d = decide(installed, claimed, flows, complete_since, t, self._grace_ms, awaits,
-                           self._blocks_new)
+                d = (open_decision(flows) if self._open_only else
+                     decide(installed, claimed, flows, complete_since, t, self._grace_ms, awaits,
+                            self._blocks_new))
                 self._decision = (d, installed, claimed)
+                if d.ready and self._open_only:
+                    assert flows is not None
+                    return Evidence(OPEN_CHECK, t, f"no rarp block left for {self.lsp} on "
+                                    f"{self.chassis}: {flows}; {self._checks} flow checks")
                 if d.ready:
                     assert d.path is not None and flows is not None
                     return self._evidence(d, flows, t, complete_since)

@@ -29,6 +29,12 @@ def port_ready_key(lsp: str) -> str:
     return f"{KEY_PREFIX}-port-ready:{lsp}"
 
 
+def port_open_key(lsp: str) -> str:
+    """Where an agent publishes that the rarp blocks of ``lsp`` are gone from its br-int
+    (pre-activation, :mod:`cutover.migration.preactivation`)."""
+    return f"{KEY_PREFIX}-port-open:{lsp}"
+
+
 def path_ready_key(lsp: str) -> str:
     return f"{KEY_PREFIX}-path-ready:{lsp}"
 

@@ -13,6 +13,7 @@ method raises :class:`~cutover.errors.GuestError` (or
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -26,6 +27,37 @@ class ReportsMigration(Protocol):
     def last_migration(self, vm: VmSpec) -> dict[str, Any]:
         """Figures of ``vm``'s last switchover, e.g. ``guest_pause_ms`` (source stopped ->
         destination resumed, by the hypervisor's own clock), ms and MiB; {} if none."""
+
+
+@runtime_checkable
+class OverlapsCopy(Protocol):
+    """Optional: a hypervisor whose pre-copy can run while the orchestrator waits for
+    something else (the overlapping gates of :mod:`cutover.migration.gates`).
+
+    ``start_copy`` + ``wait_copied`` together do what ``copy_memory`` does; in between the
+    copy runs by itself (QEMU's migration thread), and the caller may wait for readiness."""
+
+    def start_copy(self, vm: VmSpec, dst: ChassisEndpoint, hold_convergence: bool) -> None:
+        """Start the pre-copy and return at once. ``hold_convergence``: keep the copy from
+        converging (and so the source from being stopped) until
+        :meth:`release_convergence`. GuestError if it cannot start."""
+
+    def keep_held(self, vm: VmSpec, until: threading.Event, timeout_s: float) -> None:
+        """Block until ``until`` is set, keeping the held copy from converging meanwhile
+        (the source runs); WaitTimeout after ``timeout_s``."""
+
+    def hold_to_last_pass(self, vm: VmSpec) -> None:
+        """Keep holding until only the held copy's last pass is left (then return, still
+        held): the moment to pre-activate, so that cloned traffic queues for the shortest
+        time before the switchover."""
+
+    def release_convergence(self, vm: VmSpec) -> None:
+        """Let the copy converge with its real downtime limit (no-op if not held)."""
+
+    def wait_copied(self, vm: VmSpec, dst: ChassisEndpoint) -> None:
+        """Block until only the switchover is left (the source may be stopped then, as
+        after ``copy_memory``); GuestError if the copy failed or an end died, WaitTimeout
+        after the hypervisor's migration timeout."""
 
 
 @dataclass(frozen=True)

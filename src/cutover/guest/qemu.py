@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +49,17 @@ ACTIVE = {"setup", "active", "pre-switchover", "device", "wait-unplug", "cancell
           "postcopy-active"}
 """``query-migrate`` states in which a cancel is needed (QAPI MigrationStatus)."""
 ENDED = {"completed", "failed", "cancelled"}
+DOWNTIME_LIMIT_MS = 300
+"""QEMU's default ``downtime-limit``: the stop-and-copy it aims at when converging."""
+DEFAULT_BANDWIDTH_MIB = 128.0
+"""QEMU 7.2's default ``max-bandwidth`` (MAX_THROTTLE, 128 MiB/s)."""
+HOLD_POLL_S = 0.01
+"""How often a held copy is looked at (:meth:`QemuHypervisor.keep_held`)."""
+TRICKLE_BYTES_S = 4096
+"""``max-bandwidth`` while a held copy waits at its reserve: one page a second (a zero
+page costs QEMU ~13 bytes of it, so ~300 zero pages a second)."""
+HOLD_RESERVE = 0.25
+"""Fraction of the guest's RAM left unsent when a held copy is throttled."""
 
 
 class QemuHypervisor:
@@ -60,6 +72,7 @@ class QemuHypervisor:
         max_bandwidth_mib: float | None = None,
         boot_timeout_s: float = 90.0,
         migrate_timeout_s: float = 120.0,
+        downtime_limit_ms: int = DOWNTIME_LIMIT_MS,
         progress: Callable[[str], None] = lambda _m: None,
     ) -> None:
         if not site.guest_dir:
@@ -69,6 +82,7 @@ class QemuHypervisor:
         self.max_bandwidth_mib = max_bandwidth_mib
         self.boot_timeout_s = boot_timeout_s
         self.migrate_timeout_s = migrate_timeout_s
+        self.downtime_limit_ms = downtime_limit_ms
         self.progress = progress
         self._loop = asyncio.new_event_loop()
         self._mons: dict[tuple[str, str], Monitor] = {}
@@ -117,6 +131,16 @@ class QemuHypervisor:
 
     def copy_memory(self, vm: VmSpec, dst: ChassisEndpoint, duration_ms: float) -> None:
         """Real pre-copy until ``pre-switchover``; ``duration_ms`` (emulator only) is unused."""
+        self.start_copy(vm, dst, hold_convergence=False)
+        self.wait_copied(vm, dst)
+
+    # --- OverlapsCopy: the pre-copy runs while the orchestrator waits for readiness ---
+
+    def start_copy(self, vm: VmSpec, dst: ChassisEndpoint, hold_convergence: bool) -> None:
+        """``migrate`` with ``pause-before-switchover`` (always: it is the rollback point and
+        the last hold), returning at once. The bandwidth and the downtime limit are set on
+        every start, so an aborted held migration leaves nothing behind for the next one;
+        ``hold_convergence`` starts with downtime-limit 0 (see :meth:`keep_held`)."""
         src = self._monitor(vm, vm.chassis)
         dst_files = self._files(vm, dst.name)
         if qemu_proc.find_pid(dst_files) is None:
@@ -127,12 +151,88 @@ class QemuHypervisor:
             {"capability": "events", "state": True},
             {"capability": "pause-before-switchover", "state": True},
         ])
-        if self.max_bandwidth_mib is not None:
-            src.cmd("migrate-set-parameters",
-                    **{"max-bandwidth": int(self.max_bandwidth_mib * 2**20)})
-        self._runs[vm.name] = {"mark": mark, "dst": dst.name, "started_ms": time.time() * 1e3}
+        src.cmd("migrate-set-parameters", **{
+            "max-bandwidth": int(self._bandwidth_mib() * 2**20),
+            "downtime-limit": 0 if hold_convergence else self.downtime_limit_ms})
+        self._runs[vm.name] = {"mark": mark, "dst": dst.name, "started_ms": time.time() * 1e3,
+                               "held": hold_convergence, "monotonic": time.monotonic()}
         src.cmd("migrate", uri=f"unix:{dst_files.incoming}")
-        started = time.monotonic()
+
+    def keep_held(self, vm: VmSpec, until: threading.Event, timeout_s: float) -> None:
+        """Keep the held copy of ``vm`` from converging while the source runs, until
+        ``until`` is set (WaitTimeout after ``timeout_s``).
+
+        downtime-limit 0 alone holds QEMU >= 8.0 (it re-syncs the dirty bitmap whenever
+        the estimate is at or below the threshold), but NOT QEMU 7.2 (Debian 12), measured:
+        7.2 syncs only when the pending RAM is below bandwidth x downtime-limit, so with 0
+        the first pass drains the bitmap to 0 and the migration completes after one pass
+        (pre-switchover 0.51 s after ``migrate``, dirty-sync-count 1, same as unheld).
+        So this also watches ``query-migrate`` (QEMU sends no event before a pass ends)
+        every :data:`HOLD_POLL_S` and, once less than :meth:`_reserve_bytes` of RAM is left
+        to send in the pass, throttles ``max-bandwidth`` to :data:`TRICKLE_BYTES_S`: the
+        rest of the pass then takes minutes instead of converging. The reserve is large
+        (a quarter of the guest's RAM) because QEMU sends a zero page as a few bytes, so a
+        stretch of zero pages passes in milliseconds, between two polls. Best effort: if
+        the pass ends anyway, QEMU stops in ``pre-switchover`` as with
+        ``before-switchover`` (the guest pause shows it)."""
+        run = self._held_run(vm)
+        src = self._monitor(vm, vm.chassis)
+        deadline = time.monotonic() + timeout_s
+        while not until.wait(HOLD_POLL_S):
+            if time.monotonic() > deadline:
+                raise WaitTimeout(f"readiness while holding the copy of {vm.name}", timeout_s,
+                                  f"QEMU {src.cmd('query-migrate').get('status')}")
+            self._hold_step(run, src)
+
+    def hold_to_last_pass(self, vm: VmSpec) -> None:
+        """Return once the held copy has reached its reserve (the end of the pass, now
+        throttled) or is no longer active: what is left is QEMU's last pass. WaitTimeout
+        after the driver's migration timeout."""
+        run = self._held_run(vm)
+        src = self._monitor(vm, vm.chassis)
+        deadline = time.monotonic() + self.migrate_timeout_s
+        while not self._hold_step(run, src):
+            if time.monotonic() > deadline:
+                raise WaitTimeout(f"the pre-copy of {vm.name} to reach its last pass",
+                                  self.migrate_timeout_s,
+                                  f"QEMU {src.cmd('query-migrate').get('status')}")
+            time.sleep(HOLD_POLL_S)
+
+    def _hold_step(self, run: dict[str, Any], src: Monitor) -> bool:
+        """One look at a held copy: throttle it once less than the reserve is left. True
+        when it is throttled (or no longer active)."""
+        if "trickle_ms" in run:
+            return True
+        info = src.cmd("query-migrate")
+        ram = info.get("ram") or {}
+        remaining = ram.get("remaining")
+        if info.get("status") != "active":
+            return info.get("status") not in ("setup", None)
+        if not isinstance(remaining, int) or remaining >= self._reserve_bytes():
+            return False
+        src.cmd("migrate-set-parameters", **{"max-bandwidth": TRICKLE_BYTES_S})
+        run["trickle_ms"] = time.time() * 1e3
+        run["trickle_reserve_mb"] = round(remaining / 2**20, 3)
+        return True
+
+    def release_convergence(self, vm: VmSpec) -> None:
+        """The real bandwidth and downtime limit again: QEMU finishes the pass and
+        converges as an unheld copy would (its threshold is recomputed every 100 ms)."""
+        run = self._runs.get(vm.name)
+        if run is None or not run.get("held") or "released_ms" in run:
+            return
+        self._monitor(vm, vm.chassis).cmd("migrate-set-parameters", **{
+            "max-bandwidth": int(self._bandwidth_mib() * 2**20),
+            "downtime-limit": self.downtime_limit_ms})
+        run["released_ms"] = time.time() * 1e3
+
+    def wait_copied(self, vm: VmSpec, dst: ChassisEndpoint) -> None:
+        """Until the source reports ``pre-switchover`` (its vCPUs are stopped then)."""
+        run = self._runs.get(vm.name)
+        if run is None:
+            raise GuestError(f"{vm.name}: no copy was started")
+        src = self._monitor(vm, vm.chassis)
+        started = run["monotonic"]
 
         def both_alive() -> None:  # a dead end fails the copy at once, not at the timeout
             for chassis, role in ((vm.chassis, "source"), (dst.name, "incoming")):
@@ -145,14 +245,14 @@ class QemuHypervisor:
                         f"{qemu_proc.read_text(files.serial)[-200:]!r}")
 
         ev = src.wait_event(is_migration({"pre-switchover", *ENDED}), self.migrate_timeout_s,
-                            f"pre-copy of {vm.name} to {dst.name}", since=mark,
+                            f"pre-copy of {vm.name} to {dst.name}", since=run["mark"],
                             check=both_alive)
         status = ev["data"]["status"]
         if status != "pre-switchover":
             info = src.cmd("query-migrate")
             raise GuestError(f"migration of {vm.name} to {dst.name} ended {status} during "
                              f"pre-copy: {info.get('error-desc', 'no error given')}")
-        self._runs[vm.name]["pre_switchover_ms"] = event_ms(ev)
+        run["pre_switchover_ms"] = event_ms(ev)
 
     def pause_source(self, vm: VmSpec, window_ms: float = 0.0) -> float:
         """The source's STOP timestamp: QEMU stopped it on entering ``pre-switchover``
@@ -184,7 +284,17 @@ class QemuHypervisor:
             pre_switchover_hold_ms=round(resume_ms - run["pre_switchover_ms"], 3),
             source_status=done["data"]["status"], ram_mb=self.ram_mb,
             max_bandwidth_mib=self.max_bandwidth_mib,
+            copy_total_ms=round(resume_ms - run["started_ms"], 3),
         )
+        if run.get("held"):
+            figures.update(
+                convergence_held=True,
+                convergence_held_ms=round(run.get("released_ms", resume_ms)
+                                          - run["started_ms"], 3),
+                trickle_reserve_mb=run.get("trickle_reserve_mb"),
+                trickle_at_ms=(round(run["trickle_ms"] - run["started_ms"], 3)
+                               if "trickle_ms" in run else None),
+            )
         self._figures[vm.name] = figures
         return resume_ms
 
@@ -285,6 +395,22 @@ class QemuHypervisor:
         self._loop.close()
 
     # --- internals -----------------------------------------------------------------
+
+    def _bandwidth_mib(self) -> float:
+        return self.max_bandwidth_mib or DEFAULT_BANDWIDTH_MIB
+
+    def _reserve_bytes(self) -> int:
+        """What must be left unsent when the trickle starts (see :meth:`keep_held`): a
+        quarter of the RAM, and at least ten polls' worth of copying at full bandwidth."""
+        return max(int(self.ram_mb * 2**20 * HOLD_RESERVE),
+                   int(self._bandwidth_mib() * 2**20 * HOLD_POLL_S * 10))
+
+    def _held_run(self, vm: VmSpec) -> dict[str, Any]:
+        run = self._runs.get(vm.name)
+        if run is None or not run.get("held"):
+            raise GuestError(f"{vm.name}: no held copy runs (start_copy with "
+                             "hold_convergence first)")
+        return run
 
     def _files(self, vm: VmSpec, chassis: str) -> QemuFiles:
         return QemuFiles(Path(self.site.guest_dir), vm.name, chassis)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from cutover import bounds
 from cutover.chassis.base import Chassis
+from cutover.errors import InvalidMigration
 from cutover.evidence import Evidence
 from cutover.guest.base import Hypervisor
 from cutover.migration.liveness import Liveness
@@ -17,14 +18,25 @@ from cutover.ovsdb.sb import SbClient
 from cutover.readiness.base import ReadinessCheck
 from cutover.site import ChassisEndpoint, Site, VmSpec
 
-ACTIVATIONS = ("rarp", "none")
+ACTIVATIONS = ("rarp", "none", "pre")
+"""OVN ``activation-strategy`` while both chassis hold the port: ``rarp`` (the VM's RARP
+unblocks the destination after the switchover), ``none`` (traffic cloned to both), ``pre``
+(``rarp`` while preparing, then cutover activates the destination itself before the
+switchover: :mod:`cutover.migration.preactivation`)."""
+GATES = ("before-copy", "before-switchover", "converge-when-ready")
+"""Where the readiness wait sits in the migration (:mod:`cutover.migration.gates`)."""
 
 
 @dataclass(frozen=True)
 class MigrationOptions:
     strategy: str = "claim"
     activation: str = "rarp"
-    """OVN ``activation-strategy`` for the destination ("none": traffic cloned to both)."""
+    """OVN ``activation-strategy`` for the destination ("none": traffic cloned to both;
+    "pre": rarp, activated by cutover before the switchover)."""
+    gate: str = "before-copy"
+    """Where readiness gates the migration: before the memory copy starts, before the
+    switchover (copy overlapped), or before QEMU may converge (copy overlapped, source
+    kept running): see :mod:`cutover.migration.gates`."""
     copy_ms: float = 500.0
     """Memory-copy phase (the emulated guest keeps answering on the source meanwhile)."""
     pause_ms: float = 30.0
@@ -39,6 +51,11 @@ class MigrationOptions:
         bounds.check(bounds.PAUSE_MS, self.pause_ms)
         bounds.check(bounds.READY_TIMEOUT_S, self.ready_timeout_s)
         bounds.check(bounds.ACTIVATION_TIMEOUT_S, self.activation_timeout_s)
+        if self.gate not in GATES:
+            raise InvalidMigration(f"unknown gate {self.gate!r}; choose one of {', '.join(GATES)}")
+        if self.activation not in ACTIVATIONS:
+            raise InvalidMigration(f"unknown activation {self.activation!r}; choose one of "
+                             f"{', '.join(ACTIVATIONS)}")
 
 
 @dataclass

@@ -20,6 +20,7 @@ from cutover.errors import (
 from cutover.guest.base import GuestState, Hypervisor
 from cutover.migration.clients import SiteClients
 from cutover.migration.context import ACTIVATIONS, MigrationContext, MigrationOptions
+from cutover.migration.gates import check_gate, steps_for
 from cutover.migration.journal import Journal, MigrationEntry
 from cutover.migration.steps import Step
 from cutover.migration.strategies import strategy
@@ -45,6 +46,10 @@ class MigrationReport:
     """From the SB row change behind the readiness evidence being written to the
     orchestrator seeing it; None when that row carries no timestamp (``claim``:
     ``Port_Binding`` has none)."""
+    gate: str = "before-copy"
+    switchover_ms: float | None = None
+    """From the start to the destination resuming (the ``switchover`` event): the total
+    migration time as a user waits for it, whatever the gate overlapped."""
 
 
 def validate(site: Site, vm_name: str, dst_name: str, options: MigrationOptions) -> None:
@@ -72,6 +77,13 @@ def validate(site: Site, vm_name: str, dst_name: str, options: MigrationOptions)
                 f"alive, but the site gives no controller_ctl (its unixctl socket) for "
                 f"{dst_name}; add it (or an agent) to the site or use claim"
             )
+    dst_ep = site.chassis_named(dst_name)
+    if (options.activation == "pre" and not dst_ep.agent
+            and not dst_ep.ovs_remote.startswith("unix:")):
+        raise InvalidMigration(
+            f"--activation pre waits for {dst_name}'s rarp drop flows to go, but {dst_name} "
+            "has no agent and its br-int is reached over the network; give it an agent "
+            "endpoint or use --activation rarp")
     if vm.chassis == dst_name:
         raise InvalidMigration(
             f"{vm_name} already runs on {dst_name}; choose another destination"
@@ -98,6 +110,7 @@ def migrate(
     Call :func:`cutover.migration.recovery.recover` first: an open record of the VM is
     refused here."""
     validate(site, vm_name, dst_name, options)
+    check_gate(options, hypervisor)
     clients = clients or SiteClients.connect(site)
     vm = site.vm_named(vm_name)
     src, dst = site.chassis_named(vm.chassis), site.chassis_named(dst_name)
@@ -135,7 +148,7 @@ def migrate(
         entry = journal.begin(vm.name, vm.lsp, src.name, dst.name, options.strategy,
                               dataclasses.asdict(options),
                               {"requested_chassis": requested}, journal_extra)  # fmt: skip
-    run_steps(ctx, strategy(options.strategy).steps(), entry)
+    run_steps(ctx, steps_for(options), entry)
     if entry is not None:
         entry.finish("completed")
     return _report(ctx)
@@ -227,6 +240,9 @@ def _report(ctx: MigrationContext) -> MigrationReport:
         evidence=ctx.evidence.detail if ctx.evidence else "",
         timeline=ctx.timeline.relative(),
         detection_latency_ms=_detection_latency(ctx),
+        gate=ctx.options.gate,
+        switchover_ms=next((round(e.at_ms - ctx.timeline.t0_ms, 3) for e in events
+                            if e.name == "switchover"), None),
     )
 
 

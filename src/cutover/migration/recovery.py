@@ -32,6 +32,7 @@ from cutover.errors import ControllerDown, CutoverError, InvalidMigration, Recov
 from cutover.guest.base import Hypervisor
 from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationContext, MigrationOptions
+from cutover.migration.gates import steps_for
 from cutover.migration.journal import Journal, MigrationEntry, MigrationRecord
 from cutover.migration.steps import Step
 from cutover.migration.strategies import strategy
@@ -145,7 +146,7 @@ def _recover(site: Site, entry: MigrationEntry, rec: MigrationRecord,
                            binding=BindingController(clients.nb), sb=clients.sb,
                            chassis=clients.chassis, hypervisor=hypervisor, readiness=None,
                            timeline=Timeline())  # fmt: skip
-    steps = strategy(rec.strategy).steps()
+    steps = steps_for(options)  # the gate's and the activation's steps too
     forward = past_switchover(rec, steps, ctx)
     leftovers: list[str] = []
     if forward:

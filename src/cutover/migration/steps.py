@@ -118,13 +118,13 @@ class ArmReadiness(Step):
 
 
 class PrepareNetwork(Step):
-    """Neutron: ``requested-chassis=src,dst`` (+ activation strategy)."""
+    """Neutron: ``requested-chassis=src,dst`` (+ activation strategy; ``pre`` sets rarp)."""
 
     name = "prepare-network"
 
     def do(self, ctx: MigrationContext) -> None:
         ctx.prepare_started_ms = time.time() * 1000.0
-        if ctx.options.activation == "rarp":
+        if ctx.options.activation in ("rarp", "pre"):
             dst = ctx.dst.name
             ctx.passive.append(
                 (
@@ -134,7 +134,9 @@ class PrepareNetwork(Step):
                     ),
                 )
             )
-        activation = None if ctx.options.activation == "none" else ctx.options.activation
+        # "pre" keeps rarp (nothing cloned to the destination) until PreActivate lifts it
+        activation = {"none": None, "pre": "rarp"}.get(ctx.options.activation,
+                                                       ctx.options.activation)
         ctx.binding.prepare(ctx.vm.lsp, ctx.src.name, ctx.dst.name, activation)
         ctx.timeline.mark(
             "network.prepared", f"requested-chassis={ctx.src.name},{ctx.dst.name}"

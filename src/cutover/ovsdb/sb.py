@@ -13,6 +13,7 @@ from typing import Any
 
 from ovsdbapp.schema.ovn_southbound import impl_idl as sb_impl
 
+from cutover.errors import OvsdbError
 from cutover.ovsdb.connection import DEFAULT_TIMEOUT_S, Database, Watch, open_api
 
 SB_TABLES = (
@@ -60,6 +61,10 @@ class BindingState:
 
 def _names(refs: Any) -> tuple[str, ...]:
     return tuple(sorted(str(r.name) for r in (refs or [])))
+
+
+def _split(value: str) -> list[str]:
+    return [a for a in value.split(",") if a]
 
 
 def binding_state(row: Any) -> BindingState:
@@ -116,6 +121,47 @@ class SbClient(Database):
                 )
         self.execute(*cmds)
         return True
+
+    def activate_additional(self, lsp: str, chassis: str) -> bool:
+        """Write what ovn-controller's pinctrl writes when the VM's RARP reaches it
+        (controller/pinctrl.c, ``run_activated_ports``): ``chassis`` appended to
+        ``Port_Binding.options:additional-chassis-activated`` (comma-separated). northd
+        keeps the key while the port has requested additional chassis and drops it when
+        that ends (northd.c "Retain activated chassis flags", OVN 22.09+). False if it
+        was already there; MigrationError-free: OvsdbError when there is no binding."""
+        row = self._binding_row(lsp)
+        activated = _split(row.options.get(ACTIVATED_OPTION, ""))
+        if chassis in activated:
+            return False
+        value = ",".join([*activated, chassis])
+        self.execute(self.api.db_set("Port_Binding", row.uuid,
+                                     ("options", {ACTIVATED_OPTION: value})))  # fmt: skip
+        return True
+
+    def deactivate_additional(self, lsp: str, chassis: str) -> bool:
+        """Undo :meth:`activate_additional`: remove ``chassis`` from the option (the key
+        itself when it was the only one); False if it was not there or the port is gone."""
+        row = next((r for r in self.rows("Port_Binding") if r.logical_port == lsp), None)
+        if row is None:
+            return False
+        activated = _split(row.options.get(ACTIVATED_OPTION, ""))
+        if chassis not in activated:
+            return False
+        rest = [a for a in activated if a != chassis]
+        if rest:
+            cmd = self.api.db_set("Port_Binding", row.uuid,
+                                  ("options", {ACTIVATED_OPTION: ",".join(rest)}))
+        else:
+            cmd = self.api.db_remove("Port_Binding", row.uuid, "options", ACTIVATED_OPTION,
+                                     if_exists=True)  # fmt: skip
+        self.execute(cmd)
+        return True
+
+    def _binding_row(self, lsp: str) -> Any:
+        row = next((r for r in self.rows("Port_Binding") if r.logical_port == lsp), None)
+        if row is None:
+            raise OvsdbError(f"no Port_Binding for {lsp} in {self.label}; is the port in the NB?")
+        return row
 
     def publish(self, chassis: str, key: str, value: str) -> None:
         """Set ``Chassis_Private(chassis).external_ids:key`` (one write on a row of the
