@@ -109,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     lab_sub.add_parser("status", help="show what runs")
     lab_sub.add_parser("config", help="print the running lab's site as a --config TOML file")
     lab_sub.add_parser("restart-guests", help="start (or resume) each VM's guest on its chassis")
+    lab_sub.add_parser("restart-agents", help="start the agent of each chassis whose agent died")
 
     agent = sub.add_parser("agent", help="serve the per-chassis agent API (run on each node)")
     agent.add_argument("--chassis", required=True, help="this node's OVN chassis name")

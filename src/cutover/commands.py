@@ -145,6 +145,11 @@ def lab(args: argparse.Namespace, console: Console) -> int:
         return 0
     if args.lab_command == "restart-guests":
         return restart_guests(_lab(args), console)
+    if args.lab_command == "restart-agents":
+        started = _lab(args).restart_agents()
+        console.print(Text(f"agents started again on {', '.join(started)}" if started
+                           else "every agent runs; nothing to start"))
+        return 0
     status = _lab(args).status(deep=True)
     console.print(Text(status.describe()), soft_wrap=True)  # a script reads whole lines
     # for scripts: 0 up and whole, 1 up but degraded or stale, 3 down (as systemctl does)

@@ -8,6 +8,8 @@ agents refuse unauthenticated and malformed requests without touching the node.
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +21,7 @@ from labkit import lab_prefix, links, other_chassis, running_lab, vswitch
 from cutover.chassis.agent_client import AgentChassis
 from cutover.chassis.base import vm_uuid
 from cutover.guest.emulated import EmulatedHypervisor
-from cutover.lab import Lab
+from cutover.lab import Lab, host
 from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
 from cutover.migration.orchestrator import migrate
@@ -109,3 +111,23 @@ def test_a_site_of_agents_only_migrates(lab: Lab, strategy: str) -> None:
     assert all(keys == [] for keys in published_keys(clients.sb).values())
     state = clients.sb.binding(vm.lsp)
     assert state is not None and state.chassis == dst and state.additional == ()
+
+
+def test_a_dead_agent_degrades_the_lab_and_restart_agents_brings_it_back(lab: Lab) -> None:
+    """A killed agent leaves the lab's OVN whole: status says degraded (not stale, so the
+    site still answers) with the remedy, and ``lab restart-agents`` starts exactly it."""
+    old = next(p for p in lab.manifest.processes()
+               if p.group == "hv2" and p.name == "cutover-agent")  # fmt: skip
+    os.kill(old.pid, signal.SIGKILL)
+    assert host.wait_gone([old.pid], old.marker, 5)
+    st = lab.status()
+    assert st.state == "up" and st.agents_down == ("hv2",)
+    assert "agent of hv2 not running" in st.degraded
+    assert "lab restart-agents" in st.describe()
+    assert lab.site().chassis_named("hv2").agent is not None  # the site still answers
+    assert lab.restart_agents() == ["hv2"]
+    st = lab.status()
+    assert st.agents_down == () and st.daemons["hv2"]["cutover-agent"] is True
+    with agent_http(lab.site(), "hv2") as http:
+        assert http.get("/v1/health").json()["chassis"] == "hv2"
+    assert lab.restart_agents() == []

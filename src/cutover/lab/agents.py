@@ -53,24 +53,37 @@ def start_agents(topo: LabTopology, manifest: Manifest) -> None:
 
     token = write_token(token_path(topo))
     for ch in topo.chassis:
-        argv = [host.tool("ip"), "netns", "exec", ch.netns, sys.executable, "-m", "cutover.cli",
-                "--prefix", topo.prefix, "agent", "--chassis", ch.name,
-                "--ovs-remote", f"unix:{ch.db_sock}", "--sb-remote", topo.sb_remote,
-                *_ssl_options(topo, ch),
-                "--controller-ctl", str(ch.controller_ctl),
-                "--ofctl", shlex.join(install_for(ch.ovn).argv("ovs-ofctl")),
-                "--listen", listen_address(topo, ch), "--token-file", str(token_path(topo)),
-                "--state-dir", str(ch.dir), "--allow-faults"]  # fmt: skip
-        log = (ch.dir / f"{AGENT}.log").open("ab")
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True)  # fmt: skip
-        log.close()
-        manifest.add_process(proc.pid, topo.marker, AGENT, ch.name)
+        start_agent(topo, manifest, ch)
     if topo.ssl:
         return  # reached from the underlay namespace: the lab waits with wait_answering
     for ch in topo.chassis:
-        host.wait_for(f"the agent of {ch.name} to answer on {socket_path(ch)}",
-                      _answers(socket_path(ch), token), topo.timeout_s, interval=0.1)
+        wait_agent(topo, ch, token)
+
+
+def start_agent(topo: LabTopology, manifest: Manifest, ch: ChassisSpec) -> int:
+    """Spawn ``ch``'s agent in its namespace and record it in the manifest (a later entry
+    of the same chassis and name supersedes an earlier one); returns its pid."""
+    argv = [host.tool("ip"), "netns", "exec", ch.netns, sys.executable, "-m", "cutover.cli",
+            "--prefix", topo.prefix, "agent", "--chassis", ch.name,
+            "--ovs-remote", f"unix:{ch.db_sock}", "--sb-remote", topo.sb_remote,
+            *_ssl_options(topo, ch),
+            "--controller-ctl", str(ch.controller_ctl),
+            "--ofctl", shlex.join(install_for(ch.ovn).argv("ovs-ofctl")),
+            "--listen", listen_address(topo, ch), "--token-file", str(token_path(topo)),
+            "--state-dir", str(ch.dir), "--allow-faults"]  # fmt: skip
+    log = (ch.dir / f"{AGENT}.log").open("ab")
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                            start_new_session=True)  # fmt: skip
+    log.close()
+    manifest.add_process(proc.pid, topo.marker, AGENT, ch.name)
+    return proc.pid
+
+
+def wait_agent(topo: LabTopology, ch: ChassisSpec, token: str) -> None:
+    """Until ``ch``'s agent answers its health route on its unix socket (bounded:
+    LabBuildError naming the socket)."""
+    host.wait_for(f"the agent of {ch.name} to answer on {socket_path(ch)}",
+                  _answers(socket_path(ch), token), topo.timeout_s, interval=0.1)
 
 
 def wait_answering(topo: LabTopology, endpoints: Mapping[str, ChassisEndpoint]) -> None:

@@ -82,11 +82,21 @@ class LabStatus:
     ``candidate``, ``down``); {} standalone."""
 
     @property
+    def agents_down(self) -> tuple[str, ...]:
+        """Chassis whose agent is not running (``lab restart-agents`` starts them again)."""
+        if self.state != "up":
+            return ()
+        return tuple(group for group, names in self.daemons.items()
+                     if names.get(agents.AGENT) is False)  # fmt: skip
+
+    @property
     def degraded(self) -> tuple[str, ...]:
-        """Guests that make an up lab unhealthy (a VM's guest dead or missing, ...) and
-        unfinished migrations: the lab's OVN still works, so ``state`` stays ``up`` and
-        ``site()`` still answers."""
+        """Guests that make an up lab unhealthy (a VM's guest dead or missing, ...), dead
+        agents and unfinished migrations: the lab's OVN still works, so ``state`` stays
+        ``up`` and ``site()`` still answers (a migration through a dead agent fails with
+        ChassisUnreachable naming it)."""
         return (tuple(f"guest {g.describe()}" for g in self.guests if g.degrades)
+                + tuple(f"agent of {c} not running" for c in self.agents_down)
                 + tuple(f"unfinished {u}" for u in self.unfinished))  # fmt: skip
 
     def describe(self) -> str:
@@ -116,6 +126,9 @@ class LabStatus:
                for g in self.guests):  # fmt: skip
             lines.append(f"  run '{command(self.prefix, 'lab restart-guests')}' to start the "
                          "VMs' guests again")
+        if self.agents_down:
+            lines.append(f"  run '{command(self.prefix, 'lab restart-agents')}' to start the "
+                         f"agents of {', '.join(self.agents_down)} again")
         if self.unfinished:
             lines.append(f"  run '{command(self.prefix, 'recover')}' to roll back or complete "
                          "the unfinished migrations")
@@ -222,8 +235,9 @@ class Lab:
         if self.manifest.exists():
             # judged from what the manifest recorded, not from self.topo: a lab built with
             # more chassis than this Lab object's topology is still judged correctly
+            # a dead agent leaves the lab's OVN whole: degraded (restart-agents), not stale
             problems += [f"{group} {name} is not running" for group, names in daemons.items()
-                         for name, alive in names.items() if not alive]
+                         for name, alive in names.items() if not alive and name != agents.AGENT]
             problems += [f"namespace {ns} is missing" for ns in self.manifest.netns()
                          if ns not in namespaces]
             if not topo.site_path.exists():
@@ -259,6 +273,26 @@ class Lab:
         if running:
             raise LabError(f"ovn-controller of {name} still runs (pid {running[0].pid})")
         return chassis.start_controller(self.topo, spec, self.manifest)
+
+    def restart_agents(self) -> list[str]:
+        """Start the agent of every chassis whose agent is not running and wait until each
+        answers; returns those chassis. On its start an agent withdraws its stale
+        published keys and honours a pending timed pause (docs/agent.md), so a crashed
+        migration's ``recover`` can run after this. LabNotUp if the lab is not up."""
+        site = self.site()
+        down = self.status().agents_down
+        specs = [c for c in self.topo.chassis if c.name in down]
+        for spec in specs:
+            agents.start_agent(self.topo, self.manifest, spec)
+        if self.topo.ssl:
+            agents.wait_answering(self.topo, {c.name: site.chassis_named(c.name) for c in specs})
+        else:
+            from cutover.agent.server import read_token  # token format lives with the agent
+
+            token = read_token(agents.token_path(self.topo))
+            for spec in specs:
+                agents.wait_agent(self.topo, spec, token)
+        return [c.name for c in specs]
 
     def _nb_alive(self) -> bool:
         return central.db_alive(self.topo, self.manifest, "nb")
