@@ -157,7 +157,13 @@ class AgentChassis:
             kind, message = str(err["type"]), str(err["message"])
         except (ValueError, KeyError, TypeError):
             kind, message = f"HTTP {r.status_code}", r.text[:300]
-        text = f"agent of {self.name}: {kind}: {message}"
+        text = f"agent of {self.name} at {self.endpoint.agent}: {kind}: {message}"
+        if r.status_code == 401:
+            raise ChassisUnreachable(
+                f"{text}; the agent refused our credentials: give the token the agent "
+                f"reads from its --token-file (ours: {self.endpoint.agent_token_file or 'none'})"
+                " or a client certificate its --tls-client-ca signed"
+            )
         if r.status_code == 409:
             raise PlugError(text)
         if r.status_code in (400, 403, 404, 422):
