@@ -36,11 +36,12 @@ def lab_prefix(base: str) -> str:
     return base + SUFFIX
 
 
-def running_lab(prefix: str, n_chassis: int = 3, spare_chassis: int = 0) -> Iterator[Lab]:
+def running_lab(prefix: str, n_chassis: int = 3, spare_chassis: int = 0, ssl: bool = False,
+                clustered: bool = False) -> Iterator[Lab]:
     """Build a lab (on :data:`OVN`) with its guests running; on exit tear it down and
     check nothing is left (use as ``yield from running_lab(PREFIX)`` in a module fixture)."""
     lab = Lab(LabTopology(prefix=prefix, n_chassis=n_chassis, spare_chassis=spare_chassis,
-                          ovn=OVN))
+                          ovn=OVN, ssl=ssl, clustered=clustered))
     lab.down()  # a crashed earlier run may have left one
     site = lab.up()
     assert site.extra["ovn"]["install"] == OVN  # the lab really runs the asked-for OVN

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from labkit import OVN, lab_prefix, other_chassis
+from labkit import lab_prefix, other_chassis, running_lab
 
 from cutover.bench.faults import FaultPlan
 from cutover.bench.leftovers import scan
@@ -17,7 +17,6 @@ from cutover.lab.faults import LabFaults
 from cutover.migration.clients import SiteClients
 from cutover.migration.context import MigrationOptions
 from cutover.migration.orchestrator import migrate
-from cutover.ovsdb.connection import close_all
 
 pytestmark = [pytest.mark.integration]
 
@@ -26,16 +25,7 @@ PREFIX = lab_prefix("cofc")
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    lab = Lab(LabTopology(prefix=PREFIX, clustered=True, ovn=OVN))
-    lab.down()
-    site = lab.up()
-    hv = EmulatedHypervisor(site)
-    for vm in site.vms:
-        hv.ensure_running(vm)
-    yield lab
-    close_all()
-    assert lab.down() == []
-    assert host.list_netns(PREFIX) == []
+    yield from running_lab(PREFIX, clustered=True)
 
 
 def one_leader(members: dict[str, str]) -> bool:

@@ -18,29 +18,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from labkit import OVN, lab_prefix
+from labkit import lab_prefix, running_lab
 
 from cutover import deployment
-from cutover.guest.emulated import EmulatedHypervisor
-from cutover.lab import Lab, LabTopology, central, host, pki, topo_ovn
+from cutover.lab import Lab, central, host, pki, topo_ovn
 from cutover.lab.rootfs import install_for
-from cutover.ovsdb.connection import close_all
 
 PREFIX = lab_prefix("tssl")
 
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    lab = Lab(LabTopology(prefix=PREFIX, ssl=True, ovn=OVN))
-    lab.down()
-    site = lab.up()
-    hv = EmulatedHypervisor(site)
-    for vm in site.vms:
-        hv.ensure_running(vm)
-    yield lab
-    close_all()
-    assert lab.down() == []
-    assert host.list_netns(PREFIX) == []
+    yield from running_lab(PREFIX, ssl=True)
 
 
 @pytest.fixture
