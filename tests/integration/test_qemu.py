@@ -5,7 +5,7 @@ chassis measures every migration. Covers: claim and port-ready migrations with Q
 figures in the run record, the floor on a Linux bridge, and rollbacks (readiness timeout,
 destination QEMU killed during the pre-copy and at the switchover) that leave the source
 running with its network and nothing of the destination: no QEMU, QMP socket, TAP or
-OVS port.
+OVS port; and that the guests' TAPs carry no offloads (the lab NIC offers the guest none).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -338,6 +340,32 @@ def test_northd_keeps_a_preactivation_while_the_port_has_additional_chassis(
             "Logical_Switch_Port", vm.lsp, "external_ids", "cutover-test", if_exists=True))
     sync_chassis(clients, dst)
     _no_activation_left(clients, vm.lsp, dst)
+
+
+_TAP_OFFLOADS = """
+import array, fcntl, socket, struct, sys
+def get(cmd):
+    ev = array.array("I", [cmd, 0])
+    ifr = struct.pack("16sP", sys.argv[1].encode(), ev.buffer_info()[0])
+    with socket.socket() as s:
+        fcntl.ioctl(s.fileno(), 0x8946, ifr)  # SIOCETHTOOL
+    return ev[1]
+print(get(0x16), get(0x1E))  # ETHTOOL_GTXCSUM, ETHTOOL_GTSO
+"""
+
+
+def test_guest_taps_carry_no_offloads(lab: Lab) -> None:
+    """The booted guests' TAPs have no checksum/TSO offload: with QEMU's defaults the guest
+    driver's negotiation turns both on (checked by hand: "1 1"), and the destination QEMU
+    turns them on again at the switchover - the link event that stalled the userspace
+    vswitchd under L2 load (docs/switchover.md)."""
+    site = lab.site()
+    for vm in site.vms:
+        ns = site.chassis_named(vm.chassis).netns
+        assert ns is not None
+        out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", _TAP_OFFLOADS,
+                              vm.tap], capture_output=True, text=True, timeout=30, check=True)
+        assert out.stdout.split() == ["0", "0"], f"{vm.tap} on {vm.chassis}: {out.stdout}"
 
 
 def test_lab_down_stops_qemu_guests() -> None:
