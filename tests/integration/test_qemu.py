@@ -13,14 +13,19 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from labkit import assert_rolled_back, lab_prefix, other_chassis, stalled, sync_chassis
+from labkit import (
+    assert_rolled_back,
+    lab_prefix,
+    other_chassis,
+    stalled,
+    sync_chassis,
+    tap_offloads,
+)
 
 from cutover.bench.floor import FloorNet, measure_floor
 from cutover.bench.results import BenchResult
@@ -342,18 +347,6 @@ def test_northd_keeps_a_preactivation_while_the_port_has_additional_chassis(
     _no_activation_left(clients, vm.lsp, dst)
 
 
-_TAP_OFFLOADS = """
-import array, fcntl, socket, struct, sys
-def get(cmd):
-    ev = array.array("I", [cmd, 0])
-    ifr = struct.pack("16sP", sys.argv[1].encode(), ev.buffer_info()[0])
-    with socket.socket() as s:
-        fcntl.ioctl(s.fileno(), 0x8946, ifr)  # SIOCETHTOOL
-    return ev[1]
-print(get(0x16), get(0x1E))  # ETHTOOL_GTXCSUM, ETHTOOL_GTSO
-"""
-
-
 def test_guest_taps_carry_no_offloads(lab: Lab) -> None:
     """The booted guests' TAPs have no checksum/TSO offload: with QEMU's defaults the guest
     driver's negotiation turns both on (checked by hand: "1 1"), and the destination QEMU
@@ -361,11 +354,7 @@ def test_guest_taps_carry_no_offloads(lab: Lab) -> None:
     vswitchd under L2 load (docs/switchover.md)."""
     site = lab.site()
     for vm in site.vms:
-        ns = site.chassis_named(vm.chassis).netns
-        assert ns is not None
-        out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", _TAP_OFFLOADS,
-                              vm.tap], capture_output=True, text=True, timeout=30, check=True)
-        assert out.stdout.split() == ["0", "0"], f"{vm.tap} on {vm.chassis}: {out.stdout}"
+        assert tap_offloads(site, vm) == (0, 0), f"{vm.tap} on {vm.chassis}"
 
 
 def test_lab_down_stops_qemu_guests() -> None:

@@ -303,3 +303,9 @@ def test_domain_xml_is_novas_precreated_tap_interface() -> None:
                                        managed_tap=True))
     t2 = managed.find("devices/interface/target")
     assert t2 is not None and t2.attrib == {"dev": "pt-vm1"}
+    guest = iface.find("driver/guest")
+    assert guest is not None and guest.attrib == {
+        "csum": "off", "tso4": "off", "tso6": "off", "ecn": "off", "ufo": "off"}
+    with_offloads = ET.fromstring(domain_xml(VM, "n", Path("/k"), Path("/i"), 128,
+                                             Path("/s"), guest_offloads=True))
+    assert with_offloads.find("devices/interface/driver") is None
