@@ -7,6 +7,8 @@ the next one); this only keeps the build/teardown and the helpers in one place.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -156,3 +158,27 @@ def sync_chassis(clients: SiteClients, chassis: str, timeout_s: float = 30.0) ->
     finally:
         watch.cancel()
     return target[0]
+
+
+_TAP_OFFLOADS = """
+import array, fcntl, socket, struct, sys
+def get(cmd):
+    ev = array.array("I", [cmd, 0])
+    ifr = struct.pack("16sP", sys.argv[1].encode(), ev.buffer_info()[0])
+    with socket.socket() as s:
+        fcntl.ioctl(s.fileno(), 0x8946, ifr)  # SIOCETHTOOL
+    return ev[1]
+print(get(0x16), get(0x1E))  # ETHTOOL_GTXCSUM, ETHTOOL_GTSO
+"""
+
+
+def tap_offloads(site: Site, vm: VmSpec) -> tuple[int, int]:
+    """(tx checksum, TSO) of ``vm``'s TAP on its chassis, as the kernel reports them
+    (``ethtool -k``'s ioctls; ethtool itself is not installed here). A QEMU guest whose NIC
+    offers offloads turns both on when its driver negotiates them."""
+    ns = site.chassis_named(vm.chassis).netns
+    assert ns is not None
+    out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", _TAP_OFFLOADS,
+                          vm.tap], capture_output=True, text=True, timeout=30, check=True)
+    csum, tso = out.stdout.split()
+    return int(csum), int(tso)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from labkit import assert_rolled_back, lab_prefix, other_chassis, stalled
+from labkit import assert_rolled_back, lab_prefix, other_chassis, stalled, tap_offloads
 
 from cutover.bench.runner import BenchPlan, run_bench
 from cutover.errors import MigrationAborted
@@ -106,6 +106,7 @@ def test_claim_migration_through_libvirt_is_measured(lab: Lab, hv: LibvirtHyperv
     vm = lab.site().vm_named("vm1")
     assert vm.chassis == home and hv.status(vm, home) == "running"
     assert [c.name for c in site.chassis if hv.status(vm, c.name) is not None] == [home]
+    assert tap_offloads(lab.site(), vm) == (0, 0)  # <driver><guest csum='off' .../>
 
 
 def test_readiness_timeout_keeps_the_source_domain(

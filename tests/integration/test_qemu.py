@@ -5,7 +5,7 @@ chassis measures every migration. Covers: claim and port-ready migrations with Q
 figures in the run record, the floor on a Linux bridge, and rollbacks (readiness timeout,
 destination QEMU killed during the pre-copy and at the switchover) that leave the source
 running with its network and nothing of the destination: no QEMU, QMP socket, TAP or
-OVS port.
+OVS port; and that the guests' TAPs carry no offloads (the lab NIC offers the guest none).
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from labkit import assert_rolled_back, lab_prefix, other_chassis, stalled, sync_chassis
+from labkit import (
+    assert_rolled_back,
+    lab_prefix,
+    other_chassis,
+    stalled,
+    sync_chassis,
+    tap_offloads,
+)
 
 from cutover.bench.floor import FloorNet, measure_floor
 from cutover.bench.results import BenchResult
@@ -338,6 +345,16 @@ def test_northd_keeps_a_preactivation_while_the_port_has_additional_chassis(
             "Logical_Switch_Port", vm.lsp, "external_ids", "cutover-test", if_exists=True))
     sync_chassis(clients, dst)
     _no_activation_left(clients, vm.lsp, dst)
+
+
+def test_guest_taps_carry_no_offloads(lab: Lab) -> None:
+    """The booted guests' TAPs have no checksum/TSO offload: with QEMU's defaults the guest
+    driver's negotiation turns both on (checked by hand: "1 1"), and the destination QEMU
+    turns them on again at the switchover - the link event that stalled the userspace
+    vswitchd under L2 load (docs/switchover.md)."""
+    site = lab.site()
+    for vm in site.vms:
+        assert tap_offloads(site, vm) == (0, 0), f"{vm.tap} on {vm.chassis}"
 
 
 def test_lab_down_stops_qemu_guests() -> None:

@@ -15,7 +15,7 @@ from cutover.bench.runner import guest_figures
 from cutover.errors import GuestError, InputError, PrerequisiteError
 from cutover.guest.image import GuestImage, extract_vmlinux, parse_abi
 from cutover.guest.initramfs import load_order, module_depends, newc_archive, recipe_id
-from cutover.guest.qemu_proc import QemuFiles, qemu_argv
+from cutover.guest.qemu_proc import OFFLOADS_ENV, QemuFiles, guest_offloads, qemu_argv
 from cutover.guest.qmp import event_ms, is_migration, migration_figures
 from cutover.guest.select import GuestOptions, check_matches
 from cutover.site import ChassisEndpoint, Site, VmSpec
@@ -136,11 +136,42 @@ def test_qemu_argv_attaches_to_the_tap_and_differs_only_by_incoming() -> None:
     dst = qemu_argv(img, VM, files, 128, incoming=True)
     assert dst == [*src, "-incoming", "defer"]
     assert "tap,id=n0,ifname=pt-vm1,script=no,downscript=no" in src
-    assert "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:01" in src
+    nic = src[src.index("-device") + 1]
+    assert nic.startswith("virtio-net-pci,netdev=n0,mac=52:54:00:00:00:01,")
     assert src[src.index("-m") + 1] == "128" and src[src.index("-accel") + 1] == "tcg"
     assert "cutover.ip=10.99.0.1" in src[src.index("-append") + 1]
     assert f"unix:{files.qmp},server=on,wait=off" in src
     assert files.qmp == Path("/tmp/cutover/p/guests/vm1@hv2.qmp")
+
+
+def test_qemu_argv_offers_no_guest_offloads_unless_asked() -> None:
+    """Off by default, so that the destination QEMU's device-state load does not change the
+    TAP's offloads (a link event that stalls the userspace vswitchd's main thread)."""
+    img = GuestImage("6.1.0-57", Path("/c/vmlinux"), Path("/c/initrd.gz"))
+    files = QemuFiles(Path("/tmp/cutover/p/guests"), "vm1", "hv2")
+    argv = qemu_argv(img, VM, files, 128)
+    off = argv[argv.index("-device") + 1]
+    props = dict(kv.split("=") for kv in off.split(",")[1:])
+    assert all(props[p] == "off" for p in ("guest_csum", "guest_tso4", "guest_tso6",
+                                           "guest_ecn", "guest_ufo"))
+    on = qemu_argv(img, VM, files, 128, guest_offloads=True)
+    assert "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:01" in on
+
+
+@pytest.mark.parametrize(("value", "want"), [(None, False), ("off", False), ("on", True)])
+def test_guest_offloads_env(monkeypatch: pytest.MonkeyPatch, value: str | None,
+                            want: bool) -> None:
+    if value is None:
+        monkeypatch.delenv(OFFLOADS_ENV, raising=False)
+    else:
+        monkeypatch.setenv(OFFLOADS_ENV, value)
+    assert guest_offloads() is want
+
+
+def test_guest_offloads_env_rejects_other_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(OFFLOADS_ENV, "yes")
+    with pytest.raises(PrerequisiteError, match="use on or off"):
+        guest_offloads()
 
 
 @pytest.mark.parametrize(("opts", "msg"), [
@@ -272,3 +303,9 @@ def test_domain_xml_is_novas_precreated_tap_interface() -> None:
                                        managed_tap=True))
     t2 = managed.find("devices/interface/target")
     assert t2 is not None and t2.attrib == {"dev": "pt-vm1"}
+    guest = iface.find("driver/guest")
+    assert guest is not None and guest.attrib == {
+        "csum": "off", "tso4": "off", "tso6": "off", "ecn": "off", "ufo": "off"}
+    with_offloads = ET.fromstring(domain_xml(VM, "n", Path("/k"), Path("/i"), 128,
+                                             Path("/s"), guest_offloads=True))
+    assert with_offloads.find("devices/interface/driver") is None

@@ -72,8 +72,11 @@ def domain_name(site: Site, vm: VmSpec) -> str:
 
 
 def domain_xml(vm: VmSpec, name: str, kernel: Path, initrd: Path, ram_mb: int,
-               serial: Path, managed_tap: bool = False) -> str:
-    """The domain of ``vm``: TCG, the cached kernel/initramfs, one NIC on its TAP."""
+               serial: Path, managed_tap: bool = False, guest_offloads: bool = False) -> str:
+    """The domain of ``vm``: TCG, the cached kernel/initramfs, one NIC on its TAP; the NIC
+    offers the guest no receive offloads unless ``guest_offloads`` (libvirt's
+    ``<driver><guest csum='off' .../>``, the same as the QEMU driver's NIC: see
+    ``qemu_proc.OFFLOADS_ENV``)."""
     dom = ET.Element("domain", type="qemu")
     ET.SubElement(dom, "name").text = name
     ET.SubElement(dom, "uuid").text = vm_uuid(vm.name)  # Nova's instance UUID: same on both ends
@@ -94,6 +97,10 @@ def domain_xml(vm: VmSpec, name: str, kernel: Path, initrd: Path, ram_mb: int,
         target = iface.find("target")
         assert target is not None
         del target.attrib["managed"]
+    if not guest_offloads:
+        driver = ET.SubElement(iface, "driver")
+        ET.SubElement(driver, "guest", {p.removeprefix("guest_"): "off"
+                                        for p in qemu_proc.GUEST_OFFLOADS_OFF})
     devices.append(iface)
     serial_el = ET.SubElement(devices, "serial", type="file")
     ET.SubElement(serial_el, "source", path=str(serial))
@@ -161,7 +168,8 @@ class LibvirtHypervisor:
             libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS: dst.encap_ip,
             libvirt.VIR_MIGRATE_PARAM_DEST_XML: domain_xml(
                 vm, self._name(vm), image.kernel, image.initrd, self.ram_mb,
-                self._serial(vm, dst.name), managed_tap=managed),
+                self._serial(vm, dst.name), managed_tap=managed,
+                guest_offloads=qemu_proc.guest_offloads()),
         }
         if self.max_bandwidth_mib is not None:
             params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(self.max_bandwidth_mib)
@@ -285,7 +293,8 @@ class LibvirtHypervisor:
         image = ensure_image(self.progress)
         serial = self._serial(vm, chassis)
         serial.unlink(missing_ok=True)
-        xml = domain_xml(vm, self._name(vm), image.kernel, image.initrd, self.ram_mb, serial)
+        xml = domain_xml(vm, self._name(vm), image.kernel, image.initrd, self.ram_mb, serial,
+                         guest_offloads=qemu_proc.guest_offloads())
         self.progress(f"booting domain {vm.name} on {chassis} (libvirt, TCG)")
         self._call(lambda: self._conn(chassis).createXML(xml, 0), f"create {vm.name}")
         self._write_pidfile(vm, chassis)

@@ -445,7 +445,8 @@ class QemuHypervisor:
         image = ensure_image(self.progress)
         files = self._files(vm, chassis)
         qemu_proc.kill(files)  # a dead predecessor's files
-        argv = qemu_proc.qemu_argv(image, vm, files, self.ram_mb, qemu_proc.accel(), incoming)
+        argv = qemu_proc.qemu_argv(image, vm, files, self.ram_mb, qemu_proc.accel(), incoming,
+                                   qemu_proc.guest_offloads())
         netns = self.site.chassis_named(chassis).netns
         pid = qemu_proc.spawn(argv, files, netns)
         try:

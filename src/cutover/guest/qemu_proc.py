@@ -36,6 +36,19 @@ ACCEL_ENV = "CUTOVER_QEMU_ACCEL"
 """``tcg`` (default) or ``kvm``: KVM on this machine kind (nested PVM) cannot boot a stock
 kernel (``failed to set MSR 0x10a``), so it is only used where asked for."""
 
+OFFLOADS_ENV = "CUTOVER_QEMU_GUEST_OFFLOADS"
+"""``off`` (default) or ``on``: whether the lab VM's virtio-net NIC offers the guest receive
+offloads (QEMU's default). With them, the destination QEMU applies the guest's negotiated
+offloads to its TAP when it loads the device state at the switchover (``TUNSETOFFLOAD``:
+a "feature change" RTM_NEWLINK), and the userspace ovs-vswitchd answers that with a
+reconfiguration over every port of br-int - seconds of main-thread time with the 2000
+ports of the L1/L2 load, during which it polls no TAP (docs/switchover.md, "L2 load on the
+destination"). Off, the TAP's offloads stay as QEMU set them at start, so the switchover
+sends no link event. Source and destination must agree (it is part of the device)."""
+
+GUEST_OFFLOADS_OFF = ("guest_csum", "guest_tso4", "guest_tso6", "guest_ecn", "guest_ufo")
+"""virtio-net-pci properties (QEMU 7.2) that become the TAP's offload flags."""
+
 
 @dataclass(frozen=True)
 class QemuFiles:
@@ -73,9 +86,14 @@ class QemuFiles:
 
 
 def qemu_argv(image: GuestImage, vm: VmSpec, files: QemuFiles, ram_mb: int,
-              accel: str = "tcg", incoming: bool = False) -> list[str]:
+              accel: str = "tcg", incoming: bool = False,
+              guest_offloads: bool = False) -> list[str]:
     """The QEMU command line of a lab guest (the source and destination differ only by
-    ``-incoming defer``, as device state must match on both ends)."""
+    ``-incoming defer``, as device state must match on both ends). ``guest_offloads``:
+    see :data:`OFFLOADS_ENV`."""
+    nic = f"virtio-net-pci,netdev=n0,mac={vm.mac}"
+    if not guest_offloads:
+        nic += "".join(f",{prop}=off" for prop in GUEST_OFFLOADS_OFF)
     argv = [
         QEMU, "-name", f"cutover.guest.qemu:{vm.name}@{files.chassis}",
         "-accel", accel, "-cpu", "max", "-m", str(ram_mb), "-smp", "1",
@@ -83,7 +101,7 @@ def qemu_argv(image: GuestImage, vm: VmSpec, files: QemuFiles, ram_mb: int,
         "-kernel", str(image.kernel), "-initrd", str(image.initrd),
         "-append", f"console=ttyS0 quiet panic=-1 cutover.ip={vm.ip}",
         "-netdev", f"tap,id=n0,ifname={vm.tap},script=no,downscript=no",
-        "-device", f"virtio-net-pci,netdev=n0,mac={vm.mac}",
+        "-device", nic,
         "-serial", f"file:{files.serial}",
         "-qmp", f"unix:{files.qmp},server=on,wait=off",
         "-daemonize", "-pidfile", str(files.pidfile),
@@ -91,6 +109,14 @@ def qemu_argv(image: GuestImage, vm: VmSpec, files: QemuFiles, ram_mb: int,
     if incoming:
         argv += ["-incoming", "defer"]
     return argv
+
+
+def guest_offloads() -> bool:
+    """:data:`OFFLOADS_ENV` read and checked (default off)."""
+    value = os.environ.get(OFFLOADS_ENV, "off")
+    if value not in ("on", "off"):
+        raise PrerequisiteError(f"{OFFLOADS_ENV}={value!r}: use on or off")
+    return value == "on"
 
 
 def tap_exists(netns: str | None, name: str) -> bool:
