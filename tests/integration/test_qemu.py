@@ -316,6 +316,22 @@ def test_converge_when_ready_with_preactivation(
     assert report.gate == "converge-when-ready" and report.switchover_ms is not None
     sent, answered = _answering(lab.site())
     assert sent > 20 and answered == sent
+    # every verdict the agents published (port-ready's and the pre-activation's
+    # port-open) is withdrawn: it was left behind once (the agent withdrew the wrong key)
+    assert _published(clients) == {}
+
+
+def _published(clients: SiteClients, settle_s: float = 2.0) -> dict[str, list[str]]:
+    """cutover's keys left in any Chassis_Private, once the SB replica has caught up with
+    the agents' withdrawals (a few ms; bounded)."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        keys = {str(r.name): sorted(k for k in r.external_ids if k.startswith("cutover-"))
+                for r in clients.sb.rows("Chassis_Private")}  # fmt: skip
+        keys = {name: ks for name, ks in keys.items() if ks}
+        if not keys or time.monotonic() > deadline:
+            return keys
+        time.sleep(0.05)
 
 
 def test_northd_keeps_a_preactivation_while_the_port_has_additional_chassis(

@@ -48,6 +48,12 @@ class NotWatched(InputError):
     """No readiness watch exists for that port on this agent."""
 
 
+_KEYS: dict[str, Callable[[str], str]] = {
+    "port": port_ready_key, "open": port_open_key, "path": path_ready_key,
+}
+"""Each watch kind's SB key (``Chassis_Private.external_ids``) for a logical port."""
+
+
 @dataclass
 class _Job:
     kind: str
@@ -189,7 +195,7 @@ class NodeService:
         """Stop the watch and withdraw its verdict from the SB (idempotent)."""
         with self._lock:
             job = self._jobs.pop((kind, lsp), None)
-        key = port_ready_key(lsp) if kind == "port" else path_ready_key(lsp)
+        key = _KEYS[kind](lsp)
         if job is not None:
             job.state = "cancelled"
             job.watch.interrupt(InputError("cancelled"))
@@ -235,7 +241,7 @@ class NodeService:
         """Drop everything this node holds for a migration of ``lsp`` (idempotent; see
         :meth:`cutover.chassis.base.Chassis.forget`)."""
         cleaned = []
-        for kind in ("port", "path"):
+        for kind in _KEYS:
             with self._lock:
                 watched = (kind, lsp) in self._jobs
             if watched:

@@ -174,8 +174,10 @@ class LabFaults:
         return problems
 
     def _guest_pids(self) -> Iterable[int]:
+        """The lab's guests, and the floor's (``guests/floor/``, alive for a whole
+        ``bench --floor``): they name the lab dir but are not daemons of its manifest."""
         gdir = self.topo.guest_dir
-        for pidfile in sorted(gdir.glob("*.pid")) if gdir.is_dir() else []:
+        for pidfile in sorted(gdir.rglob("*.pid")) if gdir.is_dir() else []:
             pid = host.read_pidfile(pidfile)
             if pid is not None:
                 yield pid
