@@ -140,7 +140,7 @@ def test_report_md_quotes_the_computed_medians(report: tuple[BenchResult, Report
     assert rows[("legacy", stall)][3] == "2300.0"
     assert rows[("claim", stall)][2:6] == ["3", "40.0", "30.0", "50.0"]
     assert rows[("claim", stall)][col("failed")] == "1"
-    assert rows[("claim", stall)][col("lost")] == "4.0"  # of 40/30/50 ms at 10 ms
+    assert rows[("claim", stall)][col("lost")] == "4"  # of 40/30/50 ms at 10 ms
     assert rows[("claim", stall)][col("loss outage ms")] == "40.0"
 
 

@@ -115,9 +115,9 @@ def summary_rows(result: BenchResult) -> list[list[str]]:
                 _num(g.blackout_min_ms),
                 _num(g.blackout_max_ms),
                 _num(g.loss_outage_median_ms),
-                _num(g.probes_lost_median),
+                _count(g.probes_lost_median),
                 _num(g.max_rtt_median_ms),
-                _num(g.duplicates_median),
+                _count(g.duplicates_median),
                 _num(g.ready_wait_median_ms),
                 _num(g.migration_median_ms),
                 str(g.failed),
@@ -130,8 +130,8 @@ def summary_table(result: BenchResult) -> Table:
     """The summary as a rich table, for the CLI to print."""
     ok = sum(r.ok for r in result.runs)
     table = Table(
-        title=f"Blackout per strategy: medians over {ok} successful runs (min and max of "
-        f"the blackout beside it), {_interval_text(result.runs)}",
+        title=f"Blackout per strategy: median of each row's successful runs ({ok} in all; "
+        f"min and max of the blackout beside it), {_interval_text(result.runs)}",
     )
     for i, header in enumerate(SUMMARY_HEADERS):
         table.add_column(header, justify="left" if i < 2 else "right")
@@ -413,6 +413,13 @@ def _num(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:.1f}"
+
+
+def _count(value: float | None) -> str:
+    """A median of counts: whole unless it falls between two (an even number of runs)."""
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
 
 
 def _param(value: Any) -> str:
