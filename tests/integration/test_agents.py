@@ -18,7 +18,7 @@ import httpx
 import pytest
 from labkit import lab_prefix, links, other_chassis, running_lab, vswitch
 
-from cutover.chassis.agent_client import AgentChassis
+from cutover.chassis.agent_client import CHANNEL_ENV, AgentChassis
 from cutover.chassis.base import vm_uuid
 from cutover.guest.emulated import EmulatedHypervisor
 from cutover.lab import Lab, host
@@ -84,8 +84,13 @@ def test_unauthenticated_and_malformed_requests_change_nothing(lab: Lab) -> None
     assert vswitch(site, "hv2").interface("cotax9") is None
 
 
-@pytest.mark.parametrize("strategy", ["claim", "port-ready", "path-ready"])
-def test_a_site_of_agents_only_migrates(lab: Lab, strategy: str) -> None:
+@pytest.mark.parametrize(("strategy", "channel"), [
+    ("claim", "first"), ("port-ready", "first"), ("path-ready", "first"),
+    ("port-ready", "sb"),  # the SB record alone carries the verdict too
+])  # fmt: skip
+def test_a_site_of_agents_only_migrates(lab: Lab, strategy: str, channel: str,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CHANNEL_ENV, channel)
     full = lab.site()
     site = agent_only(full)
     clients = SiteClients.connect(site)
@@ -101,6 +106,9 @@ def test_a_site_of_agents_only_migrates(lab: Lab, strategy: str) -> None:
         assert report.detection_latency_ms is not None and report.detection_latency_ms > 0
     if strategy != "claim":
         assert "published by the agent" in report.evidence
+        # by the first channel to bring it (the long poll, normally), or the SB alone
+        assert ("by the SB" in report.evidence) if channel == "sb" else (
+            "by the agent's API" in report.evidence or "by the SB" in report.evidence)
         assert "ready.confirmed" in names  # the controllers were confirmed through agents
     # the destination's VIF is what os-vif writes; nothing stays published
     ids = vswitch(full, dst).interface_external_ids(vm.tap)

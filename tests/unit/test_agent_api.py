@@ -8,6 +8,9 @@
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -38,9 +41,14 @@ class FakeService:
     chassis_name = "hv2"
     faults_enabled = False
 
-    def __init__(self) -> None:
+    def __init__(self, instant: bool = True) -> None:
+        """``instant``: a verdict long poll is answered at once (ready), as the contract
+        test needs; else only when :meth:`settle` is called."""
         self.changes: list[tuple[Any, ...]] = []
         self.watches: dict[tuple[str, str], str] = {}
+        self.instant = instant
+        self.subscribers: list[Callable[[str, str], None]] = []
+        self.request_ids: dict[tuple[str, str], str] = {}
 
     def plug(self, tap: str, lsp: str, mac: str, vm_uuid: str, mtu: int) -> None:
         self.changes.append(("plug", tap, lsp))
@@ -55,21 +63,38 @@ class FakeService:
                    use_ovn_installed: bool) -> None:
         self.changes.append(("watch_port", lsp, mac))
         self.watches[("port", lsp)] = "waiting"
+        self.request_ids[("port", lsp)] = request_id
 
     def watch_open(self, lsp: str, tap: str, mac: str, request_id: str,
                    timeout_s: float) -> None:
         self.changes.append(("watch_open", lsp, mac))
         self.watches[("open", lsp)] = "waiting"
+        self.request_ids[("open", lsp)] = request_id
 
     def watch_path(self, lsp: str, request_id: str, target: PathTarget,
                    timeout_s: float) -> None:
         self.changes.append(("watch_path", lsp))
         self.watches[("path", lsp)] = "waiting"
+        self.request_ids[("path", lsp)] = request_id
 
     def watch_state(self, kind: str, lsp: str) -> tuple[str, str]:
         if (kind, lsp) not in self.watches:
             raise NotWatched(f"no {kind} watch for {lsp}")
         return self.watches[(kind, lsp)], ""
+
+    def subscribe_verdict(self, kind: str, lsp: str, request_id: str,
+                          deliver: Callable[[str, str], None]) -> Callable[[], None]:
+        if (kind, lsp) not in self.watches or self.request_ids[(kind, lsp)] != request_id:
+            raise NotWatched(f"no {kind} watch {request_id} for {lsp}")
+        if self.instant:
+            deliver("ready", json.dumps({"id": request_id}))
+        else:
+            self.subscribers.append(deliver)
+        return lambda: self.subscribers.remove(deliver) if deliver in self.subscribers else None
+
+    def settle(self, state: str, value: str) -> None:
+        for deliver in self.subscribers:
+            deliver(state, value)
 
     def cancel_watch(self, kind: str, lsp: str) -> None:
         if self.watches.pop((kind, lsp), None) is None:
@@ -185,6 +210,43 @@ def test_port_open_watch_and_cancel(client: TestClient, service: FakeService) ->
     assert client.put("/v1/port-open/ls-vm1", json=bad, headers=AUTH).status_code == 422
     assert service.changes == [("watch_open", "ls-vm1", "02:00:00:00:00:01"),
                                ("cancel", "open", "ls-vm1")]  # fmt: skip
+
+
+RID = "12345678-1234-1234-1234-123456789012"
+
+
+def test_the_verdict_long_poll_answers_when_the_verdict_comes() -> None:
+    """The reply waits for the verdict (not for wait_s), carries the value the SB key
+    gets, and an idle poll ends with ``waiting``; another request id is a 404."""
+    service = FakeService(instant=False)
+    client = TestClient(make_app(service, TOKEN))
+    body = {"tap": "tapvm1", "mac": "02:00:00:00:00:01", "request_id": RID, "timeout_s": 30}
+    assert client.put("/v1/port-readiness/ls-vm1", json=body, headers=AUTH).status_code == 202
+    path = "/v1/port-readiness/ls-vm1/verdict"
+    idle = client.get(path, params={"request_id": RID, "wait_s": 0.05}, headers=AUTH)
+    assert idle.status_code == 200 and idle.json()["state"] == "waiting"
+    assert service.subscribers == []  # the idle poll unsubscribed
+
+    answers: list[Any] = []
+    started = time.monotonic()
+    poll = threading.Thread(target=lambda: answers.append(client.get(
+        path, params={"request_id": RID, "wait_s": 30}, headers=AUTH)))
+    poll.start()
+    deadline = time.monotonic() + 10
+    while not service.subscribers and time.monotonic() < deadline:
+        time.sleep(0.005)  # the poll reaches the fake in the app's thread
+    assert service.subscribers, "the long poll never subscribed"
+    service.settle("ready", '{"id": "x"}')
+    poll.join(timeout=10)
+    assert answers and answers[0].json() == {"lsp": "ls-vm1", "request_id": RID,
+                                             "state": "ready", "value": '{"id": "x"}'}
+    assert time.monotonic() - started < 10  # answered by the verdict, not by wait_s
+    other = RID.replace("1234", "9999", 1)
+    r = client.get(path, params={"request_id": other}, headers=AUTH)
+    assert r.status_code == 404 and r.json()["error"]["type"] == "NotWatched"
+    bad = client.get(path, params={"request_id": RID, "wait_s": 0}, headers=AUTH)
+    assert bad.status_code == 422
+    assert service.changes == [("watch_port", "ls-vm1", "02:00:00:00:00:01")]
 
 
 def test_faults_are_refused_unless_enabled(client: TestClient) -> None:

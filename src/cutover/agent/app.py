@@ -20,6 +20,10 @@ The controller watch (``GET /v1/controller/watch``) is a stream: ``alive`` at on
 heartbeat ``alive`` every :data:`HEARTBEAT_S`, and ``down: <reason>`` when ovn-controller
 dies, after which the stream ends. The client learns of a death (or of the agent's own)
 as an event, not by polling.
+
+``GET /v1/<watch>/<lsp>/verdict?request_id=...&wait_s=...`` is a long poll on one
+readiness watch: the agent answers it the moment its verdict is known, with the very value
+it then writes to the SB (docs/readiness.md, "Two channels").
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import hmac
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Path, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -45,9 +49,12 @@ from cutover.agent.models import (
     LogicalPort,
     PathReadinessRequest,
     PauseRequest,
+    PollWait,
     PortOpenRequest,
     PortReadinessRequest,
     TapName,
+    Uuid,
+    VerdictState,
     VifRequest,
     VifState,
     WatchState,
@@ -225,6 +232,33 @@ def _watch_routes(app: FastAPI, service: Service, prefix: str, kind: str) -> Non
     def state(lsp: Annotated[LogicalPort, Path()]) -> WatchState:
         name, detail = service.watch_state(kind, lsp)
         return WatchState(lsp=lsp, state=name, detail=detail)  # type: ignore[arg-type]
+
+    @app.get(f"/v1/{prefix}/{{lsp}}/verdict", name=f"{kind}_verdict")
+    async def verdict(lsp: Annotated[LogicalPort, Path()],
+                      request_id: Annotated[Uuid, Query()],
+                      wait_s: Annotated[PollWait, Query()] = 20.0) -> VerdictState:
+        """Long poll: answers as soon as watch ``request_id`` has a verdict (the same
+        value its SB key gets, handed to this reply before the SB write), or after
+        ``wait_s`` with ``waiting``."""
+        loop = asyncio.get_running_loop()
+        settled: asyncio.Future[tuple[str, str]] = loop.create_future()
+
+        def settle(result: tuple[str, str]) -> None:
+            if not settled.done():
+                settled.set_result(result)
+
+        def deliver(state: str, value: str) -> None:  # any thread
+            loop.call_soon_threadsafe(settle, (state, value))
+
+        unsubscribe = service.subscribe_verdict(kind, lsp, request_id, deliver)
+        try:
+            state, value = await asyncio.wait_for(asyncio.shield(settled), wait_s)
+        except TimeoutError:
+            state, value = "waiting", ""
+        finally:
+            unsubscribe()
+        return VerdictState(lsp=lsp, request_id=request_id, state=state,  # type: ignore[arg-type]
+                            value=value)
 
     @app.delete(f"/v1/{prefix}/{{lsp}}", name=f"{kind}_cancel")
     def cancel(lsp: Annotated[LogicalPort, Path()]) -> WatchState:

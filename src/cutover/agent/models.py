@@ -134,6 +134,21 @@ class WatchState(Strict):
     detail: str = ""
 
 
+PollWait = Annotated[float, Field(gt=0, le=60, description="seconds")]
+"""How long one verdict long poll may be held open."""
+
+
+class VerdictState(Strict):
+    """A watch's verdict as the SB key gets it (:mod:`cutover.chassis.published`):
+    ``ready`` or ``failed`` with ``value`` set; ``waiting`` when the poll's ``wait_s``
+    ended first (ask again); ``cancelled`` when the watch was cancelled meanwhile."""
+
+    lsp: str
+    request_id: str
+    state: WatchStateName
+    value: str = ""
+
+
 class ControllerState(Strict):
     chassis: str
     alive: bool

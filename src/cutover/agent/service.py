@@ -54,6 +54,11 @@ _KEYS: dict[str, Callable[[str], str]] = {
 """Each watch kind's SB key (``Chassis_Private.external_ids``) for a logical port."""
 
 
+Deliver = Callable[[str, str], None]
+"""Called with (state, encoded verdict) once a watch ends: ``ready`` or ``failed`` with the
+value the SB key gets, ``cancelled`` with ""."""
+
+
 @dataclass
 class _Job:
     kind: str
@@ -63,7 +68,13 @@ class _Job:
     watch: Watch
     state: str = "waiting"
     detail: str = ""
+    value: str = ""
+    """The encoded verdict (:mod:`cutover.chassis.published`) once ready or failed."""
     thread: threading.Thread | None = field(default=None, repr=False)
+    subscribers: list[Deliver] = field(default_factory=list, repr=False)
+    """Who waits for the verdict on the API (:meth:`NodeService.subscribe_verdict`)."""
+    sb_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    """Orders the verdict's SB write against the cancel's removal of the key."""
 
 
 class Service(Protocol):
@@ -82,6 +93,8 @@ class Service(Protocol):
     def watch_path(self, lsp: str, request_id: str, target: PathTarget,
                    timeout_s: float) -> None: ...
     def watch_state(self, kind: str, lsp: str) -> tuple[str, str]: ...
+    def subscribe_verdict(self, kind: str, lsp: str, request_id: str,
+                          deliver: Deliver) -> Callable[[], None]: ...
     def cancel_watch(self, kind: str, lsp: str) -> None: ...
     def controller_alive(self) -> tuple[bool, str]: ...
     def watch_controller(self, on_death: Callable[[ControllerDown], None]) -> ControllerWatch: ...
@@ -165,21 +178,64 @@ class NodeService:
         except CutoverError as e:
             if job.state == "cancelled":
                 return
-            job.state, job.detail = "failed", f"{type(e).__name__}: {e}"
-            self._publish(job, encode_failed(job.request_id, e))
+            self._publish(job, "failed", f"{type(e).__name__}: {e}",
+                          encode_failed(job.request_id, e))
             return
         if job.state == "cancelled":
             return
-        job.state, job.detail = "ready", evidence.detail
         marks = (*evidence.marks, (f"{evidence.check}.publish", now_ms(),
-                                   f"the agent of {self.chassis_name} sends its SB write"))
-        self._publish(job, encode_ready(job.request_id, replace(evidence, marks=marks)))
+                                   f"the agent of {self.chassis_name} hands its verdict on "
+                                   "(API reply, SB write)"))  # fmt: skip
+        self._publish(job, "ready", evidence.detail,
+                      encode_ready(job.request_id, replace(evidence, marks=marks)))
 
-    def _publish(self, job: _Job, value: str) -> None:
-        try:
-            self._sb.publish(self.chassis_name, job.key, value)
-        except CutoverError as e:
-            job.state, job.detail = "failed", f"could not publish in the SB: {e}"
+    def _publish(self, job: _Job, state: str, detail: str, value: str) -> None:
+        """The verdict to its API subscribers first (a thread hand-off, well under a ms),
+        then to the SB (a transaction: the record the central side can always read)."""
+        with job.sb_lock:
+            if not self._settle(job, state, detail, value):
+                return  # cancelled meanwhile: its key is withdrawn, never written again
+            try:
+                self._sb.publish(self.chassis_name, job.key, value)
+            except CutoverError as e:
+                job.state, job.detail = "failed", f"could not publish in the SB: {e}"
+
+    def _settle(self, job: _Job, state: str, detail: str, value: str) -> bool:
+        """End a waiting job (a cancel ends any); False if it had ended already."""
+        with self._lock:
+            if job.state != "waiting" and state != "cancelled":
+                return False
+            job.state, job.detail, job.value = state, detail, value
+            waiting, job.subscribers = job.subscribers, []
+        for deliver in waiting:
+            deliver(state, value)
+        return True
+
+    def subscribe_verdict(self, kind: str, lsp: str, request_id: str,
+                          deliver: Deliver) -> Callable[[], None]:
+        """Have ``deliver`` called once the watch ``request_id`` of ``lsp`` ends (at once if
+        it has; from the watch's thread otherwise). Returns the unsubscribe function.
+        NotWatched if this agent has no such watch (another request id included: the
+        verdict asked for can never come)."""
+        with self._lock:
+            job = self._jobs.get((kind, lsp))
+            if job is None or job.request_id != request_id:
+                current = f" (its current watch is {job.request_id})" if job else ""
+                raise NotWatched(f"no {kind} readiness watch {request_id} for {lsp} on "
+                                 f"{self.chassis_name}{current}")  # fmt: skip
+            state, value = job.state, job.value
+            if state == "waiting":
+                job.subscribers.append(deliver)
+        if state != "waiting":
+            deliver(state, value)
+            return lambda: None
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if deliver in job.subscribers:
+                    job.subscribers.remove(deliver)
+
+        return unsubscribe
 
     def watch_state(self, kind: str, lsp: str) -> tuple[str, str]:
         """(state, detail); while waiting the detail is what the wait sees right now."""
@@ -197,14 +253,17 @@ class NodeService:
             job = self._jobs.pop((kind, lsp), None)
         key = _KEYS[kind](lsp)
         if job is not None:
-            job.state = "cancelled"
+            with job.sb_lock:
+                self._settle(job, "cancelled", "", "")
+                self._sb.unpublish(self.chassis_name, key)
             job.watch.interrupt(InputError("cancelled"))
             if job.thread is None or not job.thread.is_alive():
                 job.watch.cancel()
             # else the job's thread stops the watch (its flow monitors, a background dump)
             # on its way out: the caller - the orchestrator, right after the verdict -
             # does not wait for processes to be reaped
-        elif not missing_ok:
+            return
+        if not missing_ok:
             raise NotWatched(f"no {kind} readiness watch for {lsp} on {self.chassis_name}")
         self._sb.unpublish(self.chassis_name, key)
 

@@ -1,10 +1,13 @@
 """The chassis seam through the chassis' agent: nothing here touches the chassis itself.
 
 Requests go to the agent's API (:mod:`cutover.agent.app`) over a unix socket or HTTPS,
-with the bearer token from the site's ``agent_token_file``. Readiness is NOT read back
-from the agent: the agent publishes it in the SB (:mod:`cutover.chassis.published`) and
-this side waits for that row with an OVSDB event registered before the request, exactly
-as Neutron waits for a claim. The agent is asked again only to explain a timeout.
+with the bearer token from the site's ``agent_token_file``. A readiness verdict comes by
+two channels, whichever is first: the agent's SB record (:mod:`cutover.chassis.published`),
+waited for with an OVSDB event registered before the request, exactly as Neutron waits
+for a claim; and a long poll on the agent (``GET .../verdict``), which the agent answers
+just before its SB write, one hop fewer (docs/readiness.md, "Two channels").
+``CUTOVER_VERDICT_CHANNEL=sb`` turns the long poll off (the SB alone, as a central side
+that cannot reach the agents would wait; used to measure the SB hop).
 
 httpx errors are mapped here, at one boundary: a transport failure is
 :class:`~cutover.errors.ChassisUnreachable`; the agent's own error bodies come back as the
@@ -15,6 +18,7 @@ ChassisUnreachable with the agent's message.
 from __future__ import annotations
 
 import contextlib
+import os
 import ssl
 import threading
 import uuid
@@ -53,9 +57,22 @@ bench's return migration)."""
 WATCH_READ_TIMEOUT_S = 45.0
 """Longer than the agent's controller-watch heartbeat (15 s): silence past it is a dead
 agent."""
+POLL_WAIT_S = 20.0
+"""How long one verdict long poll is held open by the agent (then asked again)."""
+CHANNEL_ENV = "CUTOVER_VERDICT_CHANNEL"
+"""``sb``: wait for the agents' verdicts in the SB only; unset or ``first``: both."""
 AGENT_WAIT_S = 3600.0
 """How long the agent's own wait may run: ours is shorter (and cancels it when it ends),
 so our timeout, with the state we saw, is the one the operator gets."""
+
+
+def verdict_channel() -> str:
+    """:data:`CHANNEL_ENV` read and checked: ``first`` (default) or ``sb``."""
+    value = os.environ.get(CHANNEL_ENV, "first")
+    if value not in ("first", "sb"):
+        raise InputError(f"{CHANNEL_ENV}={value!r}: use first (the agent's API or the SB, "
+                         "whichever brings the verdict first) or sb")
+    return value
 
 
 def _token(endpoint: ChassisEndpoint) -> str:
@@ -124,6 +141,7 @@ class AgentChassis:
 
     def __init__(self, endpoint: ChassisEndpoint, sb: SbClient | None = None) -> None:
         """``sb``: where the agent's verdicts are read; needed only for ``watch_*``."""
+        verdict_channel()  # a bad setting is refused before anything is built
         self.name = endpoint.name
         self.endpoint = endpoint
         self._sb = sb
@@ -169,6 +187,11 @@ class AgentChassis:
         if r.status_code in (400, 403, 404, 422):
             raise InputError(text)
         raise ChassisUnreachable(text)
+
+    def long_poll_client(self) -> httpx.Client:
+        """A client of its own for one verdict long poll (its read timeout outlasts the
+        agent's hold of the poll)."""
+        return http_client(self.endpoint, read_timeout=POLL_WAIT_S + 10.0)
 
     # -- VIFs ------------------------------------------------------------------------------
 
@@ -235,15 +258,13 @@ class PublishedWatch:
 
         self._verdict: Verdict | None = None
         self._seen_ms: float | None = None
+        self._channel = ""
+        self._take_lock = threading.Lock()
+        self._armed = False
 
         def mine(value: str) -> bool:
             """In the IDL thread: keep the verdict and its time, then wake the wait."""
-            verdict = decode(value)
-            ok = verdict is not None and verdict.request_id == self._request_id
-            if ok and self._verdict is None:
-                self._verdict, self._seen_ms = verdict, now_ms()
-                self._event.set()
-            return ok
+            return self._take(value, "the SB")
 
         # registered BEFORE the request: the verdict cannot be missed
         self._sb_watch = chassis.sb.watch_published(chassis.name, key, mine,
@@ -255,6 +276,43 @@ class PublishedWatch:
             self._sb_watch.cancel()
             raise
         self._armed = True
+        self._poll_error = ""
+        if verdict_channel() == "first":
+            threading.Thread(target=self._poll, name=f"verdict-{route}-{lsp}",
+                             daemon=True).start()  # fmt: skip
+
+    def _take(self, value: str, channel: str) -> bool:
+        """Keep the first verdict of this request, whichever channel brought it."""
+        verdict = decode(value)
+        ok = verdict is not None and verdict.request_id == self._request_id
+        with self._take_lock:
+            if ok and self._verdict is None:
+                self._verdict, self._seen_ms, self._channel = verdict, now_ms(), channel
+                self._event.set()
+        return ok
+
+    def _poll(self) -> None:
+        """The long poll (a thread per watch, its own HTTP connection): ends with the
+        verdict, the watch's cancel, or an error (then the SB channel alone remains)."""
+        client = self._chassis.long_poll_client()
+        path = f"/v1/{self._route}/{self._lsp}/verdict"
+        try:
+            while self._armed and self._verdict is None:
+                r = client.get(path, params={"request_id": self._request_id,
+                                             "wait_s": POLL_WAIT_S})  # fmt: skip
+                if r.status_code != 200:
+                    self._poll_error = f"HTTP {r.status_code}: {r.text[:200]}"
+                    return
+                answer = r.json()
+                if answer["state"] in ("ready", "failed"):
+                    self._take(str(answer["value"]), "the agent's API")
+                    return
+                if answer["state"] != "waiting":
+                    return  # cancelled
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
+            self._poll_error = f"{type(e).__name__}: {e}"
+        finally:
+            client.close()
 
     def interrupt(self, cause: BaseException) -> None:
         self._interrupted = cause
@@ -279,7 +337,8 @@ class PublishedWatch:
             marks = (*ev.marks, (f"{ev.check}.on-chassis", ev.seen_ms,
                                  f"seen by the agent of {self._chassis.name}"))
             return Evidence(ev.check, seen, ev.detail + f"; published by the agent, seen here "
-                            f"{seen - ev.seen_ms:.1f} ms after the agent saw it",
+                            f"{seen - ev.seen_ms:.1f} ms after the agent saw it, by "
+                            f"{self._channel}",
                             committed_ms=ev.committed_ms, marks=marks)  # fmt: skip
         finally:
             self.cancel()
@@ -288,9 +347,12 @@ class PublishedWatch:
         """What the agent's own wait sees now (asked only to explain a timeout)."""
         try:
             state = self._chassis.request("GET", f"/v1/{self._route}/{self._lsp}")
-            return f"agent of {self._chassis.name}: {state['state']}: {state['detail']}"
+            said = f"agent of {self._chassis.name}: {state['state']}: {state['detail']}"
         except CutoverError as e:
-            return f"the agent could not say ({e})"
+            said = f"the agent could not say ({e})"
+        if self._poll_error:
+            said += f"; the verdict long poll failed ({self._poll_error}): the SB alone counts"
+        return said
 
     def cancel(self) -> None:
         """Stop waiting; the agent stops too and withdraws its SB key (idempotent)."""

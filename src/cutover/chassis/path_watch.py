@@ -113,8 +113,11 @@ class LocalPathWatch:
                                       f"{self.target.dst}", timeout_s, self.describe())
                 until = min(deadline, t + CHECK_RETRY_MS) if retry else deadline
                 self._changed.wait(max(0.0, (until - t) / 1000.0))
-        finally:
+        except BaseException:
             self._release()
+            raise
+        # a verdict: the OVSDB watches are released by cancel(), which every owner calls
+        # after handing the verdict on - unregistering waits for the IDL thread's lock
 
     def _check(self) -> tuple[bool, float | None]:
         """(retry due, ready since ms or None). From the monitor's live copy when it has

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from cutover.chassis.base import Vif
 from cutover.chassis.flows import (
@@ -254,13 +255,21 @@ class LocalPortWatch:
         def describe_iface() -> str:
             return f"Interface {tap} external_ids={vswitch.interface_external_ids(tap)}"
 
-        self._installed = vswitch.register(
-            "Interface",
-            lambda r: self._wake_if(use_ovn_installed and r.name == tap
-                                    and r.external_ids.get("ovn-installed") == "true",
-                                    "installed"),
-            f"ovn-installed on {tap} at {chassis}", describe_iface,
-        )  # fmt: skip
+        self._installed_ids: dict[str, str] = {}
+        """The Interface's external_ids as the ``ovn-installed`` event carried them: the
+        evidence reads ``ovn-installed-ts`` here, not from the IDL, whose lock the IDL
+        thread holds while it processes an update (ms on a loaded node)."""
+
+        def installed(r: Any) -> bool:
+            ok = (use_ovn_installed and r.name == tap
+                  and r.external_ids.get("ovn-installed") == "true")
+            if ok and not self._installed_ids:
+                self._installed_ids = dict(r.external_ids)
+            return self._wake_if(ok, "installed")
+
+        self._installed = vswitch.register("Interface", installed,
+                                           f"ovn-installed on {tap} at {chassis}",
+                                           describe_iface)  # fmt: skip
         self._ofport = vswitch.register(
             "Interface",
             lambda r: self._wake_if(r.name == tap and interface_ofport(r) is not None, "ofport"),
@@ -388,8 +397,11 @@ class LocalPortWatch:
                     recheck = t + CHECK_RETRY_MS
                 until = min(deadline, recheck or deadline)
                 self._changed.wait(max(0.0, (until - t) / 1000.0))
-        finally:
+        except BaseException:
             self._release()
+            raise
+        # a verdict: the OVSDB watches are released by cancel(), which every owner calls
+        # after handing the verdict on - unregistering waits for the IDL thread's lock
 
     def _flows_changed(self) -> None:
         self._dirty.set()
@@ -469,7 +481,7 @@ class LocalPortWatch:
     def _evidence(self, d: Decision, flows: PortFlows, seen: float,
                   complete_ms: float | None) -> Evidence:
         assert d.path is not None
-        ids = self._vs.interface_external_ids(self.tap) or {}
+        ids = self._installed_ids or self._vs.interface_external_ids(self.tap) or {}
         ts = ids.get("ovn-installed-ts")
         installed_ts = float(ts) if ts and ts.isdigit() else None
         claim = ("claim: shown by the rarp blocks (installed only for a committed claim), "
