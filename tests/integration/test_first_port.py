@@ -27,7 +27,7 @@ from cutover.chassis import unixctl
 from cutover.chassis.base import Vif
 from cutover.chassis.flows import BridgeFlows, PortTarget
 from cutover.chassis.local import LocalChassis, rundir_for
-from cutover.chassis.port_watch import WAIT_CLAIM, WAIT_LOOKUP
+from cutover.chassis.port_verdict import WAIT_CLAIM, WAIT_LOOKUP
 from cutover.errors import CutoverError, WaitTimeout
 from cutover.evidence import Evidence
 from cutover.guest.emulated import EmulatedHypervisor

@@ -11,7 +11,7 @@ import pytest
 
 from cutover.chassis.flows import Flow, PortTarget, classify, parse_flows
 from cutover.chassis.flowstate import UNKNOWN_PRIORITY, FlowState, merged, parse_update
-from cutover.chassis.port_watch import WAIT_CLAIM, claim_shown_by_flows, decide
+from cutover.chassis.port_verdict import WAIT_CLAIM, claim_shown_by_flows, decide
 
 # the captures of test_port_ready_flows (see its docstring): vm1 is ofport 3, port key 1,
 # datapath key 1; ``race_*`` the first-port race, ``claimed_*`` the same port claimed

@@ -14,7 +14,7 @@ from cutover.bench.runner import BenchPlan
 from cutover.bench.stats import key_for
 from cutover.chassis.flows import PortFlows
 from cutover.chassis.lookup import L2Lookup
-from cutover.chassis.port_watch import WAIT_OPEN, open_decision
+from cutover.chassis.port_verdict import WAIT_OPEN, open_decision
 from cutover.errors import InputError, InvalidMigration, WaitTimeout
 from cutover.evidence import Evidence
 from cutover.migration.context import GATES, MigrationContext, MigrationOptions

@@ -22,7 +22,7 @@ from cutover.chassis.base import Vif
 from cutover.chassis.flows import PortFlows, PortTarget, classify, parse_flow, parse_flows
 from cutover.chassis.local import LocalChassis, rundir_for
 from cutover.chassis.lookup import classify_lookup, lookup_match, reg15_written
-from cutover.chassis.port_watch import (
+from cutover.chassis.port_verdict import (
     PATH_FLOWS_ONLY,
     PATH_INSTALLED,
     WAIT_CLAIM,

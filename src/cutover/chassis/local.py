@@ -27,7 +27,8 @@ from cutover.chassis.base import DeathCallback, PathTarget, Vif
 from cutover.chassis.flows import BridgeFlows
 from cutover.chassis.liveness import ControllerLiveness, Watched, probe
 from cutover.chassis.path_watch import LocalPathWatch
-from cutover.chassis.port_watch import INSTALLED_GRACE_MS, LocalPortWatch
+from cutover.chassis.port_verdict import INSTALLED_GRACE_MS
+from cutover.chassis.port_watch import LocalPortWatch
 from cutover.chassis.published import path_ready_key, port_ready_key
 from cutover.errors import (
     ControllerDown,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from cutover.chassis.base import Chassis, Vif, Watch
-from cutover.chassis.port_watch import PATH_FLOWS_ONLY, PATH_INSTALLED
+from cutover.chassis.port_verdict import PATH_FLOWS_ONLY, PATH_INSTALLED
 from cutover.evidence import Evidence
 from cutover.site import ChassisEndpoint, VmSpec
 
