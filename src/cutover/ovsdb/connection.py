@@ -24,6 +24,7 @@ replica (in the IDL thread, under the connection lock) and counts the reconnect.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -145,6 +146,36 @@ class EventedIdl(ovs_connection.OvsdbIdl):  # type: ignore[misc]
 
 _APIS: dict[tuple[str, str], Any] = {}
 _APIS_LOCK = threading.Lock()
+_UNREACHABLE = ("Connection refused", "Network is unreachable", "No route to host",
+                "Connection timed out", "No such file or directory")
+"""Stream errors of a server that was never reached (no TLS session was tried): the
+transport's error is the diagnosis, not the certificates. (python-ovs reports a failed
+TLS handshake as "Operation not permitted": that one goes to the TLS diagnosis.)"""
+
+
+class _Said(logging.Handler):
+    """Keeps what ovsdbapp logs while a connection opens: python's last-resort handler
+    would print it to stderr beside our one-line error; it goes into that error instead."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@contextmanager
+def _said_by_ovsdbapp() -> Iterator[_Said]:
+    log = logging.getLogger("ovsdbapp")
+    said, propagate = _Said(), log.propagate
+    log.addHandler(said)
+    log.propagate = False
+    try:
+        yield said
+    finally:
+        log.removeHandler(said)
+        log.propagate = propagate
 
 
 def open_api(
@@ -165,18 +196,23 @@ def open_api(
         tls.require_configured(remote, schema)
         cls_name = f"{base.__name__}_{len(_APIS)}"
         per_endpoint: type[ApiT] = type(cls_name, (base,), {"_ovsdb_connection": None})
-        try:
-            idl = EventedIdl.from_server(remote, schema, helper_tables=tables)
-            conn = ovs_connection.Connection(idl, timeout_s)
-            api = per_endpoint(conn)  # type: ignore[call-arg]
-        except Exception as e:  # ovs / ovsdbapp raise many kinds here
-            refused = tls.diagnose(remote, schema) if tls.uses_ssl(remote) else None
-            if refused is not None:
-                raise refused from e
-            raise OvsdbError(
-                f"cannot connect to the {schema} database at {remote} ({type(e).__name__}: "
-                f"{e}); check that its ovsdb-server runs and the path is right"
-            ) from e
+        with _said_by_ovsdbapp() as said:
+            try:
+                idl = EventedIdl.from_server(remote, schema, helper_tables=tables)
+                conn = ovs_connection.Connection(idl, timeout_s)
+                api = per_endpoint(conn)  # type: ignore[call-arg]
+            except Exception as e:  # ovs / ovsdbapp raise many kinds here
+                unreached = any(u in line for line in said.lines for u in _UNREACHABLE)
+                if tls.uses_ssl(remote) and not unreached:
+                    refused = tls.diagnose(remote, schema)
+                    if refused is not None:
+                        raise refused from e
+                how = "; ".join(said.lines) or f"{type(e).__name__}: {e}"
+                raise OvsdbError(
+                    f"cannot connect to the {schema} database at {remote} ({how}); check "
+                    "that its ovsdb-server runs, that the address or path is right and "
+                    "reachable from here (network namespace, routing, firewall)"
+                ) from e
         _APIS[key] = api
         return api
 
