@@ -251,8 +251,9 @@ def _watch_routes(app: FastAPI, service: Service, prefix: str, kind: str) -> Non
             loop.call_soon_threadsafe(settle, (state, value))
 
         unsubscribe = service.subscribe_verdict(kind, lsp, request_id, deliver)
-        try:
-            state, value = await asyncio.wait_for(asyncio.shield(settled), wait_s)
+        try:  # the future itself is awaited: the handler resumes in the loop's next turn
+            async with asyncio.timeout(wait_s):
+                state, value = await settled
         except TimeoutError:
             state, value = "waiting", ""
         finally:
