@@ -412,7 +412,7 @@ def test_hold_figures_say_when_each_stage_began_and_how_long_the_release_took(
 ) -> None:
     hv, run = _held(tmp_path)
     run.update(approach_ms=1200.0, approach_remaining_mb=60.0, trickle_ms=1800.0,
-               trickle_remaining_mb=5.0, released_ms=3000.0, release_remaining_mb=4.9,
+               trickle_remaining_mb=5.0, released_ms=3000.0,
                stop_ms=3055.5)  # fmt: skip
     figures = hv._hold_figures(run, resume_ms=3062.0)
     assert figures["convergence_held_ms"] == 2000.0

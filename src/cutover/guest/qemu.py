@@ -224,15 +224,10 @@ class QemuHypervisor:
         run = self._runs.get(vm.name)
         if run is None or not run.get("held") or "released_ms" in run:
             return
-        src = self._monitor(vm, vm.chassis)
-        src.cmd("migrate-set-parameters", **{
+        self._monitor(vm, vm.chassis).cmd("migrate-set-parameters", **{
             "max-bandwidth": int(self._bandwidth_mib() * 2**20),
             "downtime-limit": self.downtime_limit_ms})
         run["released_ms"] = time.time() * 1e3
-        # for the record only, after the release (QEMU sleeps out its window meanwhile)
-        remaining = (src.cmd("query-migrate").get("ram") or {}).get("remaining")
-        if isinstance(remaining, int):
-            run["release_remaining_mb"] = round(remaining / 2**20, 3)
 
     def wait_copied(self, vm: VmSpec, dst: ChassisEndpoint) -> None:
         """Until the source reports ``pre-switchover`` (its vCPUs are stopped then)."""
@@ -422,7 +417,6 @@ class QemuHypervisor:
             "hold_tail_target_mb": round(plan.tail_bytes / 2**20, 3),
             "trickle_at_ms": since_start("trickle_ms"),
             "trickle_reserve_mb": run.get("trickle_remaining_mb"),
-            "release_remaining_mb": run.get("release_remaining_mb"),
             "release_to_stop_ms": (round(run["stop_ms"] - released, 3)
                                    if released is not None else None),
         }

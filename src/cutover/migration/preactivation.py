@@ -42,11 +42,13 @@ from cutover.ovsdb.sb import ACTIVATED_OPTION
 class PreActivate(Step):
     """Write the destination's activation, wait until its rarp blocks are gone.
 
-    ``then``: a step run as soon as the blocks are gone, before the wait is cleaned up
-    (through an agent that is a round trip to the destination: measured 16-19 ms between
-    the evidence and the next step under L2 load). ``converge-when-ready`` releases its
-    held copy there: from the moment the blocks are gone until the source stops, cloned
-    traffic queues in the destination TAP (docs/switchover.md, the TAP queue)."""
+    ``then``: a step run as soon as the blocks are gone, before this step cleans up its
+    wait (a local wait stops its flow monitor and joins its validator then).
+    ``converge-when-ready`` releases its held copy there: from the moment the blocks are
+    gone until the source stops, cloned traffic queues in the destination TAP
+    (docs/switchover.md, the TAP queue), so nothing that can wait may come first. (An
+    agent's wait withdraws itself on the agent, an HTTP round trip, before it returns the
+    evidence: that part is the chassis seam's.)"""
 
     name = "pre-activate"
 
