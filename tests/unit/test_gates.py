@@ -70,8 +70,9 @@ def test_every_gate_waits_before_the_switchover_and_switches_once(
             assert "release-convergence" not in names
             assert (names.index("wait-ready") < names.index("await-last-pass")
                     < names.index("pre-activate") == names.index("finish-copy") - 1)
-            step = steps_for(MigrationOptions(strategy=strategy, gate=gate,  # type: ignore[arg-type]
-                                              activation=activation))[names.index("pre-activate")]
+            steps = steps_for(MigrationOptions(strategy=strategy, gate=gate,
+                                               activation=activation))
+            step = steps[names.index("pre-activate")]
             assert isinstance(step, PreActivate)
             assert isinstance(step.then, ReleaseConvergence)
         else:
