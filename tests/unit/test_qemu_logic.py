@@ -325,15 +325,18 @@ MIB = 2**20
 
 
 def test_hold_plan_is_sized_from_the_bandwidth_not_the_ram() -> None:
-    plan = HoldPlan.for_copy(128 * MIB, 128 * MIB)
-    assert plan.approach_bandwidth == 32 * MIB  # a quarter of the real bandwidth
+    plan = HoldPlan.for_copy(128 * MIB, 128 * MIB)  # the lab's guest at QEMU's default
+    assert plan.approach_bandwidth == 32 * MIB
     assert plan.tail_bytes == int(32 * MIB * QEMU_WINDOW_S * HOLD_TAIL_SAFETY)  # 6.4 MiB
-    assert plan.approach_bytes == 64 * MIB  # half the RAM: more than 4 full-speed bursts
-    big = HoldPlan.for_copy(4096 * MIB, 128 * MIB)
-    assert big.tail_bytes == plan.tail_bytes and big.approach_bytes == 2048 * MIB
-    # a small guest on a fast link: the approach starts a few full-speed bursts early
+    assert plan.approach_bytes == 5 * int(128 * MIB * QEMU_WINDOW_S)  # 64 MiB: 5 bursts
+    assert HoldPlan.for_copy(4096 * MIB, 128 * MIB) == plan  # a big guest: the same plan
+    # a slow link: the approach keeps the bandwidth (only the polling changes), smaller tail
+    slow = HoldPlan.for_copy(128 * MIB, 16 * MIB)
+    assert slow.approach_bandwidth == 16 * MIB and slow.tail_bytes < plan.tail_bytes
+    assert slow.approach_bytes == 5 * int(16 * MIB * QEMU_WINDOW_S) > slow.tail_bytes
+    # a small guest on a fast link: one burst could sweep it all, so throttle at once
     fast = HoldPlan.for_copy(64 * MIB, 1024 * MIB)
-    assert fast.approach_bytes == 4 * int(1024 * MIB * QEMU_WINDOW_S) > 64 * MIB
+    assert fast.approach_bytes == 64 * MIB and fast.approach_bandwidth == 32 * MIB
     with pytest.raises(ValueError, match="RAM and bandwidth"):
         HoldPlan.for_copy(0, 128 * MIB)
 

@@ -10,7 +10,7 @@ site = lab.site()
 vm = site.vm_named("vm1")
 import os; cur = os.environ.get("SRC", vm.chassis)
 others = [c.name for c in site.chassis if c.name not in (cur,)][:2]
-hv = QemuHypervisor(site)
+hv = QemuHypervisor(site, max_bandwidth_mib=float(os.environ["MAXBW"]) if os.environ.get("MAXBW") else None)
 out = []
 for i in range(n):
     dst_name = "hv2" if cur == "hv1" else "hv1"

@@ -164,8 +164,9 @@ class QemuHypervisor:
         (pre-switchover 0.51 s after ``migrate``, dirty-sync-count 1, same as unheld).
         So this also watches ``query-migrate`` (QEMU sends no event before a pass ends)
         and throttles the end of the pass in two stages (:mod:`cutover.guest.qemu_hold`):
-        a moderate bandwidth polled every 2 ms from half the RAM left, then a trickle of
-        one page per 100 ms window once only a small tail (a few MiB) is left. Best
+        a moderate bandwidth polled every 2 ms from a few full-speed bursts before the end,
+        then a trickle of one page per 100 ms window once only a small tail (a few MiB) is
+        left. Best
         effort: if the pass ends anyway, QEMU stops in ``pre-switchover`` as with
         ``before-switchover`` (the guest pause shows it)."""
         run = self._held_run(vm)

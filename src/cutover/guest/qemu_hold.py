@@ -25,14 +25,20 @@ Facts of QEMU 7.2's migration thread (migration/migration.c, ram.c) that size it
 So the hold has three stages:
 
 ``copy``      full bandwidth, polled every :data:`HOLD_POLL_S`;
-``approach``  once less than :attr:`HoldPlan.approach_bytes` is left (half the RAM, and
-              at least a few full-speed bursts' worth): ``max-bandwidth`` drops to
-              :attr:`HoldPlan.approach_bandwidth` (a quarter of the real one) and the
-              pass is polled every :data:`HOLD_FAST_POLL_S`;
-``trickle``   once less than :attr:`HoldPlan.tail_bytes` is left (a few approach bursts:
+``approach``  once less than :attr:`HoldPlan.approach_bytes` is left (five full-speed
+              bursts' worth, at most the RAM): ``max-bandwidth`` drops to
+              :attr:`HoldPlan.approach_bandwidth` (:data:`HOLD_APPROACH_BANDWIDTH`, or the
+              real one if lower) and the pass is polled every :data:`HOLD_FAST_POLL_S`;
+``trickle``   once less than :attr:`HoldPlan.tail_bytes` is left (two approach bursts:
               sized from the approach bandwidth x the 100 ms window x
               :data:`HOLD_TAIL_SAFETY`, not from the RAM size): :data:`TRICKLE_BYTES_S`,
               one page a window, until released.
+
+Every threshold is sized from bandwidths, none from the RAM (a 4 GiB guest is throttled
+as late as a 128 MiB one); on this machine's 128 MiB guest at QEMU's default 128 MiB/s
+that is: approach from 64 MiB left at 32 MiB/s, trickle from 6.4 MiB left (measured:
+docs/measurements/2026-11-30-hold-two-stage). At a real bandwidth of 32 MiB/s or less the
+approach changes only the polling, so it costs no time there.
 
 The tail left at the release is what QEMU sends before it converges: a few MiB instead of
 a quarter of the RAM.
@@ -51,12 +57,11 @@ TRICKLE_BYTES_S = 4096
 costs QEMU ~9 bytes of it, so ~45 zero pages a window)."""
 QEMU_WINDOW_S = 0.1
 """QEMU's rate-limit window (``BUFFER_DELAY``, 100 ms): a quota is sent as one burst."""
-HOLD_APPROACH = 0.5
-"""Fraction of the guest's RAM left in the pass when the approach throttle starts."""
-HOLD_APPROACH_BURSTS = 4
-"""...and at least this many full-speed bursts' worth of RAM (zero pages stretch them)."""
-HOLD_APPROACH_SHARE = 0.25
-"""The approach bandwidth as a share of the real ``max-bandwidth``."""
+HOLD_APPROACH_BURSTS = 5
+"""The approach starts this many full-speed bursts before the end of the pass."""
+HOLD_APPROACH_BANDWIDTH = 32 * 2**20
+"""``max-bandwidth`` of the approach (bytes/s): bursts of 3.2 MiB, which never swept past
+the tail in the lab's runs (16 of 16 held at QEMU's default 128 MiB/s)."""
 HOLD_TAIL_SAFETY = 2
 """The tail is this many approach bursts (a burst covers more RAM than its bytes where
 pages are zero)."""
@@ -79,11 +84,10 @@ class HoldPlan:
         if ram_bytes <= 0 or bandwidth <= 0:
             raise ValueError(f"a held copy needs RAM and bandwidth, got {ram_bytes} B at "
                              f"{bandwidth} B/s")
-        approach_bw = max(int(bandwidth * HOLD_APPROACH_SHARE), TRICKLE_BYTES_S)
-        burst = int(bandwidth * QEMU_WINDOW_S)
+        approach_bw = max(min(bandwidth, HOLD_APPROACH_BANDWIDTH), TRICKLE_BYTES_S)
         tail = int(approach_bw * QEMU_WINDOW_S * HOLD_TAIL_SAFETY)
-        approach = max(int(ram_bytes * HOLD_APPROACH), HOLD_APPROACH_BURSTS * burst)
-        return cls(approach_bytes=max(approach, tail), approach_bandwidth=approach_bw,
+        approach = max(HOLD_APPROACH_BURSTS * int(bandwidth * QEMU_WINDOW_S), 2 * tail)
+        return cls(approach_bytes=min(approach, ram_bytes), approach_bandwidth=approach_bw,
                    tail_bytes=tail)
 
     def step(self, stage: str, remaining: int) -> tuple[str, int | None]:
