@@ -13,7 +13,7 @@ converge-when-ready  the copy starts at once too, but QEMU is kept from convergi
                      end of the pass: :meth:`cutover.guest.qemu.QemuHypervisor.keep_held`),
                      so the source keeps RUNNING while the network is not ready; once it is,
                      the real limits are set and QEMU converges as usual. Total time =
-                     max(ready-wait, copy) + the last pass (the reserve held back); guest
+                     max(ready-wait, copy) + the tail of the pass held back; guest
                      pause = the ordinary stop-and-copy.
 
 Every gate keeps the readiness timeout and rolls back the same way: ``migrate_cancel``
