@@ -313,6 +313,10 @@ def test_converge_when_ready_with_preactivation(
     figures = hv.last_migration(vm)
     assert figures["convergence_held"] is True
     assert 0 < figures["guest_pause_ms"] < 1000
+    # held down to its small tail (not converged early), released after the pre-activation
+    assert figures["trickle_at_ms"] is not None, figures
+    assert figures["trickle_reserve_mb"] < figures["hold_tail_target_mb"] < 8, figures
+    assert 0 < figures["release_to_stop_ms"] < 1000, figures
     assert report.gate == "converge-when-ready" and report.switchover_ms is not None
     sent, answered = _answering(lab.site())
     assert sent > 20 and answered == sent

@@ -4,7 +4,9 @@ verdict. Real QEMU and OVN: tests/integration/test_qemu.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
 from typing import Any, cast
 
 import pytest
@@ -15,10 +17,17 @@ from cutover.bench.stats import key_for
 from cutover.chassis.flows import PortFlows
 from cutover.chassis.lookup import L2Lookup
 from cutover.chassis.port_verdict import WAIT_OPEN, open_decision
-from cutover.errors import InputError, InvalidMigration, WaitTimeout
+from cutover.errors import InputError, InvalidMigration, MigrationError, WaitTimeout
 from cutover.evidence import Evidence
 from cutover.migration.context import GATES, MigrationContext, MigrationOptions
-from cutover.migration.gates import HeldWaitReady, check_combination, steps_for
+from cutover.migration.gates import (
+    HeldWaitReady,
+    ReleaseConvergence,
+    check_combination,
+    steps_for,
+)
+from cutover.migration.preactivation import PreActivate
+from cutover.migration.steps import Step
 from cutover.migration.strategies import STRATEGY_NAMES
 from cutover.migration.timeline import Timeline
 from cutover.site import ChassisEndpoint, Site, VmSpec
@@ -57,10 +66,17 @@ def test_every_gate_waits_before_the_switchover_and_switches_once(
         assert names.index("confirm-ready") < names.index("pre-activate") < names.index(
             "finish-copy")
     if gate == "converge-when-ready":
-        assert names.index("release-convergence") == names.index("finish-copy") - 1
-        if activation == "pre":
+        if activation == "pre":  # released by the pre-activation itself, see below
+            assert "release-convergence" not in names
             assert (names.index("wait-ready") < names.index("await-last-pass")
-                    < names.index("pre-activate") < names.index("release-convergence"))
+                    < names.index("pre-activate") == names.index("finish-copy") - 1)
+            steps = steps_for(MigrationOptions(strategy=strategy, gate=gate,
+                                               activation=activation))
+            step = steps[names.index("pre-activate")]
+            assert isinstance(step, PreActivate)
+            assert isinstance(step.then, ReleaseConvergence)
+        else:
+            assert names.index("release-convergence") == names.index("finish-copy") - 1
 
 
 def test_pre_activation_before_copy_comes_before_the_copy() -> None:
@@ -234,3 +250,59 @@ def test_stall_from_is_validated_and_names_its_trigger() -> None:
     injector = StallPlan.parse("none").injector({}, "hv2", "hv3", STALL_TRIGGERS["prepare"])
     injector("incoming.started")  # no stall planned: nothing happens, nothing raises
     assert injector.window_ms is None
+
+
+# --- pre-activation releasing the held copy ---------------------------------------------
+
+class FakeUnblockWatch:
+    """The destination's wait for the rarp blocks to go; records what happened when."""
+
+    def __init__(self, log: list[str], fail: BaseException | None = None) -> None:
+        self.log, self.fail = log, fail
+
+    def wait(self, timeout_s: float) -> Evidence:
+        self.log.append("blocks gone")
+        if self.fail is not None:
+            raise self.fail
+        return Evidence(check="port-open", detail="open", seen_ms=time.time() * 1000.0)
+
+    def cancel(self) -> None:
+        self.log.append("watch cancelled")
+
+
+class RecordingStep(Step):
+    name = "recording"
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def do(self, ctx: MigrationContext) -> None:
+        self.log.append("then")
+
+
+def _preactivation_ctx(log: list[str], fail: BaseException | None = None) -> MigrationContext:
+    watch = FakeUnblockWatch(log, fail)
+    chassis = cast(Any, type("C", (), {"watch_unblocked": lambda self, vif: watch})())
+    sb = cast(Any, type("Sb", (), {
+        "activate_additional": lambda self, lsp, dst: log.append(f"write {dst}")})())
+    ctx = _ctx(FakeReadiness(), FakeHolder())
+    return dataclasses.replace(ctx, sb=sb, chassis={SITE.chassis[1].name: chassis})
+
+
+def test_preactivation_runs_its_next_step_before_cleaning_up_the_wait() -> None:
+    """The release of a held copy must not wait for the watch's clean-up (an agent round
+    trip): every ms between the blocks going and the source's stop queues clones."""
+    log: list[str] = []
+    ctx = _preactivation_ctx(log)
+    PreActivate(then=RecordingStep(log)).do(ctx)
+    assert log == [f"write {SITE.chassis[1].name}", "blocks gone", "then", "watch cancelled"]
+    names = [e.name for e in ctx.timeline.events]
+    assert names.index("preactivation.write") < names.index("preactivated")
+
+
+def test_preactivation_timeout_skips_the_next_step_and_cleans_up() -> None:
+    log: list[str] = []
+    ctx = _preactivation_ctx(log, fail=WaitTimeout("unblocked", 1.0, "drop flows left"))
+    with pytest.raises(MigrationError, match="did not lift the rarp blocks"):
+        PreActivate(then=RecordingStep(log)).do(ctx)
+    assert "then" not in log and log[-1] == "watch cancelled"

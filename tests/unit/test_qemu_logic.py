@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import lzma
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -15,6 +16,13 @@ from cutover.bench.runner import guest_figures
 from cutover.errors import GuestError, InputError, PrerequisiteError
 from cutover.guest.image import GuestImage, extract_vmlinux, parse_abi
 from cutover.guest.initramfs import load_order, module_depends, newc_archive, recipe_id
+from cutover.guest.qemu import QemuHypervisor
+from cutover.guest.qemu_hold import (
+    HOLD_TAIL_SAFETY,
+    QEMU_WINDOW_S,
+    TRICKLE_BYTES_S,
+    HoldPlan,
+)
 from cutover.guest.qemu_proc import OFFLOADS_ENV, QemuFiles, guest_offloads, qemu_argv
 from cutover.guest.qmp import event_ms, is_migration, migration_figures
 from cutover.guest.select import GuestOptions, check_matches
@@ -309,3 +317,116 @@ def test_domain_xml_is_novas_precreated_tap_interface() -> None:
     with_offloads = ET.fromstring(domain_xml(VM, "n", Path("/k"), Path("/i"), 128,
                                              Path("/s"), guest_offloads=True))
     assert with_offloads.find("devices/interface/driver") is None
+
+
+# --- the held copy (QEMU 7.2: query-migrate polled, bandwidth throttled in two stages) ---
+
+MIB = 2**20
+
+
+def test_hold_plan_is_sized_from_the_bandwidth_not_the_ram() -> None:
+    plan = HoldPlan.for_copy(128 * MIB, 128 * MIB)  # the lab's guest at QEMU's default
+    assert plan.approach_bandwidth == 32 * MIB
+    assert plan.tail_bytes == int(32 * MIB * QEMU_WINDOW_S * HOLD_TAIL_SAFETY)  # 6.4 MiB
+    assert plan.approach_bytes == 5 * int(128 * MIB * QEMU_WINDOW_S)  # 64 MiB: 5 bursts
+    assert HoldPlan.for_copy(4096 * MIB, 128 * MIB) == plan  # a big guest: the same plan
+    # a slow link: the approach keeps the bandwidth (only the polling changes), smaller tail
+    slow = HoldPlan.for_copy(128 * MIB, 16 * MIB)
+    assert slow.approach_bandwidth == 16 * MIB and slow.tail_bytes < plan.tail_bytes
+    assert slow.approach_bytes == 5 * int(16 * MIB * QEMU_WINDOW_S) > slow.tail_bytes
+    # a small guest on a fast link: one burst could sweep it all, so throttle at once
+    fast = HoldPlan.for_copy(64 * MIB, 1024 * MIB)
+    assert fast.approach_bytes == 64 * MIB and fast.approach_bandwidth == 32 * MIB
+    with pytest.raises(ValueError, match="RAM and bandwidth"):
+        HoldPlan.for_copy(0, 128 * MIB)
+
+
+def test_hold_plan_stages_only_move_forward() -> None:
+    plan = HoldPlan(approach_bytes=64 * MIB, approach_bandwidth=32 * MIB, tail_bytes=6 * MIB)
+    assert plan.step("copy", 100 * MIB) == ("copy", None)
+    assert plan.step("copy", 64 * MIB) == ("copy", None)  # strictly below the threshold
+    assert plan.step("copy", 63 * MIB) == ("approach", 32 * MIB)
+    assert plan.step("approach", 20 * MIB) == ("approach", None)  # set once, not re-sent
+    assert plan.step("approach", 5 * MIB) == ("trickle", TRICKLE_BYTES_S)
+    # a burst crossing both thresholds between two polls: trickle at once
+    assert plan.step("copy", 1 * MIB) == ("trickle", TRICKLE_BYTES_S)
+    # trickling stays trickling, even when a new pass reports more left
+    assert plan.step("trickle", 100 * MIB) == ("trickle", None)
+    with pytest.raises(ValueError, match="unknown hold stage"):
+        plan.step("held", 1)
+    assert HoldPlan.poll_s("copy") > HoldPlan.poll_s("approach") == HoldPlan.poll_s("trickle")
+
+
+class FakeSource:
+    """A source QEMU's QMP: scripted ``query-migrate`` answers, parameters recorded."""
+
+    def __init__(self, answers: list[dict[str, Any]]) -> None:
+        self.answers = answers
+        self.set: list[dict[str, Any]] = []
+        self.queries = 0
+
+    def cmd(self, name: str, timeout_s: float = 10.0, **args: Any) -> Any:
+        if name == "query-migrate":
+            self.queries += 1
+            return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        assert name == "migrate-set-parameters", name
+        self.set.append(args)
+        return {}
+
+
+def _active(remaining: int) -> dict[str, Any]:
+    return {"status": "active", "ram": {"remaining": remaining}}
+
+
+def _held(tmp_path: Path, ram_mb: int = 128) -> tuple[QemuHypervisor, dict[str, Any]]:
+    site = Site(name="p", nb_remote="x", sb_remote="y",
+                chassis=(ChassisEndpoint("hv1", "unix:x"), ChassisEndpoint("hv2", "unix:y")),
+                vms=(VM,), guest_dir=str(tmp_path))  # fmt: skip
+    hv = QemuHypervisor(site, ram_mb=ram_mb)
+    run = {"held": True, "started_ms": 1000.0, "stage": "copy", "plan": hv._hold_plan()}
+    return hv, run
+
+
+def test_hold_step_throttles_in_two_stages_and_records_them(tmp_path: Path) -> None:
+    hv, run = _held(tmp_path)
+    src = FakeSource([_active(100 * MIB), _active(60 * MIB), _active(30 * MIB),
+                      _active(5 * MIB)])
+    steps = [hv._hold_step(run, cast(Any, src)) for _ in range(4)]
+    assert steps == [False, False, False, True]
+    assert src.set == [{"max-bandwidth": 32 * MIB}, {"max-bandwidth": TRICKLE_BYTES_S}]
+    assert run["stage"] == "trickle"
+    assert run["approach_remaining_mb"] == 60.0 and run["trickle_remaining_mb"] == 5.0
+    assert hv._hold_step(run, cast(Any, src)) and src.queries == 4  # no more QMP once held
+    hv.close()
+
+
+def test_hold_step_reports_a_pass_that_ended_anyway(tmp_path: Path) -> None:
+    hv, run = _held(tmp_path)
+    setup = FakeSource([{"status": "setup"}])
+    assert not hv._hold_step(run, cast(Any, setup))
+    ended = FakeSource([{"status": "pre-switchover", "ram": {"remaining": 0}}])
+    assert hv._hold_step(run, cast(Any, ended))  # nothing left to hold: go on
+    assert ended.set == [] and run["stage"] == "copy"  # and it was never throttled
+    hv.close()
+
+
+def test_hold_figures_say_when_each_stage_began_and_how_long_the_release_took(
+    tmp_path: Path
+) -> None:
+    hv, run = _held(tmp_path)
+    run.update(approach_ms=1200.0, approach_remaining_mb=60.0, trickle_ms=1800.0,
+               trickle_remaining_mb=5.0, released_ms=3000.0,
+               stop_ms=3055.5)  # fmt: skip
+    figures = hv._hold_figures(run, resume_ms=3062.0)
+    assert figures["convergence_held_ms"] == 2000.0
+    assert figures["hold_approach_at_ms"] == 200.0 and figures["trickle_at_ms"] == 800.0
+    assert figures["trickle_reserve_mb"] == 5.0 and figures["hold_tail_target_mb"] == 6.4
+    assert figures["release_to_stop_ms"] == 55.5
+    # readiness before the approach, and never released (the copy ended by itself)
+    hv2, early = _held(tmp_path)
+    early["stop_ms"] = 1500.0
+    figures = hv2._hold_figures(early, resume_ms=1510.0)
+    assert figures["hold_approach_at_ms"] is None and figures["trickle_at_ms"] is None
+    assert figures["release_to_stop_ms"] is None and figures["convergence_held_ms"] == 510.0
+    hv.close()
+    hv2.close()

@@ -41,6 +41,7 @@ from cutover.errors import GuestError, InvalidMigration, WaitTimeout
 from cutover.guest import qemu_proc
 from cutover.guest.base import GuestState
 from cutover.guest.image import ensure_image
+from cutover.guest.qemu_hold import HoldPlan
 from cutover.guest.qemu_proc import QemuFiles
 from cutover.guest.qmp import Monitor, event_ms, is_event, is_migration, migration_figures
 from cutover.site import ChassisEndpoint, Site, VmSpec
@@ -53,13 +54,6 @@ DOWNTIME_LIMIT_MS = 300
 """QEMU's default ``downtime-limit``: the stop-and-copy it aims at when converging."""
 DEFAULT_BANDWIDTH_MIB = 128.0
 """QEMU 7.2's default ``max-bandwidth`` (MAX_THROTTLE, 128 MiB/s)."""
-HOLD_POLL_S = 0.01
-"""How often a held copy is looked at (:meth:`QemuHypervisor.keep_held`)."""
-TRICKLE_BYTES_S = 4096
-"""``max-bandwidth`` while a held copy waits at its reserve: one page a second (a zero
-page costs QEMU ~13 bytes of it, so ~300 zero pages a second)."""
-HOLD_RESERVE = 0.25
-"""Fraction of the guest's RAM left unsent when a held copy is throttled."""
 
 
 class QemuHypervisor:
@@ -155,7 +149,8 @@ class QemuHypervisor:
             "max-bandwidth": int(self._bandwidth_mib() * 2**20),
             "downtime-limit": 0 if hold_convergence else self.downtime_limit_ms})
         self._runs[vm.name] = {"mark": mark, "dst": dst.name, "started_ms": time.time() * 1e3,
-                               "held": hold_convergence, "monotonic": time.monotonic()}
+                               "held": hold_convergence, "monotonic": time.monotonic(),
+                               "stage": "copy", "plan": self._hold_plan()}
         src.cmd("migrate", uri=f"unix:{dst_files.incoming}")
 
     def keep_held(self, vm: VmSpec, until: threading.Event, timeout_s: float) -> None:
@@ -168,26 +163,26 @@ class QemuHypervisor:
         the first pass drains the bitmap to 0 and the migration completes after one pass
         (pre-switchover 0.51 s after ``migrate``, dirty-sync-count 1, same as unheld).
         So this also watches ``query-migrate`` (QEMU sends no event before a pass ends)
-        every :data:`HOLD_POLL_S` and, once less than :meth:`_reserve_bytes` of RAM is left
-        to send in the pass, throttles ``max-bandwidth`` to :data:`TRICKLE_BYTES_S`: the
-        rest of the pass then takes minutes instead of converging. The reserve is large
-        (a quarter of the guest's RAM) because QEMU sends a zero page as a few bytes, so a
-        stretch of zero pages passes in milliseconds, between two polls. Best effort: if
-        the pass ends anyway, QEMU stops in ``pre-switchover`` as with
+        and throttles the end of the pass in two stages (:mod:`cutover.guest.qemu_hold`):
+        a moderate bandwidth polled every 2 ms from a few full-speed bursts before the end,
+        then a trickle of one page per 100 ms window once only a small tail (a few MiB) is
+        left. Best
+        effort: if the pass ends anyway, QEMU stops in ``pre-switchover`` as with
         ``before-switchover`` (the guest pause shows it)."""
         run = self._held_run(vm)
         src = self._monitor(vm, vm.chassis)
         deadline = time.monotonic() + timeout_s
-        while not until.wait(HOLD_POLL_S):
+        while not until.wait(HoldPlan.poll_s(run["stage"])):
             if time.monotonic() > deadline:
                 raise WaitTimeout(f"readiness while holding the copy of {vm.name}", timeout_s,
-                                  f"QEMU {src.cmd('query-migrate').get('status')}")
+                                  f"QEMU {src.cmd('query-migrate').get('status')}, hold "
+                                  f"stage {run['stage']}")
             self._hold_step(run, src)
 
     def hold_to_last_pass(self, vm: VmSpec) -> None:
-        """Return once the held copy has reached its reserve (the end of the pass, now
-        throttled) or is no longer active: what is left is QEMU's last pass. WaitTimeout
-        after the driver's migration timeout."""
+        """Return once the held copy is down to its tail (trickling) or is no longer
+        active: what is left is QEMU's last pass. WaitTimeout after the driver's
+        migration timeout."""
         run = self._held_run(vm)
         src = self._monitor(vm, vm.chassis)
         deadline = time.monotonic() + self.migrate_timeout_s
@@ -195,29 +190,38 @@ class QemuHypervisor:
             if time.monotonic() > deadline:
                 raise WaitTimeout(f"the pre-copy of {vm.name} to reach its last pass",
                                   self.migrate_timeout_s,
-                                  f"QEMU {src.cmd('query-migrate').get('status')}")
-            time.sleep(HOLD_POLL_S)
+                                  f"QEMU {src.cmd('query-migrate').get('status')}, hold "
+                                  f"stage {run['stage']}")
+            time.sleep(HoldPlan.poll_s(run["stage"]))
 
     def _hold_step(self, run: dict[str, Any], src: Monitor) -> bool:
-        """One look at a held copy: throttle it once less than the reserve is left. True
-        when it is throttled (or no longer active)."""
-        if "trickle_ms" in run:
+        """One look at a held copy, throttling it as its plan says. True when it is
+        trickling at its tail (or no longer active)."""
+        if run["stage"] == "trickle":
             return True
         info = src.cmd("query-migrate")
         ram = info.get("ram") or {}
         remaining = ram.get("remaining")
         if info.get("status") != "active":
             return info.get("status") not in ("setup", None)
-        if not isinstance(remaining, int) or remaining >= self._reserve_bytes():
+        if not isinstance(remaining, int):
             return False
-        src.cmd("migrate-set-parameters", **{"max-bandwidth": TRICKLE_BYTES_S})
-        run["trickle_ms"] = time.time() * 1e3
-        run["trickle_reserve_mb"] = round(remaining / 2**20, 3)
-        return True
+        plan: HoldPlan = run["plan"]
+        stage, bandwidth = plan.step(run["stage"], remaining)
+        if bandwidth is not None:
+            src.cmd("migrate-set-parameters", **{"max-bandwidth": bandwidth})
+        if stage != run["stage"]:
+            key = "trickle" if stage == "trickle" else "approach"
+            run[f"{key}_ms"] = time.time() * 1e3
+            run[f"{key}_remaining_mb"] = round(remaining / 2**20, 3)
+            run["stage"] = stage
+        return stage == "trickle"
 
     def release_convergence(self, vm: VmSpec) -> None:
         """The real bandwidth and downtime limit again: QEMU finishes the pass and
-        converges as an unheld copy would (its threshold is recomputed every 100 ms)."""
+        converges. Measured on 7.2: the migration thread sleeps out its 100 ms rate-limit
+        window first (0-100 ms), then sends the tail at full speed and, its threshold
+        still computed with downtime-limit 0, converges as soon as the pass ends."""
         run = self._runs.get(vm.name)
         if run is None or not run.get("held") or "released_ms" in run:
             return
@@ -287,14 +291,7 @@ class QemuHypervisor:
             copy_total_ms=round(resume_ms - run["started_ms"], 3),
         )
         if run.get("held"):
-            figures.update(
-                convergence_held=True,
-                convergence_held_ms=round(run.get("released_ms", resume_ms)
-                                          - run["started_ms"], 3),
-                trickle_reserve_mb=run.get("trickle_reserve_mb"),
-                trickle_at_ms=(round(run["trickle_ms"] - run["started_ms"], 3)
-                               if "trickle_ms" in run else None),
-            )
+            figures.update(self._hold_figures(run, resume_ms))
         self._figures[vm.name] = figures
         return resume_ms
 
@@ -399,11 +396,31 @@ class QemuHypervisor:
     def _bandwidth_mib(self) -> float:
         return self.max_bandwidth_mib or DEFAULT_BANDWIDTH_MIB
 
-    def _reserve_bytes(self) -> int:
-        """What must be left unsent when the trickle starts (see :meth:`keep_held`): a
-        quarter of the RAM, and at least ten polls' worth of copying at full bandwidth."""
-        return max(int(self.ram_mb * 2**20 * HOLD_RESERVE),
-                   int(self._bandwidth_mib() * 2**20 * HOLD_POLL_S * 10))
+    def _hold_plan(self) -> HoldPlan:
+        return HoldPlan.for_copy(self.ram_mb * 2**20, int(self._bandwidth_mib() * 2**20))
+
+    @staticmethod
+    def _hold_figures(run: dict[str, Any], resume_ms: float) -> dict[str, Any]:
+        """The run-record figures of a held copy (ms are from the start of the copy)."""
+        started = run["started_ms"]
+
+        def since_start(key: str) -> float | None:
+            return round(run[key] - started, 3) if key in run else None
+
+        plan: HoldPlan = run["plan"]
+        released = run.get("released_ms")
+        return {
+            "convergence_held": True,
+            "convergence_held_ms": round((released or resume_ms) - started, 3),
+            "hold_approach_at_ms": since_start("approach_ms"),
+            "hold_approach_remaining_mb": run.get("approach_remaining_mb"),
+            "hold_approach_bandwidth_mib": round(plan.approach_bandwidth / 2**20, 3),
+            "hold_tail_target_mb": round(plan.tail_bytes / 2**20, 3),
+            "trickle_at_ms": since_start("trickle_ms"),
+            "trickle_reserve_mb": run.get("trickle_remaining_mb"),
+            "release_to_stop_ms": (round(run["stop_ms"] - released, 3)
+                                   if released is not None else None),
+        }
 
     def _held_run(self, vm: VmSpec) -> dict[str, Any]:
         run = self._runs.get(vm.name)

@@ -13,7 +13,7 @@ converge-when-ready  the copy starts at once too, but QEMU is kept from convergi
                      end of the pass: :meth:`cutover.guest.qemu.QemuHypervisor.keep_held`),
                      so the source keeps RUNNING while the network is not ready; once it is,
                      the real limits are set and QEMU converges as usual. Total time =
-                     max(ready-wait, copy) + the last pass (the reserve held back); guest
+                     max(ready-wait, copy) + the tail of the pass held back; guest
                      pause = the ordinary stop-and-copy.
 
 Every gate keeps the readiness timeout and rolls back the same way: ``migrate_cancel``
@@ -98,11 +98,14 @@ def steps_for(options: MigrationOptions) -> list[Step]:
     if options.gate == "before-switchover":
         return [*head, StartCopy(hold=False), WaitReady(), ConfirmReady(), *pre, FinishCopy(),
                 *tail]  # fmt: skip
-    # pre-activation at QEMU's last pass: the destination TAP then queues cloned traffic
-    # only for that pass and the stop-and-copy (docs/switchover.md, the TAP queue)
-    last: list[Step] = [AwaitLastPass()] if pre else []
-    return [*head, StartCopy(hold=True), HeldWaitReady(), *last, ConfirmReady(), *pre,
-            ReleaseConvergence(), FinishCopy(), *tail]  # fmt: skip
+    if not pre:
+        return [*head, StartCopy(hold=True), HeldWaitReady(), ConfirmReady(),
+                ReleaseConvergence(), FinishCopy(), *tail]  # fmt: skip
+    # pre-activation at QEMU's last pass, the copy released the moment the blocks are gone:
+    # the destination TAP then queues cloned traffic only for the rest of that pass and
+    # the stop-and-copy (docs/switchover.md, the TAP queue)
+    return [*head, StartCopy(hold=True), HeldWaitReady(), AwaitLastPass(), ConfirmReady(),
+            PreActivate(then=ReleaseConvergence()), FinishCopy(), *tail]  # fmt: skip
 
 
 def _overlapping(ctx: MigrationContext) -> OverlapsCopy:

@@ -40,26 +40,40 @@ from cutover.ovsdb.sb import ACTIVATED_OPTION
 
 
 class PreActivate(Step):
-    """Write the destination's activation, wait until its rarp blocks are gone."""
+    """Write the destination's activation, wait until its rarp blocks are gone.
+
+    ``then``: a step run as soon as the blocks are gone, before this step cleans up its
+    wait (a local wait stops its flow monitor and joins its validator then).
+    ``converge-when-ready`` releases its held copy there: from the moment the blocks are
+    gone until the source stops, cloned traffic queues in the destination TAP
+    (docs/switchover.md, the TAP queue), so nothing that can wait may come first. (An
+    agent's wait withdraws itself on the agent, an HTTP round trip, before it returns the
+    evidence: that part is the chassis seam's.)"""
 
     name = "pre-activate"
+
+    def __init__(self, then: Step | None = None) -> None:
+        self.then = then
 
     def do(self, ctx: MigrationContext) -> None:
         dst, lsp = ctx.dst.name, ctx.vm.lsp
         # armed before the write that lifts the blocks, so the change cannot be missed
         watch = ctx.chassis[dst].watch_unblocked(Vif.of(ctx.vm))
         try:
-            ctx.timeline.mark("preactivation.write", f"additional-chassis-activated+={dst}")
-            ctx.sb.activate_additional(lsp, dst)
-            evidence = watch.wait(ctx.options.activation_timeout_s)
-        except WaitTimeout as e:
-            raise MigrationError(
-                f"{dst} did not lift the rarp blocks of {lsp} within "
-                f"{ctx.options.activation_timeout_s:g} s of its pre-activation ({e}); is its "
-                "ovn-controller busy or stalled? Not switching over") from e
+            try:
+                ctx.timeline.mark("preactivation.write", f"additional-chassis-activated+={dst}")
+                ctx.sb.activate_additional(lsp, dst)
+                evidence = watch.wait(ctx.options.activation_timeout_s)
+            except WaitTimeout as e:
+                raise MigrationError(
+                    f"{dst} did not lift the rarp blocks of {lsp} within "
+                    f"{ctx.options.activation_timeout_s:g} s of its pre-activation ({e}); is "
+                    "its ovn-controller busy or stalled? Not switching over") from e
+            ctx.timeline.mark("preactivated", evidence.detail, at_ms=evidence.seen_ms)
+            if self.then is not None:
+                self.then.do(ctx)
         finally:
             watch.cancel()
-        ctx.timeline.mark("preactivated", evidence.detail, at_ms=evidence.seen_ms)
 
     def changes(self, ctx: MigrationContext) -> dict[str, Any]:
         return {"sb_port_binding": ctx.vm.lsp, ACTIVATED_OPTION: f"+{ctx.dst.name}"}
