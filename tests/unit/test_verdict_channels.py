@@ -84,6 +84,7 @@ def test_the_long_poll_brings_the_verdict_when_the_sb_is_slow(tmp_path: Path) ->
     evidence = c.watch_port(VIF).wait(5.0)  # the SB watch never fires
     assert evidence.detail.endswith("by the agent's API")
     assert "GET /v1/port-readiness/ls-vm1/verdict" in seen
+    assert c.finish_pending() == []  # the withdrawal runs in the background
     assert seen[-1] == "DELETE /v1/port-readiness/ls-vm1"  # withdrawn after the verdict
     assert sb.watches[0].cancelled
 
@@ -134,3 +135,21 @@ def test_an_unknown_channel_setting_is_refused(tmp_path: Path,
     monkeypatch.setenv(CHANNEL_ENV, "api")
     with pytest.raises(InputError, match="CUTOVER_VERDICT_CHANNEL='api': use first"):
         agent(tmp_path, lambda r: httpx.Response(500))
+
+
+def test_a_withdrawal_that_fails_is_reported_by_finish_pending(tmp_path: Path) -> None:
+    def verdict(request: httpx.Request) -> httpx.Response:
+        rid = request.url.params["request_id"]
+        return httpx.Response(200, json={"lsp": "ls-vm1", "request_id": rid,
+                                         "state": "ready", "value": ready_value(rid)})
+
+    c, _, _ = agent(tmp_path, verdict)
+    watch = c.watch_port(VIF)
+    c._http = httpx.Client(base_url="http://agent", transport=httpx.MockTransport(
+        lambda r: httpx.Response(503, json={"error": {"type": "OvsdbError",
+                                                      "message": "SB down"}})))
+    watch.wait(5.0)
+    failed = c.finish_pending()
+    assert len(failed) == 1 and "DELETE /v1/port-readiness/ls-vm1" in failed[0]
+    assert "SB down" in failed[0]
+    assert c.finish_pending() == []  # reported once

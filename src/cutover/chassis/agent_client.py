@@ -17,7 +17,6 @@ ChassisUnreachable with the agent's message.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import ssl
 import threading
@@ -146,6 +145,9 @@ class AgentChassis:
         self.endpoint = endpoint
         self._sb = sb
         self._http = http_client(endpoint)
+        self._pending: list[tuple[str, threading.Thread]] = []
+        self._failed: list[str] = []
+        self._pending_lock = threading.Lock()
 
     @property
     def sb(self) -> SbClient:
@@ -244,6 +246,38 @@ class AgentChassis:
     def forget(self, lsp: str, tap: str | None = None) -> list[str]:
         result = self.request("POST", "/v1/forget", {"lsp": lsp, "tap": tap})
         return [str(c) for c in result["cleaned"]]
+
+    def withdraw_later(self, route: str, lsp: str) -> None:
+        """Cancel the agent's watch (it withdraws its SB key) from a thread: the orchestrator
+        goes on at once; :meth:`finish_pending` waits for it."""
+        path = f"/v1/{route}/{lsp}"
+
+        def withdraw() -> None:
+            try:
+                self.request("DELETE", path)
+            except InputError:
+                pass  # already gone on the agent
+            except CutoverError as e:
+                with self._pending_lock:
+                    self._failed.append(f"DELETE {path}: {e}")
+
+        thread = threading.Thread(target=withdraw, name=f"withdraw-{route}-{lsp}", daemon=True)
+        with self._pending_lock:
+            self._pending.append((path, thread))
+        thread.start()
+
+    def finish_pending(self) -> list[str]:
+        with self._pending_lock:
+            pending, self._pending = self._pending, []
+        for path, thread in pending:
+            thread.join(REQUEST_TIMEOUT_S + 1.0)
+            if thread.is_alive():
+                with self._pending_lock:
+                    self._failed.append(f"DELETE {path}: no answer within "
+                                        f"{REQUEST_TIMEOUT_S:.0f} s")
+        with self._pending_lock:
+            failed, self._failed = self._failed, []
+        return failed
 
 
 class PublishedWatch:
@@ -355,12 +389,14 @@ class PublishedWatch:
         return said
 
     def cancel(self) -> None:
-        """Stop waiting; the agent stops too and withdraws its SB key (idempotent)."""
+        """Stop waiting; the agent stops too and withdraws its SB key (idempotent). The
+        request goes from a thread (:meth:`AgentChassis.withdraw_later`): it took 10-60 ms
+        here, between the verdict and the next step - with pre-activation, inside the
+        window in which cloned traffic queues in the destination TAP."""
         self._sb_watch.cancel()
         if self._armed:
             self._armed = False
-            with contextlib.suppress(InputError):  # already gone on the agent
-                self._chassis.request("DELETE", f"/v1/{self._route}/{self._lsp}")
+            self._chassis.withdraw_later(self._route, self._lsp)
 
 
 class StreamedControllerWatch:

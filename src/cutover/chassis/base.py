@@ -139,3 +139,8 @@ class Chassis(Protocol):
         """Drop what this chassis holds for a migration of ``lsp`` (idempotent): cancel its
         readiness watches, withdraw its published keys, end a timed controller pause, and
         with ``tap`` remove that TAP and OVS port. Returns what it removed, for messages."""
+
+    def finish_pending(self) -> list[str]:
+        """Wait for what this seam still does in the background for a migration (through an
+        agent: withdrawing a verdict, started after the verdict so that the round trip is
+        off the critical path). Returns what failed, for the timeline; never raises."""

@@ -236,6 +236,9 @@ class LocalChassis:
 
     # -- recovery ---------------------------------------------------------------------------
 
+    def finish_pending(self) -> list[str]:
+        return []  # nothing runs in the background here
+
     def forget(self, lsp: str, tap: str | None = None) -> list[str]:
         cleaned: list[str] = []
         if self._sb is not None:

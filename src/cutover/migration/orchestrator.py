@@ -174,6 +174,9 @@ def run_steps(ctx: MigrationContext, steps: Sequence[Step],
         if ctx.liveness is not None:
             ctx.liveness.stop()
         _collect_passive(ctx)
+        for name, chassis in ctx.chassis.items():  # e.g. verdicts withdrawn in the background
+            for failure in chassis.finish_pending():
+                ctx.timeline.mark("withdraw-failed", f"{name}: {failure}")
 
 
 def _fail(ctx: MigrationContext, step: Step, done: list[Step], cause: BaseException,
