@@ -376,7 +376,7 @@ class LocalPortWatch:
         installed_ts = float(ts) if ts and ts.isdigit() else None
         claim = ("claim: shown by the rarp blocks (installed only for a committed claim), "
                  "before the SB row reached this agent" if d.claim_from_flows
-                 else "claim: SB row")  # fmt: skip
+                 else f"claim: SB row ({self._why_not_from_blocks()})")  # fmt: skip
         detail = (
             f"{d.path} on {self.chassis}: {flows}; {claim}; ovn-installed="
             f"{ids.get('ovn-installed', '-')} ovn-installed-ts={ts or '-'}; "
@@ -407,6 +407,17 @@ class LocalPortWatch:
             detail += (f"; ovn-installed event seen {installed_ms - installed_ts:.1f} ms "
                        "after ovn-installed-ts")  # fmt: skip
         return Evidence(CHECK, seen, detail, committed_ms=installed_ts, marks=tuple(marks))
+
+    def _why_not_from_blocks(self) -> str:
+        """Why the rarp blocks did not show the claim first (for the evidence)."""
+        if not self._awaits:
+            return "the SB did not say the port awaits its rarp activation here"
+        if not self._blocks_new:
+            return "rarp blocks on br-int already when the monitors started"
+        if self._complete_ms is None or "claim" not in self._seen:
+            return "no complete flows before it"
+        return (f"the blocks completed {self._complete_ms - self._seen['claim']:+.1f} ms "
+                "after it")
 
     def describe(self) -> str:
         ids = self._vs.interface_external_ids(self.tap)
