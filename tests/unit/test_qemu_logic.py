@@ -14,6 +14,7 @@ from cutover.bench.guest_report import floor_median, floor_rows, guest_rows, gue
 from cutover.bench.results import BenchResult, RunResult
 from cutover.bench.runner import guest_figures
 from cutover.errors import GuestError, InputError, PrerequisiteError
+from cutover.guest import qemu_proc
 from cutover.guest.image import GuestImage, extract_vmlinux, parse_abi
 from cutover.guest.initramfs import load_order, module_depends, newc_archive, recipe_id
 from cutover.guest.qemu import QemuHypervisor
@@ -430,3 +431,23 @@ def test_hold_figures_say_when_each_stage_began_and_how_long_the_release_took(
     assert figures["release_to_stop_ms"] is None and figures["convergence_held_ms"] == 510.0
     hv.close()
     hv2.close()
+
+
+def test_qemu_from_a_root_runs_through_the_roots_loader(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """CUTOVER_QEMU_ROOT: the root's QEMU, its loader and libraries, its firmware dirs;
+    a root without QEMU is refused with the way to build one."""
+    monkeypatch.delenv(qemu_proc.ROOT_ENV, raising=False)
+    assert qemu_proc.qemu_command() == ["qemu-system-x86_64"]
+    monkeypatch.setenv(qemu_proc.ROOT_ENV, str(tmp_path))
+    with pytest.raises(PrerequisiteError, match="mmdebstrap --variant=apt --include=qemu"):
+        qemu_proc.qemu_command()
+    for d in ("usr/bin", "lib64", "usr/share/qemu", "usr/share/seabios"):
+        (tmp_path / d).mkdir(parents=True, exist_ok=True)
+    (tmp_path / "usr/bin/qemu-system-x86_64").touch()
+    (tmp_path / "lib64/ld-linux-x86-64.so.2").touch()
+    argv = qemu_proc.qemu_command()
+    assert argv[0] == str(tmp_path / "lib64/ld-linux-x86-64.so.2")
+    assert argv[3] == str(tmp_path / "usr/bin/qemu-system-x86_64")
+    assert argv[4:] == ["-L", str(tmp_path / "usr/share/qemu"),
+                        "-L", str(tmp_path / "usr/share/seabios")]

@@ -19,6 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cutover.errors import CutoverError
+from cutover.guest import qemu_proc
+
 ABSENT = "absent"
 TOOL_TIMEOUT_S = 5.0
 
@@ -47,7 +50,7 @@ def describe_environment(
         "os": os_release.get("PRETTY_NAME", ABSENT),
         "python": platform.python_version(),
         "cpus": str(os.cpu_count() or "unknown"),
-        "qemu": _first_line(runner, ["qemu-system-x86_64", "--version"]),
+        "qemu": _qemu_version(runner),
     }
 
 
@@ -74,6 +77,17 @@ def site_environment(extra: Mapping[str, Any]) -> dict[str, str]:
         "ovn_install": f"{ovn.get('install', '?')} ({ovn.get('from', '?')})",
         "ovn_binaries": binaries,
     }
+
+
+def _qemu_version(runner: Runner) -> str:
+    """The QEMU the lab's guests run: the host's, or the root's of ``CUTOVER_QEMU_ROOT``."""
+    try:
+        argv = qemu_proc.qemu_command()
+    except CutoverError as e:
+        return f"unusable ({e})"
+    line = _first_line(runner, [*argv, "--version"])
+    root = os.environ.get(qemu_proc.ROOT_ENV)
+    return f"{line} (from {root})" if root else line
 
 
 def _run_tool(argv: Sequence[str]) -> str:

@@ -95,7 +95,7 @@ def qemu_argv(image: GuestImage, vm: VmSpec, files: QemuFiles, ram_mb: int,
     if not guest_offloads:
         nic += "".join(f",{prop}=off" for prop in GUEST_OFFLOADS_OFF)
     argv = [
-        QEMU, "-name", f"cutover.guest.qemu:{vm.name}@{files.chassis}",
+        *qemu_command(), "-name", f"cutover.guest.qemu:{vm.name}@{files.chassis}",
         "-accel", accel, "-cpu", "max", "-m", str(ram_mb), "-smp", "1",
         "-nodefaults", "-no-user-config", "-display", "none",
         "-kernel", str(image.kernel), "-initrd", str(image.initrd),
@@ -109,6 +109,33 @@ def qemu_argv(image: GuestImage, vm: VmSpec, files: QemuFiles, ram_mb: int,
     if incoming:
         argv += ["-incoming", "defer"]
     return argv
+
+
+ROOT_ENV = "CUTOVER_QEMU_ROOT"
+"""A Debian root holding ``qemu-system-x86`` (e.g. ``mmdebstrap --variant=apt
+--include=qemu-system-x86 trixie DIR``) whose QEMU the lab runs instead of the host's,
+started through the root's own loader as the OVN roots are (no chroot): Debian 12 has QEMU
+7.2, whose held pre-copy behaves differently from QEMU >= 8.0 (docs/switchover.md). Unset:
+the host's ``qemu-system-x86_64``. Every QEMU of a lab (both ends, the floor) must be the
+same one: set it for ``lab up`` and every later command."""
+
+
+def qemu_command() -> list[str]:
+    """argv prefix that starts QEMU (see :data:`ROOT_ENV`); PrerequisiteError if the root
+    has no QEMU or loader."""
+    root = os.environ.get(ROOT_ENV)
+    if not root:
+        return [QEMU]
+    r = Path(root)
+    binary, loader = r / "usr/bin" / QEMU, r / "lib64/ld-linux-x86-64.so.2"
+    for needed in (binary, loader, r / "usr/share/qemu", r / "usr/share/seabios"):
+        if not needed.exists():
+            raise PrerequisiteError(f"{ROOT_ENV}={root}: no {needed}; build the root with "
+                                    "mmdebstrap --variant=apt --include=qemu-system-x86 "
+                                    "SUITE DIR")  # fmt: skip
+    libs = ":".join(str(r / d) for d in ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"))
+    return [str(loader), "--library-path", libs, str(binary),
+            "-L", str(r / "usr/share/qemu"), "-L", str(r / "usr/share/seabios")]
 
 
 def guest_offloads() -> bool:
