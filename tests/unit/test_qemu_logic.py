@@ -451,3 +451,20 @@ def test_qemu_from_a_root_runs_through_the_roots_loader(tmp_path: Path,
     assert argv[3] == str(tmp_path / "usr/bin/qemu-system-x86_64")
     assert argv[4:] == ["-L", str(tmp_path / "usr/share/qemu"),
                         "-L", str(tmp_path / "usr/share/seabios")]
+
+
+def test_a_lab_refuses_another_qemu_than_its_guests_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found: a bench with CUTOVER_QEMU_ROOT set on a lab whose guests ran the host's QEMU
+    started QEMU 10 destinations for QEMU 7.2 sources; each died in the pre-copy."""
+    monkeypatch.delenv(qemu_proc.ROOT_ENV, raising=False)
+    monkeypatch.delenv(OFFLOADS_ENV, raising=False)
+    recorded = qemu_proc.lab_record()
+    qemu_proc.check_lab_record(recorded)  # the same: fine
+    qemu_proc.check_lab_record(None)  # a lab from before the record: nothing to check
+    monkeypatch.setenv(OFFLOADS_ENV, "on")
+    with pytest.raises(PrerequisiteError, match="set CUTOVER_QEMU_GUEST_OFFLOADS as it was"):
+        qemu_proc.check_lab_record(recorded)
+    monkeypatch.delenv(OFFLOADS_ENV)
+    monkeypatch.setenv(qemu_proc.ROOT_ENV, "/nonexistent-root")
+    with pytest.raises(PrerequisiteError, match="CUTOVER_QEMU_ROOT"):
+        qemu_proc.check_lab_record(recorded)

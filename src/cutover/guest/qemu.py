@@ -71,6 +71,7 @@ class QemuHypervisor:
     ) -> None:
         if not site.guest_dir:
             raise GuestError(f"site {site.name!r} has no guest_dir for QEMU sockets")
+        qemu_proc.check_lab_record(site.extra.get("qemu"))
         self.site = site
         self.ram_mb = ram_mb
         self.max_bandwidth_mib = max_bandwidth_mib

@@ -138,6 +138,29 @@ def qemu_command() -> list[str]:
             "-L", str(r / "usr/share/qemu"), "-L", str(r / "usr/share/seabios")]
 
 
+def lab_record() -> dict[str, object]:
+    """What a lab records at ``lab up`` about the QEMU its guests run (``site.extra``):
+    every later QEMU of that lab must be started the same way (:func:`check_lab_record`)."""
+    return {"command": qemu_command(), "guest_offloads": guest_offloads()}
+
+
+def check_lab_record(recorded: object) -> None:
+    """PrerequisiteError when this process would start another QEMU, or another NIC, than
+    the lab's running guests: the incoming QEMU cannot load their device state (seen: a
+    QEMU 10 destination of a QEMU 7.2 source died in the pre-copy, every time). None
+    recorded (a lab from before): nothing to check."""
+    if not isinstance(recorded, dict):
+        return
+    now = lab_record()
+    for key, env in (("command", ROOT_ENV), ("guest_offloads", OFFLOADS_ENV)):
+        if key in recorded and recorded[key] != now[key]:
+            raise PrerequisiteError(
+                f"the lab's QEMU guests were started with {key} {recorded[key]!r}, this "
+                f"command would use {now[key]!r}: set {env} as it was for 'cutover lab up' "
+                "(or rebuild the lab with 'cutover lab down')"
+            )
+
+
 def guest_offloads() -> bool:
     """:data:`OFFLOADS_ENV` read and checked (default off)."""
     value = os.environ.get(OFFLOADS_ENV, "off")

@@ -26,6 +26,7 @@ from cutover.errors import (
     LabNotUp,
     PrerequisiteError,
 )
+from cutover.guest import qemu_proc
 from cutover.guest.inventory import GuestRecord, guests_of
 from cutover.lab import (
     agents,
@@ -498,6 +499,7 @@ class Lab:
                 "ovn": {"install": install.name, "from": install.describe(),
                         **install.versions()},
                 "spare_chassis": list(topo.spares),
+                "qemu": qemu_proc.lab_record(),
                 **({"orchestrator_netns": topo.central_netns} if topo.ssl else {}),
                 "clustered": topo.clustered,
             },
