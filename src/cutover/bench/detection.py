@@ -13,8 +13,10 @@ median is made of:
 - ``flows``: the port's flows were complete on br-int (the flow monitor's update that
   completed them);
 - ``verdict``: the check decided (``port-ready.on-chassis``; through an agent only);
-- ``publish``: the agent sent its SB write (through an agent only);
-- ``seen``: the orchestrator saw the verdict = the detection latency.
+- ``publish``: the agent handed its verdict on: to a pending long poll, then to its SB
+  write (through an agent only);
+- ``seen``: the orchestrator saw the verdict, by whichever channel was first = the
+  detection latency (the evidence names the channel).
 
 Each column is the median, over the runs that have that mark, of (mark - ovn-installed-ts)
 in ms; a negative value is a hop that happened before the stamp (e.g. the SB claim, which
@@ -82,8 +84,9 @@ def detection_section(result: BenchResult) -> list[str]:
         "Medians in ms after the `ovn-installed-ts` the destination's ovn-controller "
         "stamped (negative: before it). `ovn-installed`, `claim`: the destination's check "
         "sees them; `flows`: the port's flows complete on br-int (flow monitor); `verdict`, "
-        "`publish`: the agent decides and sends its SB write; `seen (detection)`: the "
-        "orchestrator sees the verdict - the detection latency (docs/metrics.md).",
+        "`publish`: the agent decides and hands its verdict on (long poll, then SB write); "
+        "`seen (detection)`: the orchestrator sees the verdict, by the first channel to "
+        "bring it - the detection latency (docs/metrics.md).",
         "",
         *_table(headers, rows),
         "",
