@@ -49,6 +49,13 @@ def ready_value(request_id: str) -> str:
     return encode_ready(request_id, Evidence("port-ready", 1000.0, "flows complete"))
 
 
+def ready_now(request: httpx.Request) -> httpx.Response:
+    """The agent's long poll, answered with a ready verdict of the asked request id."""
+    rid = request.url.params["request_id"]
+    return httpx.Response(200, json={"lsp": "ls-vm1", "request_id": rid,
+                                     "state": "ready", "value": ready_value(rid)})
+
+
 def agent(tmp_path: Path, verdict: Callable[[httpx.Request], httpx.Response]
           ) -> tuple[AgentChassis, _Sb, list[str]]:  # fmt: skip
     """An AgentChassis whose agent accepts the watch and answers the long poll with
@@ -75,12 +82,7 @@ def agent(tmp_path: Path, verdict: Callable[[httpx.Request], httpx.Response]
 
 
 def test_the_long_poll_brings_the_verdict_when_the_sb_is_slow(tmp_path: Path) -> None:
-    def verdict(request: httpx.Request) -> httpx.Response:
-        rid = request.url.params["request_id"]
-        return httpx.Response(200, json={"lsp": "ls-vm1", "request_id": rid,
-                                         "state": "ready", "value": ready_value(rid)})
-
-    c, sb, seen = agent(tmp_path, verdict)
+    c, sb, seen = agent(tmp_path, ready_now)
     evidence = c.watch_port(VIF).wait(5.0)  # the SB watch never fires
     assert evidence.detail.endswith("by the agent's API")
     assert "GET /v1/port-readiness/ls-vm1/verdict" in seen
@@ -138,12 +140,7 @@ def test_an_unknown_channel_setting_is_refused(tmp_path: Path,
 
 
 def test_a_withdrawal_that_fails_is_reported_by_finish_pending(tmp_path: Path) -> None:
-    def verdict(request: httpx.Request) -> httpx.Response:
-        rid = request.url.params["request_id"]
-        return httpx.Response(200, json={"lsp": "ls-vm1", "request_id": rid,
-                                         "state": "ready", "value": ready_value(rid)})
-
-    c, _, _ = agent(tmp_path, verdict)
+    c, _, _ = agent(tmp_path, ready_now)
     watch = c.watch_port(VIF)
     c._http = httpx.Client(base_url="http://agent", transport=httpx.MockTransport(
         lambda r: httpx.Response(503, json={"error": {"type": "OvsdbError",
