@@ -468,3 +468,29 @@ def test_a_lab_refuses_another_qemu_than_its_guests_run(monkeypatch: pytest.Monk
     monkeypatch.setenv(qemu_proc.ROOT_ENV, "/nonexistent-root")
     with pytest.raises(PrerequisiteError, match="CUTOVER_QEMU_ROOT"):
         qemu_proc.check_lab_record(recorded)
+
+
+def test_lab_up_refuses_a_bad_qemu_setting_before_building(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found: ``CUTOVER_QEMU_ROOT=/nonexistent cutover lab up`` built the central servers,
+    every chassis and the agents (~5 s), failed when the site was written and tore it all
+    down again. The lab's QEMU settings are checked with the other prerequisites."""
+    from cutover.lab import host
+    from cutover.lab.lab import Lab
+    from cutover.lab.topology import LabTopology
+
+    def no_build(*_args: object) -> None:
+        raise AssertionError("a bad QEMU setting must be refused before the lab is built")
+
+    monkeypatch.setattr(host, "check_prerequisites", lambda _install: None)
+    monkeypatch.setattr(Lab, "_build", no_build)
+    monkeypatch.setattr(Lab, "down", no_build)
+    lab = Lab(LabTopology(prefix="cqr", lab_dir=tmp_path / "lab"))
+    monkeypatch.setenv(qemu_proc.ROOT_ENV, str(tmp_path / "missing"))
+    with pytest.raises(PrerequisiteError, match="CUTOVER_QEMU_ROOT"):
+        lab.up()
+    monkeypatch.delenv(qemu_proc.ROOT_ENV)
+    monkeypatch.setenv(OFFLOADS_ENV, "maybe")
+    with pytest.raises(PrerequisiteError, match=OFFLOADS_ENV):
+        lab.up()
+    assert not (tmp_path / "lab").exists()
