@@ -27,7 +27,7 @@ from cutover.bench.guest_report import floor_table
 from cutover.bench.report import summary_table, write_report
 from cutover.bench.results import BenchResult
 from cutover.bench.runner import MATRIX, BenchPlan, Condition, direction, run_bench
-from cutover.chassis.agent_client import AgentChassis
+from cutover.chassis.agent_client import AgentChassis, verdict_channel
 from cutover.config import Timeouts
 from cutover.errors import InputError, LabNotUp, SwitchedOverIncomplete
 from cutover.guest.base import Hypervisor
@@ -457,6 +457,7 @@ def bench(args: argparse.Namespace, console: Console) -> int:
                                   f"--guest {guest.kind}")
     conditions = _conditions(args)
     _check_faults(args, conditions)
+    verdict_channel()  # read by each migration's chassis seam: refused before a lab is built
     plan = BenchPlan(  # validates every option before anything is built
         strategies=strategies,
         gates=gates,

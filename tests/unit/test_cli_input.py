@@ -129,3 +129,11 @@ def test_a_peer_stall_must_stall_a_third_party() -> None:
     configured = Site(name="az1", nb_remote="x", sb_remote="y", chassis=chassis, vms=(vm,))
     with pytest.raises(InputError, match="site az1 has no probe client: use dst:MS"):
         _check_peer_stall(configured, "vm1", "hv2", "peer:2000")
+
+
+def test_a_bad_verdict_channel_is_refused_before_the_bench_builds_a_lab(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found: with CUTOVER_VERDICT_CHANNEL=garbage a bench on no lab built the whole lab
+    first (its agents plug the lab's ports: refused there, torn down again)."""
+    monkeypatch.setenv("CUTOVER_VERDICT_CHANNEL", "garbage")
+    assert "CUTOVER_VERDICT_CHANNEL='garbage'" in refused(capsys, "bench", "--runs", "1")
