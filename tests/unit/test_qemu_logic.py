@@ -462,12 +462,40 @@ def test_a_lab_refuses_another_qemu_than_its_guests_run(monkeypatch: pytest.Monk
     qemu_proc.check_lab_record(recorded)  # the same: fine
     qemu_proc.check_lab_record(None)  # a lab from before the record: nothing to check
     monkeypatch.setenv(OFFLOADS_ENV, "on")
-    with pytest.raises(PrerequisiteError, match="set CUTOVER_QEMU_GUEST_OFFLOADS as it was"):
+    with pytest.raises(PrerequisiteError, match="started with CUTOVER_QEMU_GUEST_OFFLOADS=off, "
+                       "this command has CUTOVER_QEMU_GUEST_OFFLOADS=on: set "
+                       "CUTOVER_QEMU_GUEST_OFFLOADS=off as for 'cutover lab up'"):
         qemu_proc.check_lab_record(recorded)
     monkeypatch.delenv(OFFLOADS_ENV)
     monkeypatch.setenv(qemu_proc.ROOT_ENV, "/nonexistent-root")
     with pytest.raises(PrerequisiteError, match="CUTOVER_QEMU_ROOT"):
         qemu_proc.check_lab_record(recorded)
+
+
+def test_another_qemu_is_refused_with_the_setting_to_use(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found: the refusal printed both QEMU command lines (loader, library path, firmware
+    dirs) and "set CUTOVER_QEMU_ROOT as it was", not what it was. It names the setting."""
+    for d in ("usr/bin", "lib64", "usr/share/qemu", "usr/share/seabios"):
+        (tmp_path / d).mkdir(parents=True, exist_ok=True)
+    (tmp_path / "usr/bin/qemu-system-x86_64").touch()
+    (tmp_path / "lib64/ld-linux-x86-64.so.2").touch()
+    monkeypatch.delenv(OFFLOADS_ENV, raising=False)
+    monkeypatch.delenv(qemu_proc.ROOT_ENV, raising=False)
+    host_lab = qemu_proc.lab_record()
+    monkeypatch.setenv(qemu_proc.ROOT_ENV, str(tmp_path))
+    root_lab = qemu_proc.lab_record()
+    with pytest.raises(PrerequisiteError) as e:
+        qemu_proc.check_lab_record(host_lab)
+    assert str(e.value) == (
+        f"the lab's QEMU guests were started with CUTOVER_QEMU_ROOT unset, this command has "
+        f"CUTOVER_QEMU_ROOT={tmp_path}: unset CUTOVER_QEMU_ROOT as for 'cutover lab up' (or "
+        "rebuild the lab with 'cutover lab down')")
+    monkeypatch.delenv(qemu_proc.ROOT_ENV)
+    with pytest.raises(PrerequisiteError, match=f"started with CUTOVER_QEMU_ROOT={tmp_path}, "
+                       f"this command has CUTOVER_QEMU_ROOT unset: set "
+                       f"CUTOVER_QEMU_ROOT={tmp_path} as for"):
+        qemu_proc.check_lab_record(root_lab)
 
 
 def test_lab_up_refuses_a_bad_qemu_setting_before_building(
