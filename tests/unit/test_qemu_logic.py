@@ -453,6 +453,23 @@ def test_qemu_from_a_root_runs_through_the_roots_loader(tmp_path: Path,
                         "-L", str(tmp_path / "usr/share/seabios")]
 
 
+def test_a_relative_qemu_root_gives_an_absolute_command(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found: ``CUTOVER_QEMU_ROOT=qroot/trixie`` gave a relative loader, library path and
+    QEMU, recorded so by the lab: a later command with the same setting from another
+    directory passed the record check and then could not start its QEMU."""
+    for d in ("usr/bin", "lib64", "usr/share/qemu", "usr/share/seabios"):
+        (tmp_path / "root" / d).mkdir(parents=True, exist_ok=True)
+    (tmp_path / "root/usr/bin/qemu-system-x86_64").touch()
+    (tmp_path / "root/lib64/ld-linux-x86-64.so.2").touch()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(qemu_proc.ROOT_ENV, "root")
+    argv = qemu_proc.qemu_command()
+    assert argv[0] == str(tmp_path / "root/lib64/ld-linux-x86-64.so.2")
+    assert argv[3] == str(tmp_path / "root/usr/bin/qemu-system-x86_64")
+    assert all(Path(p).is_absolute() for p in argv[2].split(":"))
+
+
 def test_a_lab_refuses_another_qemu_than_its_guests_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """Found: a bench with CUTOVER_QEMU_ROOT set on a lab whose guests ran the host's QEMU
     started QEMU 10 destinations for QEMU 7.2 sources; each died in the pre-copy."""

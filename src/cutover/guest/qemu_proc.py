@@ -126,7 +126,7 @@ def qemu_command() -> list[str]:
     root = os.environ.get(ROOT_ENV)
     if not root:
         return [QEMU]
-    r = Path(root)
+    r = Path(root).absolute()  # the lab records this argv: it must not depend on the cwd
     binary, loader = r / "usr/bin" / QEMU, r / "lib64/ld-linux-x86-64.so.2"
     for needed in (binary, loader, r / "usr/share/qemu", r / "usr/share/seabios"):
         if not needed.exists():
