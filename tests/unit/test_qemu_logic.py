@@ -194,6 +194,17 @@ def test_guest_options_are_checked(opts: GuestOptions, msg: str) -> None:
         opts.checked()
 
 
+def test_libvirt_guests_refuse_a_qemu_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found: with CUTOVER_QEMU_ROOT set, a --guest libvirt lab recorded the root's QEMU
+    and a bench's environment named it, while libvirtd ran /usr/bin's QEMU 7.2."""
+    monkeypatch.setenv(qemu_proc.ROOT_ENV, "/tmp/qroot/trixie")
+    with pytest.raises(InputError, match="libvirtd starts its own emulator"):
+        GuestOptions("libvirt").checked()
+    GuestOptions("qemu").checked()
+    monkeypatch.delenv(qemu_proc.ROOT_ENV)
+    GuestOptions("libvirt").checked()
+
+
 def test_a_lab_refuses_another_guest_kind() -> None:
     site = Site(name="p", nb_remote="x", sb_remote="y",
                 chassis=(ChassisEndpoint("hv1", "unix:/x"),), vms=(VM,),
