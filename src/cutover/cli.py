@@ -307,8 +307,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _print_error(e: CutoverError) -> None:
+    """One line; notes (a second failure on the way out, e.g. a stall that could not be
+    resumed after the migration failed) follow the message after "; also: "."""
     name = "InputError" if isinstance(e, _Refused) else type(e).__name__
-    err_console.print(Text.assemble((name, "bold red"), ": ", str(e)), highlight=False)
+    also = "".join(f"; also: {note}" for note in getattr(e, "__notes__", ()))
+    err_console.print(Text.assemble((name, "bold red"), ": ", str(e), also), highlight=False)
 
 
 if __name__ == "__main__":

@@ -22,14 +22,14 @@ from cutover import config, deployment
 from cutover.bench import versions
 from cutover.bench.environment import lab_ovn
 from cutover.bench.fault_report import fault_table
-from cutover.bench.faults import FaultPlan, StallPlan
+from cutover.bench.faults import FaultPlan, StallInjector, StallPlan
 from cutover.bench.guest_report import floor_table
 from cutover.bench.report import summary_table, write_report
 from cutover.bench.results import BenchResult
 from cutover.bench.runner import MATRIX, BenchPlan, Condition, direction, run_bench
-from cutover.chassis.agent_client import AgentChassis
+from cutover.chassis.agent_client import AgentChassis, verdict_channel
 from cutover.config import Timeouts
-from cutover.errors import InputError, LabNotUp, SwitchedOverIncomplete
+from cutover.errors import CutoverError, InputError, LabNotUp, SwitchedOverIncomplete
 from cutover.guest.base import Hypervisor
 from cutover.guest.select import GuestOptions, check_matches, guest_driver, site_guest
 from cutover.lab import cluster, host, rootfs
@@ -332,8 +332,10 @@ def _migrate_on(site: Site, args: argparse.Namespace, options: MigrationOptions,
             report = run_migration(site, args.vm, args.dst, options, hv, clients,
                                    observers=[injector], journal=journal,
                                    journal_extra=extra)  # fmt: skip
-    finally:
-        injector.finish()
+    except BaseException as failed:
+        _finish_stall(injector, failed)
+        raise
+    injector.finish()
     console.print(timeline_table(report.timeline, f"{report.vm}: {report.src} -> {report.dst} "
                                  f"({report.strategy}, gate {report.gate}, activation "
                                  f"{report.activation})"))
@@ -342,6 +344,16 @@ def _migrate_on(site: Site, args: argparse.Namespace, options: MigrationOptions,
         f"{report.switchover_ms or 0:.0f} ms); waited {report.ready_wait_ms:.0f} ms "
         f"for readiness ({report.evidence or 'no wait'})"
     ))
+
+
+def _finish_stall(injector: StallInjector, failed: BaseException) -> None:
+    """Resume a stalled controller after a failed migration without hiding why it failed:
+    a resume that fails too (e.g. through the destination's dead agent) is a note on the
+    migration's error, which the CLI prints on the same line."""
+    try:
+        injector.finish()
+    except CutoverError as e:
+        failed.add_note(f"{type(e).__name__}: {e}")
 
 
 def _check_peer_stall(site: Site, vm: str, dst: str, spec: str) -> None:
@@ -457,6 +469,7 @@ def bench(args: argparse.Namespace, console: Console) -> int:
                                   f"--guest {guest.kind}")
     conditions = _conditions(args)
     _check_faults(args, conditions)
+    verdict_channel()  # read by each migration's chassis seam: refused before a lab is built
     plan = BenchPlan(  # validates every option before anything is built
         strategies=strategies,
         gates=gates,

@@ -246,6 +246,9 @@ def test_the_verdict_long_poll_answers_when_the_verdict_comes() -> None:
     assert r.status_code == 404 and r.json()["error"]["type"] == "NotWatched"
     bad = client.get(path, params={"request_id": RID, "wait_s": 0}, headers=AUTH)
     assert bad.status_code == 422
+    # found: a mistyped parameter was ignored (the poll then held for the default 20 s)
+    typo = client.get(path, params={"request_id": RID, "wait": 0.05}, headers=AUTH)
+    assert typo.status_code == 422 and "wait" in typo.text
     assert service.changes == [("watch_port", "ls-vm1", "02:00:00:00:00:01")]
 
 

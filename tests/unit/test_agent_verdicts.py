@@ -60,6 +60,7 @@ def service(log: list[tuple[str, ...]]) -> NodeService:
     s._sb = _Sb(log)  # type: ignore[assignment]
     s._jobs = {}
     s._lock = threading.Lock()
+    s._starting = {}
     return s
 
 
@@ -115,3 +116,36 @@ def test_a_failed_wait_is_delivered_as_failed() -> None:
     assert verdict is not None and verdict.evidence is None
     assert "the flows never came" in (verdict.error or "")
     assert log == [("sb-write", KEY)]
+
+
+def test_concurrent_starts_for_one_port_leave_one_watch() -> None:
+    """Found: six concurrent PUTs of a port-readiness watch, then one DELETE: a watch the
+    DELETE never saw timed out later and wrote its verdict to the SB, where it stayed.
+    A start replaces the earlier watch as one step; every replaced watch is cancelled."""
+    log: list[tuple[str, ...]] = []
+    s = service(log)
+    first, second = _Watch(), _Watch()
+    arming, release = threading.Event(), threading.Event()
+
+    def slow_arm() -> _Watch:
+        arming.set()
+        release.wait(10)
+        return first
+
+    a = threading.Thread(target=s._start, args=("port", "ls-vm1", KEY, RID, 30.0, slow_arm))
+    a.start()
+    assert arming.wait(5)
+    b = threading.Thread(target=s._start, args=("port", "ls-vm1", KEY,
+                                                RID.replace("1234", "9999", 1), 30.0,
+                                                lambda: second))  # fmt: skip
+    b.start()
+    b.join(0.5)  # unserialised, b registers its watch now, before a does
+    release.set()
+    a.join(5)
+    b.join(5)
+    current = s._jobs[("port", "ls-vm1")].watch
+    replaced = second if current is first else first
+    assert replaced.interrupted is not None, "a replaced watch runs on, never cancelled"
+    s.cancel_watch("port", "ls-vm1")
+    for w in (first, second):
+        w.go.set()

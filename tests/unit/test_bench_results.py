@@ -274,6 +274,19 @@ def test_environment_reports_versions_and_absent_tools(tmp_path: Path) -> None:
     assert set(env) >= {"kernel", "python"}
 
 
+def test_environment_says_how_the_verdicts_came(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found: the detection-latency benches of both channels and of the SB alone
+    (docs/measurements/2026-11-30-detection-{api,sb}) differed only in their directory
+    name; CUTOVER_VERDICT_CHANNEL moves the figure by the SB hop."""
+    monkeypatch.delenv("CUTOVER_VERDICT_CHANNEL", raising=False)
+    assert describe_environment(run=fake_runner({}), etc=tmp_path)["verdict_channel"].startswith(
+        "first (the agent's API or the SB")
+    monkeypatch.setenv("CUTOVER_VERDICT_CHANNEL", "sb")
+    assert describe_environment(run=fake_runner({}), etc=tmp_path)["verdict_channel"] == (
+        "sb (the SB record only)")
+
+
 def test_environment_without_etc_files_says_absent(tmp_path: Path) -> None:
     env = describe_environment(run=fake_runner({}), etc=tmp_path)
     assert env["debian"] == env["os"] == env["ovn"] == ABSENT

@@ -129,3 +129,64 @@ def test_a_peer_stall_must_stall_a_third_party() -> None:
     configured = Site(name="az1", nb_remote="x", sb_remote="y", chassis=chassis, vms=(vm,))
     with pytest.raises(InputError, match="site az1 has no probe client: use dst:MS"):
         _check_peer_stall(configured, "vm1", "hv2", "peer:2000")
+
+
+def test_a_bad_verdict_channel_is_refused_before_the_bench_builds_a_lab(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found: with CUTOVER_VERDICT_CHANNEL=garbage a bench on no lab built the whole lab
+    first (its agents plug the lab's ports: refused there, torn down again)."""
+    monkeypatch.setenv("CUTOVER_VERDICT_CHANNEL", "garbage")
+    assert "CUTOVER_VERDICT_CHANNEL='garbage'" in refused(capsys, "bench", "--runs", "1")
+
+
+def test_a_failed_migration_is_not_hidden_by_a_stall_that_cannot_be_resumed(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found: ``migrate --stall dst:5000`` with the destination's agent killed in the wait
+    printed only ``LabError: could not resume ovn-controller at hv2 ...`` (the stall's
+    resume, in a finally) and not why the migration failed or what it left. The
+    migration's error is printed, the failed resume after it on the same line."""
+    import contextlib
+    from collections.abc import Iterator
+
+    from cutover.bench.faults import StallPlan
+    from cutover.errors import LabError, MigrationError
+    from cutover.migration.clients import SiteClients
+    from cutover.site import ChassisEndpoint, Site, VmSpec
+
+    site = Site("t", "unix:/nb", "unix:/sb",
+                tuple(ChassisEndpoint(f"hv{i}", f"unix:/hv{i}") for i in (1, 2, 3)),
+                (VmSpec("vm1", "p-vm1", "02:00:00:00:00:01", "10.0.0.1", "hv1", "t-vm1"),),
+                clients=(VmSpec("client", "p-c", "02:00:00:00:00:64", "10.0.0.100", "hv3",
+                                "t-c"),))  # fmt: skip
+
+    class FakeLab:
+        def __init__(self, *_args: object) -> None: ...
+        def site(self) -> Site:
+            return site
+        def save_site(self, _site: Site) -> None: ...
+
+    class Clients:
+        def __init__(self) -> None:
+            self.chassis = {c.name: object() for c in site.chassis}
+
+    class Stuck:
+        def finish(self) -> None:
+            raise LabError("could not resume ovn-controller at hv2: agent of hv2 is dead")
+
+    @contextlib.contextmanager
+    def no_guests(*_args: object, **_kwargs: object) -> Iterator[None]:
+        yield None
+
+    def fails(*_args: object, **_kwargs: object) -> None:
+        raise MigrationError("migration of 'vm1' failed in step 'wait-ready'; left: TAP")
+
+    monkeypatch.setattr(commands, "Lab", FakeLab)
+    monkeypatch.setattr(SiteClients, "connect", staticmethod(lambda _s: Clients()))
+    monkeypatch.setattr(StallPlan, "injector", lambda *_a, **_k: Stuck())
+    monkeypatch.setattr(commands, "guest_driver", no_guests)
+    monkeypatch.setattr(commands, "run_migration", fails)
+    assert cli.main(["migrate", "vm1", "--to", "hv2", "--stall", "dst:5000"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("MigrationError: migration of 'vm1' failed in step 'wait-ready'; left: TAP; "
+                   "also: LabError: could not resume ovn-controller at hv2: agent of hv2 is "
+                   "dead")

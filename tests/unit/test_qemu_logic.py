@@ -194,6 +194,17 @@ def test_guest_options_are_checked(opts: GuestOptions, msg: str) -> None:
         opts.checked()
 
 
+def test_libvirt_guests_refuse_a_qemu_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found: with CUTOVER_QEMU_ROOT set, a --guest libvirt lab recorded the root's QEMU
+    and a bench's environment named it, while libvirtd ran /usr/bin's QEMU 7.2."""
+    monkeypatch.setenv(qemu_proc.ROOT_ENV, "/tmp/qroot/trixie")
+    with pytest.raises(InputError, match="libvirtd starts its own emulator"):
+        GuestOptions("libvirt").checked()
+    GuestOptions("qemu").checked()
+    monkeypatch.delenv(qemu_proc.ROOT_ENV)
+    GuestOptions("libvirt").checked()
+
+
 def test_a_lab_refuses_another_guest_kind() -> None:
     site = Site(name="p", nb_remote="x", sb_remote="y",
                 chassis=(ChassisEndpoint("hv1", "unix:/x"),), vms=(VM,),
@@ -453,6 +464,23 @@ def test_qemu_from_a_root_runs_through_the_roots_loader(tmp_path: Path,
                         "-L", str(tmp_path / "usr/share/seabios")]
 
 
+def test_a_relative_qemu_root_gives_an_absolute_command(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found: ``CUTOVER_QEMU_ROOT=qroot/trixie`` gave a relative loader, library path and
+    QEMU, recorded so by the lab: a later command with the same setting from another
+    directory passed the record check and then could not start its QEMU."""
+    for d in ("usr/bin", "lib64", "usr/share/qemu", "usr/share/seabios"):
+        (tmp_path / "root" / d).mkdir(parents=True, exist_ok=True)
+    (tmp_path / "root/usr/bin/qemu-system-x86_64").touch()
+    (tmp_path / "root/lib64/ld-linux-x86-64.so.2").touch()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(qemu_proc.ROOT_ENV, "root")
+    argv = qemu_proc.qemu_command()
+    assert argv[0] == str(tmp_path / "root/lib64/ld-linux-x86-64.so.2")
+    assert argv[3] == str(tmp_path / "root/usr/bin/qemu-system-x86_64")
+    assert all(Path(p).is_absolute() for p in argv[2].split(":"))
+
+
 def test_a_lab_refuses_another_qemu_than_its_guests_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """Found: a bench with CUTOVER_QEMU_ROOT set on a lab whose guests ran the host's QEMU
     started QEMU 10 destinations for QEMU 7.2 sources; each died in the pre-copy."""
@@ -462,9 +490,63 @@ def test_a_lab_refuses_another_qemu_than_its_guests_run(monkeypatch: pytest.Monk
     qemu_proc.check_lab_record(recorded)  # the same: fine
     qemu_proc.check_lab_record(None)  # a lab from before the record: nothing to check
     monkeypatch.setenv(OFFLOADS_ENV, "on")
-    with pytest.raises(PrerequisiteError, match="set CUTOVER_QEMU_GUEST_OFFLOADS as it was"):
+    with pytest.raises(PrerequisiteError, match="started with CUTOVER_QEMU_GUEST_OFFLOADS=off, "
+                       "this command has CUTOVER_QEMU_GUEST_OFFLOADS=on: set "
+                       "CUTOVER_QEMU_GUEST_OFFLOADS=off as for 'cutover lab up'"):
         qemu_proc.check_lab_record(recorded)
     monkeypatch.delenv(OFFLOADS_ENV)
     monkeypatch.setenv(qemu_proc.ROOT_ENV, "/nonexistent-root")
     with pytest.raises(PrerequisiteError, match="CUTOVER_QEMU_ROOT"):
         qemu_proc.check_lab_record(recorded)
+
+
+def test_another_qemu_is_refused_with_the_setting_to_use(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found: the refusal printed both QEMU command lines (loader, library path, firmware
+    dirs) and "set CUTOVER_QEMU_ROOT as it was", not what it was. It names the setting."""
+    for d in ("usr/bin", "lib64", "usr/share/qemu", "usr/share/seabios"):
+        (tmp_path / d).mkdir(parents=True, exist_ok=True)
+    (tmp_path / "usr/bin/qemu-system-x86_64").touch()
+    (tmp_path / "lib64/ld-linux-x86-64.so.2").touch()
+    monkeypatch.delenv(OFFLOADS_ENV, raising=False)
+    monkeypatch.delenv(qemu_proc.ROOT_ENV, raising=False)
+    host_lab = qemu_proc.lab_record()
+    monkeypatch.setenv(qemu_proc.ROOT_ENV, str(tmp_path))
+    root_lab = qemu_proc.lab_record()
+    with pytest.raises(PrerequisiteError) as e:
+        qemu_proc.check_lab_record(host_lab)
+    assert str(e.value) == (
+        f"the lab's QEMU guests were started with CUTOVER_QEMU_ROOT unset, this command has "
+        f"CUTOVER_QEMU_ROOT={tmp_path}: unset CUTOVER_QEMU_ROOT as for 'cutover lab up' (or "
+        "rebuild the lab with 'cutover lab down')")
+    monkeypatch.delenv(qemu_proc.ROOT_ENV)
+    with pytest.raises(PrerequisiteError, match=f"started with CUTOVER_QEMU_ROOT={tmp_path}, "
+                       f"this command has CUTOVER_QEMU_ROOT unset: set "
+                       f"CUTOVER_QEMU_ROOT={tmp_path} as for"):
+        qemu_proc.check_lab_record(root_lab)
+
+
+def test_lab_up_refuses_a_bad_qemu_setting_before_building(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found: ``CUTOVER_QEMU_ROOT=/nonexistent cutover lab up`` built the central servers,
+    every chassis and the agents (~5 s), failed when the site was written and tore it all
+    down again. The lab's QEMU settings are checked with the other prerequisites."""
+    from cutover.lab import host
+    from cutover.lab.lab import Lab
+    from cutover.lab.topology import LabTopology
+
+    def no_build(*_args: object) -> None:
+        raise AssertionError("a bad QEMU setting must be refused before the lab is built")
+
+    monkeypatch.setattr(host, "check_prerequisites", lambda _install: None)
+    monkeypatch.setattr(Lab, "_build", no_build)
+    monkeypatch.setattr(Lab, "down", no_build)
+    lab = Lab(LabTopology(prefix="cqr", lab_dir=tmp_path / "lab"))
+    monkeypatch.setenv(qemu_proc.ROOT_ENV, str(tmp_path / "missing"))
+    with pytest.raises(PrerequisiteError, match="CUTOVER_QEMU_ROOT"):
+        lab.up()
+    monkeypatch.delenv(qemu_proc.ROOT_ENV)
+    monkeypatch.setenv(OFFLOADS_ENV, "maybe")
+    with pytest.raises(PrerequisiteError, match=OFFLOADS_ENV):
+        lab.up()
+    assert not (tmp_path / "lab").exists()

@@ -139,6 +139,18 @@ def test_an_unknown_channel_setting_is_refused(tmp_path: Path,
         agent(tmp_path, lambda r: httpx.Response(500))
 
 
+def test_the_channel_setting_does_not_concern_a_seam_without_verdicts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found: ``lab up`` (whose agents plug the lab's ports through an AgentChassis that
+    waits for no verdict) failed with a bad CUTOVER_VERDICT_CHANNEL after building the
+    lab; only a chassis given the SB to wait on checks it."""
+    monkeypatch.setenv(CHANNEL_ENV, "api")
+    token = tmp_path / "token"
+    token.write_text("t" * 32)
+    AgentChassis(ChassisEndpoint("hv2", "", agent="unix:/run/agent.sock",
+                                 agent_token_file=str(token)))
+
+
 def test_a_withdrawal_that_fails_is_reported_by_finish_pending(tmp_path: Path) -> None:
     c, _, _ = agent(tmp_path, ready_now)
     watch = c.watch_port(VIF)

@@ -49,11 +49,10 @@ from cutover.agent.models import (
     LogicalPort,
     PathReadinessRequest,
     PauseRequest,
-    PollWait,
     PortOpenRequest,
     PortReadinessRequest,
     TapName,
-    Uuid,
+    VerdictQuery,
     VerdictState,
     VifRequest,
     VifState,
@@ -235,11 +234,11 @@ def _watch_routes(app: FastAPI, service: Service, prefix: str, kind: str) -> Non
 
     @app.get(f"/v1/{prefix}/{{lsp}}/verdict", name=f"{kind}_verdict")
     async def verdict(lsp: Annotated[LogicalPort, Path()],
-                      request_id: Annotated[Uuid, Query()],
-                      wait_s: Annotated[PollWait, Query()] = 20.0) -> VerdictState:
+                      query: Annotated[VerdictQuery, Query()]) -> VerdictState:
         """Long poll: answers as soon as watch ``request_id`` has a verdict (the same
         value its SB key gets, handed to this reply before the SB write), or after
         ``wait_s`` with ``waiting``."""
+        request_id, wait_s = query.request_id, query.wait_s
         loop = asyncio.get_running_loop()
         settled: asyncio.Future[tuple[str, str]] = loop.create_future()
 

@@ -138,6 +138,17 @@ PollWait = Annotated[float, Field(gt=0, le=60, description="seconds")]
 """How long one verdict long poll may be held open."""
 
 
+class VerdictQuery(BaseModel):
+    """The verdict long poll's query string: unknown parameters refused like unknown
+    fields of a body (a mistyped ``wait=5`` would otherwise hold the poll for the default
+    20 s); values are parsed from their text (a query string has no JSON types)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_id: Uuid
+    wait_s: PollWait = 20.0
+
+
 class VerdictState(Strict):
     """A watch's verdict as the SB key gets it (:mod:`cutover.chassis.published`):
     ``ready`` or ``failed`` with ``value`` set; ``waiting`` when the poll's ``wait_s``

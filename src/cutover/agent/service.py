@@ -119,6 +119,8 @@ class NodeService:
         self._plugger = plugger
         self._jobs: dict[tuple[str, str], _Job] = {}
         self._lock = threading.Lock()
+        self._starting: dict[tuple[str, str], threading.Lock] = {}
+        """One lock per (kind, port): a start replaces the earlier watch as one step."""
         self._state_file = state_file
 
     # -- VIFs ------------------------------------------------------------------------------
@@ -157,14 +159,20 @@ class NodeService:
     def _start(self, kind: str, lsp: str, key: str, request_id: str, timeout_s: float,
                arm: Callable[[], Watch]) -> None:
         """Replace any earlier watch of this port, withdraw its verdict, arm the new one
-        (errors reach the caller), and wait for it in the background."""
-        self.cancel_watch(kind, lsp, missing_ok=True)
-        job = _Job(kind, lsp, key, request_id, arm())
-        job.thread = threading.Thread(target=self._run, args=(job, timeout_s),
-                                      name=f"{kind}-{lsp}", daemon=True)  # fmt: skip
+        (errors reach the caller), and wait for it in the background. Two starts for one
+        port (concurrent requests: the API runs them in a thread pool) go one after the
+        other: else both could cancel nothing, and the one registered first would run on
+        unseen, never cancelled, and write its verdict to the SB for good."""
         with self._lock:
-            self._jobs[(kind, lsp)] = job
-        job.thread.start()
+            starting = self._starting.setdefault((kind, lsp), threading.Lock())
+        with starting:
+            self.cancel_watch(kind, lsp, missing_ok=True)
+            job = _Job(kind, lsp, key, request_id, arm())
+            job.thread = threading.Thread(target=self._run, args=(job, timeout_s),
+                                          name=f"{kind}-{lsp}", daemon=True)  # fmt: skip
+            with self._lock:
+                self._jobs[(kind, lsp)] = job
+            job.thread.start()
 
     def _run(self, job: _Job, timeout_s: float) -> None:
         try:

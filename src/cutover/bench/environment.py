@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cutover.chassis.agent_client import CHANNEL_ENV
 from cutover.errors import CutoverError
 from cutover.guest import qemu_proc
 
@@ -51,7 +52,16 @@ def describe_environment(
         "python": platform.python_version(),
         "cpus": str(os.cpu_count() or "unknown"),
         "qemu": _qemu_version(runner),
+        "verdict_channel": _verdict_channel(),
     }
+
+
+def _verdict_channel() -> str:
+    """How the agents' readiness verdicts reached the orchestrator: it moves the detection
+    latency by the SB hop (docs/readiness.md, "Two channels"), so a bench says which."""
+    value = os.environ.get(CHANNEL_ENV, "first")
+    return {"first": "first (the agent's API or the SB, whichever came first)",
+            "sb": "sb (the SB record only)"}.get(value, f"unknown ({CHANNEL_ENV}={value!r})")
 
 
 def lab_ovn(extra: Mapping[str, Any]) -> Mapping[str, str]:

@@ -126,7 +126,7 @@ def qemu_command() -> list[str]:
     root = os.environ.get(ROOT_ENV)
     if not root:
         return [QEMU]
-    r = Path(root)
+    r = Path(root).absolute()  # the lab records this argv: it must not depend on the cwd
     binary, loader = r / "usr/bin" / QEMU, r / "lib64/ld-linux-x86-64.so.2"
     for needed in (binary, loader, r / "usr/share/qemu", r / "usr/share/seabios"):
         if not needed.exists():
@@ -154,11 +154,24 @@ def check_lab_record(recorded: object) -> None:
     now = lab_record()
     for key, env in (("command", ROOT_ENV), ("guest_offloads", OFFLOADS_ENV)):
         if key in recorded and recorded[key] != now[key]:
+            was, would = _setting(env, recorded[key]), _setting(env, now[key])
             raise PrerequisiteError(
-                f"the lab's QEMU guests were started with {key} {recorded[key]!r}, this "
-                f"command would use {now[key]!r}: set {env} as it was for 'cutover lab up' "
-                "(or rebuild the lab with 'cutover lab down')"
+                f"the lab's QEMU guests were started with {was}, this command has {would}: "
+                f"{'unset ' + env if was.endswith(' unset') else 'set ' + was} as for "
+                "'cutover lab up' (or rebuild the lab with 'cutover lab down')"
             )
+
+
+def _setting(env: str, value: object) -> str:
+    """The environment setting that gives ``value`` of :func:`lab_record` (what a user
+    sets, not the argv it becomes)."""
+    if env == OFFLOADS_ENV:
+        return f"{env}={'on' if value else 'off'}"
+    if value == [QEMU]:
+        return f"{env} unset"
+    if isinstance(value, list) and len(value) > 3 and str(value[3]).endswith(f"/usr/bin/{QEMU}"):
+        return f"{env}={Path(str(value[3])).parents[2]}"
+    return f"{env} giving {value!r}"
 
 
 def guest_offloads() -> bool:

@@ -9,11 +9,13 @@ RAM are recorded in the site (``extra["guest"]``, ``extra["guest_ram_mb"]``), an
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from cutover import bounds
 from cutover.errors import InputError
+from cutover.guest import qemu_proc
 from cutover.guest.base import Hypervisor
 from cutover.site import Site
 
@@ -40,6 +42,13 @@ class GuestOptions:
                     f"--max-bandwidth {self.max_bandwidth_mib:g} caps a QEMU migration, but "
                     "the guests are emulated: drop it (it applies to --guest qemu or libvirt)"
                 )
+        root = os.environ.get(qemu_proc.ROOT_ENV)
+        if self.kind == "libvirt" and root:  # it would be recorded, and named by a bench
+            raise InputError(
+                f"{qemu_proc.ROOT_ENV}={root} runs that root's QEMU for --guest qemu, but "
+                f"libvirtd starts its own emulator (/usr/bin/{qemu_proc.QEMU}): unset "
+                f"{qemu_proc.ROOT_ENV}, or use --guest qemu"
+            )
         return self
 
     def record(self) -> dict[str, object]:

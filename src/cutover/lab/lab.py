@@ -342,6 +342,9 @@ class Lab:
         steps("checking prerequisites")
         install = rootfs.install_for(topo.ovn)
         host.check_prerequisites(install)
+        # the QEMU settings the site records (CUTOVER_QEMU_ROOT, the NIC offloads): a bad
+        # one refused now, not after the whole lab was built and torn down again
+        qemu_proc.lab_record()
         if self.manifest.exists() and self._nb_alive():
             problems = self.status().problems
             degraded = f" (degraded: {'; '.join(problems)})" if problems else ""
