@@ -96,7 +96,10 @@ class FakeService:
         for deliver in self.subscribers:
             deliver(state, value)
 
-    def cancel_watch(self, kind: str, lsp: str) -> None:
+    def cancel_watch(self, kind: str, lsp: str, missing_ok: bool = False,
+                     request_id: str | None = None) -> None:
+        if request_id is not None and self.request_ids.get((kind, lsp)) != request_id:
+            raise NotWatched(f"no {kind} watch {request_id} for {lsp}")
         if self.watches.pop((kind, lsp), None) is None:
             raise NotWatched(f"no {kind} watch for {lsp}")
         self.changes.append(("cancel", kind, lsp))
@@ -250,6 +253,22 @@ def test_the_verdict_long_poll_answers_when_the_verdict_comes() -> None:
     typo = client.get(path, params={"request_id": RID, "wait": 0.05}, headers=AUTH)
     assert typo.status_code == 422 and "wait" in typo.text
     assert service.changes == [("watch_port", "ls-vm1", "02:00:00:00:00:01")]
+
+
+def test_a_cancel_names_its_request(client: TestClient, service: FakeService) -> None:
+    """DELETE ...?request_id= cancels only that watch: another id is a 404 that changes
+    nothing; an unknown query parameter is refused."""
+    body = {"tap": "tapvm1", "mac": "02:00:00:00:00:01", "request_id": RID, "timeout_s": 30}
+    assert client.put("/v1/port-readiness/ls-vm1", json=body, headers=AUTH).status_code == 202
+    other = RID.replace("1234", "9999", 1)
+    r = client.delete("/v1/port-readiness/ls-vm1", params={"request_id": other}, headers=AUTH)
+    assert r.status_code == 404
+    r = client.delete("/v1/port-readiness/ls-vm1", params={"id": RID}, headers=AUTH)
+    assert r.status_code == 422
+    assert service.changes == [("watch_port", "ls-vm1", "02:00:00:00:00:01")]
+    r = client.delete("/v1/port-readiness/ls-vm1", params={"request_id": RID}, headers=AUTH)
+    assert r.status_code == 200
+    assert service.changes[-1] == ("cancel", "port", "ls-vm1")
 
 
 def test_faults_are_refused_unless_enabled(client: TestClient) -> None:

@@ -149,3 +149,20 @@ def test_concurrent_starts_for_one_port_leave_one_watch() -> None:
     s.cancel_watch("port", "ls-vm1")
     for w in (first, second):
         w.go.set()
+
+
+def test_a_cancel_for_another_request_touches_nothing() -> None:
+    """The orchestrator withdraws a verdict from a thread, after the verdict: landing late,
+    it must not stop a newer watch of the same port (nor withdraw that watch's key)."""
+    log: list[tuple[str, ...]] = []
+    s, watch = service(log), _Watch()
+    start(s, watch, log)
+    older = RID.replace("1234", "9999", 1)
+    with pytest.raises(NotWatched, match="it holds " + RID):
+        s.cancel_watch("port", "ls-vm1", request_id=older)
+    assert log == [] and ("port", "ls-vm1") in s._jobs and watch.interrupted is None
+    s.cancel_watch("port", "ls-vm1", request_id=RID)
+    assert log == [("sb-remove", KEY)] and ("port", "ls-vm1") not in s._jobs
+    with pytest.raises(NotWatched):  # gone now: a repeat changes nothing either
+        s.cancel_watch("port", "ls-vm1", request_id=RID)
+    assert log == [("sb-remove", KEY)]

@@ -41,6 +41,7 @@ from starlette.routing import Match
 
 from cutover.agent import API_VERSION
 from cutover.agent.models import (
+    CancelQuery,
     ControllerState,
     ErrorResponse,
     ForgetRequest,
@@ -261,8 +262,11 @@ def _watch_routes(app: FastAPI, service: Service, prefix: str, kind: str) -> Non
                             value=value)
 
     @app.delete(f"/v1/{prefix}/{{lsp}}", name=f"{kind}_cancel")
-    def cancel(lsp: Annotated[LogicalPort, Path()]) -> WatchState:
-        service.cancel_watch(kind, lsp)
+    def cancel(lsp: Annotated[LogicalPort, Path()],
+               query: Annotated[CancelQuery, Query()]) -> WatchState:
+        """Cancel the port's watch and withdraw its verdict; with ``request_id``, only if
+        that is the watch the agent holds (404 and nothing changed otherwise)."""
+        service.cancel_watch(kind, lsp, request_id=query.request_id)
         return WatchState(lsp=lsp, state="cancelled")
 
 

@@ -149,6 +149,15 @@ class VerdictQuery(BaseModel):
     wait_s: PollWait = 20.0
 
 
+class CancelQuery(BaseModel):
+    """A cancel's query string: with ``request_id`` only that watch is cancelled (a late
+    withdrawal of an earlier request must not stop a newer watch of the same port)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_id: Uuid | None = None
+
+
 class VerdictState(Strict):
     """A watch's verdict as the SB key gets it (:mod:`cutover.chassis.published`):
     ``ready`` or ``failed`` with ``value`` set; ``waiting`` when the poll's ``wait_s``

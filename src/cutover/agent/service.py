@@ -95,7 +95,8 @@ class Service(Protocol):
     def watch_state(self, kind: str, lsp: str) -> tuple[str, str]: ...
     def subscribe_verdict(self, kind: str, lsp: str, request_id: str,
                           deliver: Deliver) -> Callable[[], None]: ...
-    def cancel_watch(self, kind: str, lsp: str) -> None: ...
+    def cancel_watch(self, kind: str, lsp: str, missing_ok: bool = False,
+                     request_id: str | None = None) -> None: ...
     def controller_alive(self) -> tuple[bool, str]: ...
     def watch_controller(self, on_death: Callable[[ControllerDown], None]) -> ControllerWatch: ...
     def pause_controller(self, resume_after_ms: float | None = None) -> None: ...
@@ -255,10 +256,18 @@ class NodeService:
             return job.state, job.watch.describe()
         return job.state, job.detail
 
-    def cancel_watch(self, kind: str, lsp: str, missing_ok: bool = False) -> None:
-        """Stop the watch and withdraw its verdict from the SB (idempotent)."""
+    def cancel_watch(self, kind: str, lsp: str, missing_ok: bool = False,
+                     request_id: str | None = None) -> None:
+        """Stop the watch and withdraw its verdict from the SB (idempotent). With
+        ``request_id``: only that watch; NotWatched, and nothing touched, if the agent
+        holds none or another one (a newer request for the same port)."""
         with self._lock:
-            job = self._jobs.pop((kind, lsp), None)
+            job = self._jobs.get((kind, lsp))
+            if request_id is not None and (job is None or job.request_id != request_id):
+                current = f" (it holds {job.request_id})" if job is not None else ""
+                raise NotWatched(f"no {kind} readiness watch {request_id} for {lsp} on "
+                                 f"{self.chassis_name}{current}: nothing cancelled")
+            self._jobs.pop((kind, lsp), None)
         key = _KEYS[kind](lsp)
         if job is not None:
             with job.sb_lock:

@@ -250,10 +250,11 @@ class AgentChassis:
         result = self.request("POST", "/v1/forget", {"lsp": lsp, "tap": tap})
         return [str(c) for c in result["cleaned"]]
 
-    def withdraw_later(self, route: str, lsp: str) -> None:
-        """Cancel the agent's watch (it withdraws its SB key) from a thread: the orchestrator
-        goes on at once; :meth:`finish_pending` waits for it."""
-        path = f"/v1/{route}/{lsp}"
+    def withdraw_later(self, route: str, lsp: str, request_id: str) -> None:
+        """Cancel the agent's watch ``request_id`` (it withdraws its SB key) from a thread:
+        the orchestrator goes on at once; :meth:`finish_pending` waits for it. Scoped to
+        the request: landing late, it cannot stop a newer watch of the same port."""
+        path = f"/v1/{route}/{lsp}?request_id={request_id}"
 
         def withdraw() -> None:
             try:
@@ -399,7 +400,7 @@ class PublishedWatch:
         self._sb_watch.cancel()
         if self._armed:
             self._armed = False
-            self._chassis.withdraw_later(self._route, self._lsp)
+            self._chassis.withdraw_later(self._route, self._lsp, self._request_id)
 
 
 class StreamedControllerWatch:
