@@ -10,7 +10,7 @@ import time
 import pytest
 
 from cutover.bench.fault_report import fault_rows, markdown_section
-from cutover.bench.faults import FAULT_KINDS, FaultPlan
+from cutover.bench.faults import FAULT_KINDS, FaultPlan, StallInjector, end_injections
 from cutover.bench.results import BenchResult, RunResult
 from cutover.bench.runner import Condition
 from cutover.errors import InputError, LabError
@@ -169,3 +169,25 @@ def test_no_fault_no_section() -> None:
     result = BenchResult(started_at="x", environment={}, params={},
                          runs=[run("none", "claim", "migrated", 40.0)])
     assert fault_rows(result) == [] and markdown_section(result) == []
+
+
+def test_ending_a_run_ends_the_fault_even_when_the_stall_resume_fails() -> None:
+    """Found by a review: a stall whose resume failed (its agent killed) raised out of the
+    run and the fault's own end never ran - an sb-pause would have left the SB stopped."""
+    class _Stall:
+        started_ms: float | None = 1.0
+        ended_ms: float | None = None
+
+        def join(self) -> None:
+            pass
+
+        def stop(self) -> None:
+            raise LabError("could not resume ovn-controller on hv2 (agent gone)")
+
+    ended: list[str] = []
+    failed = end_injections(StallInjector(_Stall(), "plug"),  # type: ignore[arg-type]
+                            lambda: ended.append("fault"))
+    assert ended == ["fault"]
+    assert failed == ["the stall's resume: LabError: could not resume ovn-controller on hv2 "
+                      "(agent gone)"]
+    assert end_injections(StallInjector(None, "plug"), lambda: None) == []

@@ -19,7 +19,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -89,6 +89,21 @@ class StallInjector:
         """Block until a started stall has run its course (it resumes by itself)."""
         if self._stall is not None and self._stall.started_ms is not None:
             self._stall.join()
+
+
+def end_injections(injector: StallInjector, end_fault: Callable[[], None]) -> list[str]:
+    """End a run's stall and fault, every one of them whatever the others do (a stall
+    whose resume fails - its chassis' agent died - must not leave the SB paused by a
+    fault): what failed, as ``what: Type: message`` lines."""
+    failed = []
+    for what, end in (("the stall's end", injector.wait_over),
+                      ("the stall's resume", injector.finish),
+                      ("the fault's end", end_fault)):  # fmt: skip
+        try:
+            end()
+        except Exception as e:  # each is reported; the rest still runs
+            failed.append(f"{what}: {type(e).__name__}: {e}")
+    return failed
 
 
 # -- control-plane faults (``--fault``) ------------------------------------------------------

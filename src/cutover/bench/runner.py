@@ -19,7 +19,13 @@ from typing import Any
 
 from cutover import bounds
 from cutover.bench.environment import describe_environment, lab_ovn, site_environment
-from cutover.bench.faults import STALL_TRIGGERS, FaultPlan, FaultTarget, StallPlan
+from cutover.bench.faults import (
+    STALL_TRIGGERS,
+    FaultPlan,
+    FaultTarget,
+    StallPlan,
+    end_injections,
+)
 from cutover.bench.leftovers import scan as scan_leftovers
 from cutover.bench.preconditions import (
     BASELINE_STEADY,
@@ -34,6 +40,7 @@ from cutover.errors import (
     CutoverError,
     GuestError,
     InputError,
+    LabError,
     MeasurementError,
     MigrationAborted,
     MigrationError,
@@ -332,9 +339,10 @@ def _run_once(
                     error = None
                     aborted = f"{type(e).__name__}: {e}"
         finally:
-            injector.wait_over()
-            injector.finish()
-            fault.finish()
+            ended = end_injections(injector, fault.finish)
+        if ended:  # the lab is not as the next run needs it: stop the bench, say it all
+            raise LabError("could not end this run's fault injection: " + "; ".join(ended)
+                           + (f"; the migration itself: {error}" if error else ""))
         time.sleep(SETTLE_S)
         writes: SbWrites | None = sb_monitor.stop() if sb_monitor is not None else None
         samples = [p for p in prober.stop() if p[0] >= (steady_from or 0)]
