@@ -180,6 +180,16 @@ def test_malformed_requests_are_4xx_and_change_nothing(
     assert service.changes == []
 
 
+def test_a_422_is_in_the_apis_error_format_and_names_the_field(client: TestClient) -> None:
+    r = client.put("/v1/vifs/tapvm1", json={**VIF, "mtu": 100000}, headers=AUTH)
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert err["type"] == "ValidationError" and "body.mtu" in err["message"]
+    described = client.get("/v1/openapi.json", headers=AUTH).json()
+    put = described["paths"]["/v1/vifs/{tap}"]["put"]["responses"]["422"]
+    assert put["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+
+
 def test_a_body_that_is_not_json_is_422(client: TestClient, service: FakeService) -> None:
     r = client.put("/v1/vifs/tapvm1", content=b"{nope", headers={**AUTH,
                    "Content-Type": "application/json"})  # fmt: skip

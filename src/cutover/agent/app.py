@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -74,7 +75,7 @@ from cutover.errors import (
 HEARTBEAT_S = 15.0
 Kind = {"port-readiness": "port", "path-readiness": "path", "port-open": "open"}
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 503)
+    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422, 503)
 }
 
 
@@ -121,6 +122,15 @@ def make_app(service: Service, token: str) -> FastAPI:
                               for m in r.methods or ()})  # fmt: skip
             response.headers["Allow"] = ", ".join(allowed)
         return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """A request that does not match its model: 422 in the API's one error format,
+        each problem as ``where: what`` (FastAPI's own body is a different shape)."""
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in e.get('loc', ()))}: {e.get('msg', '')}"
+            for e in exc.errors())  # fmt: skip
+        return _error(422, "ValidationError", problems or "the request does not match the API")
 
     @app.exception_handler(CutoverError)
     async def cutover_error(request: Request, exc: CutoverError) -> JSONResponse:
