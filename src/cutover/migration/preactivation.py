@@ -47,8 +47,8 @@ class PreActivate(Step):
     ``converge-when-ready`` releases its held copy there: from the moment the blocks are
     gone until the source stops, cloned traffic queues in the destination TAP
     (docs/switchover.md, the TAP queue), so nothing that can wait may come first. (An
-    agent's wait withdraws itself on the agent, an HTTP round trip, before it returns the
-    evidence: that part is the chassis seam's.)"""
+    agent's wait withdraws itself on the agent from a background thread, after it has
+    returned the evidence: ``AgentChassis.withdraw_later``.)"""
 
     name = "pre-activate"
 
