@@ -26,6 +26,9 @@ from cutover.errors import ChassisUnreachable, ControllerDown, InputError, PlugE
 
 TOKEN = "t" * 32
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+RID = "12345678-1234-1234-1234-123456789012"
+WATCH = {"tap": "tapvm1", "mac": "02:00:00:00:00:01", "request_id": RID, "timeout_s": 30}
+"""A port-readiness (or port-open) watch request."""
 VIF = {"lsp": "ls-vm1", "mac": "02:00:00:00:00:01",
        "vm_uuid": "12345678-1234-1234-1234-123456789012", "mtu": 1442}  # fmt: skip
 
@@ -199,8 +202,7 @@ def test_a_body_that_is_not_json_is_422(client: TestClient, service: FakeService
 def test_plug_watch_and_cancel(client: TestClient, service: FakeService) -> None:
     r = client.put("/v1/vifs/tapvm1", json=VIF, headers=AUTH)
     assert r.status_code == 200 and r.json()["external_ids"] == {"iface-id": "ls-vm1"}
-    body = {"tap": "tapvm1", "mac": "02:00:00:00:00:01",
-            "request_id": "12345678-1234-1234-1234-123456789012", "timeout_s": 30}
+    body = WATCH
     assert client.put("/v1/port-readiness/ls-vm1", json=body, headers=AUTH).status_code == 202
     assert client.get("/v1/port-readiness/ls-vm1", headers=AUTH).json()["state"] == "waiting"
     assert client.delete("/v1/port-readiness/ls-vm1", headers=AUTH).status_code == 200
@@ -213,8 +215,7 @@ def test_plug_watch_and_cancel(client: TestClient, service: FakeService) -> None
 def test_port_open_watch_and_cancel(client: TestClient, service: FakeService) -> None:
     """Pre-activation's wait: its own route and kind, so it never replaces (or is cancelled
     with) the port-readiness watch of the same port."""
-    body = {"tap": "tapvm1", "mac": "02:00:00:00:00:01",
-            "request_id": "12345678-1234-1234-1234-123456789012", "timeout_s": 30}
+    body = WATCH
     assert client.put("/v1/port-open/ls-vm1", json=body, headers=AUTH).status_code == 202
     assert client.get("/v1/port-open/ls-vm1", headers=AUTH).json()["state"] == "waiting"
     assert client.get("/v1/port-readiness/ls-vm1", headers=AUTH).status_code == 404
@@ -225,15 +226,12 @@ def test_port_open_watch_and_cancel(client: TestClient, service: FakeService) ->
                                ("cancel", "open", "ls-vm1")]  # fmt: skip
 
 
-RID = "12345678-1234-1234-1234-123456789012"
-
-
 def test_the_verdict_long_poll_answers_when_the_verdict_comes() -> None:
     """The reply waits for the verdict (not for wait_s), carries the value the SB key
     gets, and an idle poll ends with ``waiting``; another request id is a 404."""
     service = FakeService(instant=False)
     client = TestClient(make_app(service, TOKEN))
-    body = {"tap": "tapvm1", "mac": "02:00:00:00:00:01", "request_id": RID, "timeout_s": 30}
+    body = WATCH
     assert client.put("/v1/port-readiness/ls-vm1", json=body, headers=AUTH).status_code == 202
     path = "/v1/port-readiness/ls-vm1/verdict"
     idle = client.get(path, params={"request_id": RID, "wait_s": 0.05}, headers=AUTH)
@@ -268,7 +266,7 @@ def test_the_verdict_long_poll_answers_when_the_verdict_comes() -> None:
 def test_a_cancel_names_its_request(client: TestClient, service: FakeService) -> None:
     """DELETE ...?request_id= cancels only that watch: another id is a 404 that changes
     nothing; an unknown query parameter is refused."""
-    body = {"tap": "tapvm1", "mac": "02:00:00:00:00:01", "request_id": RID, "timeout_s": 30}
+    body = WATCH
     assert client.put("/v1/port-readiness/ls-vm1", json=body, headers=AUTH).status_code == 202
     other = RID.replace("1234", "9999", 1)
     r = client.delete("/v1/port-readiness/ls-vm1", params={"request_id": other}, headers=AUTH)

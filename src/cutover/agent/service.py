@@ -182,15 +182,12 @@ class NodeService:
             job.watch.cancel()  # after the publication: reaping is off the critical path
 
     def _wait_and_publish(self, job: _Job, timeout_s: float) -> None:
+        """A cancelled job publishes nothing: :meth:`_publish` settles only a waiting one."""
         try:
             evidence = job.watch.wait(timeout_s)
         except CutoverError as e:
-            if job.state == "cancelled":
-                return
             self._publish(job, "failed", f"{type(e).__name__}: {e}",
                           encode_failed(job.request_id, e))
-            return
-        if job.state == "cancelled":
             return
         marks = (*evidence.marks, (f"{evidence.check}.publish", now_ms(),
                                    f"the agent of {self.chassis_name} hands its verdict on "
