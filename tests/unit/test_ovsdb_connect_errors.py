@@ -14,8 +14,9 @@ from cutover.ovsdb.connection import open_api
 from cutover.ovsdb.vswitch import OVS_TABLES
 
 
-def test_a_missing_socket_is_one_line_with_the_reason(tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_missing_socket_is_one_line_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     remote = f"unix:{tmp_path}/nothing-listens.sock"
     with pytest.raises(OvsdbError) as e:
         open_api(ovs_impl.OvsdbIdl, remote, "Open_vSwitch", OVS_TABLES, timeout_s=2)
@@ -24,3 +25,6 @@ def test_a_missing_socket_is_one_line_with_the_reason(tmp_path: Path,
     assert "reachable from here" in text
     out, err = capsys.readouterr()
     assert (out, err) == ("", "")
+    # ovsdbapp's record went into the message, not on to the root logger (where pytest's
+    # handler catches it here, and python's last-resort handler prints it in the CLI)
+    assert [r for r in caplog.records if r.name.startswith("ovsdbapp")] == []
