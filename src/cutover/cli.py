@@ -242,7 +242,9 @@ def _migration_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--activation", default="rarp", choices=ACTIVATIONS,
                    help="OVN activation-strategy while both chassis hold the port; pre: "
                         "rarp, and cutover activates the destination itself before the "
-                        "switchover (default: %(default)s)")
+                        "switchover; pre-gated: pre, and the destination TAP drops what "
+                        "it is sent from then until the source stops (qemu guests) "
+                        "(default: %(default)s)")
     _copy_args(p)
 
 

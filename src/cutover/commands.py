@@ -466,7 +466,7 @@ def bench(args: argparse.Namespace, console: Console) -> int:
         for gate in gates:
             for activation in args.activations or ["rarp"]:
                 check_combination(strategy, gate, activation, guest.kind == "qemu",
-                                  f"--guest {guest.kind}")
+                                  f"--guest {guest.kind}", signals_stop=guest.kind == "qemu")
     conditions = _conditions(args)
     _check_faults(args, conditions)
     verdict_channel()  # read by each migration's chassis seam: refused before a lab is built

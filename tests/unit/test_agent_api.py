@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, settings
 
 from cutover.agent.app import make_app, status_for
 from cutover.agent.service import FaultsDisabled, NotWatched
-from cutover.chassis.base import ControllerWatch, PathTarget
+from cutover.chassis.base import ControllerWatch, PathTarget, TapGateState
 from cutover.errors import ChassisUnreachable, ControllerDown, InputError, PlugError
 
 TOKEN = "t" * 32
@@ -52,6 +52,7 @@ class FakeService:
         self.instant = instant
         self.subscribers: list[Callable[[str, str], None]] = []
         self.request_ids: dict[tuple[str, str], str] = {}
+        self.gates: set[str] = set()
 
     def plug(self, tap: str, lsp: str, mac: str, vm_uuid: str, mtu: int) -> None:
         self.changes.append(("plug", tap, lsp))
@@ -61,6 +62,22 @@ class FakeService:
 
     def vif_state(self, tap: str) -> dict[str, str] | None:
         return {"iface-id": "ls-vm1"} if tap == "tapvm1" else None
+
+    def close_tap_gate(self, tap: str) -> None:
+        if tap != "tapvm1":
+            raise PlugError(f"{tap} is not plugged on hv2")
+        self.gates.add(tap)
+        self.changes.append(("close_gate", tap))
+
+    def open_tap_gate(self, tap: str) -> TapGateState:
+        if tap not in self.gates:
+            return TapGateState(closed=False)
+        self.gates.discard(tap)
+        self.changes.append(("open_gate", tap))
+        return TapGateState(closed=True, dropped=7)
+
+    def tap_gate(self, tap: str) -> TapGateState:
+        return TapGateState(closed=tap in self.gates, dropped=7 if tap in self.gates else 0)
 
     def watch_port(self, lsp: str, tap: str, mac: str, request_id: str, timeout_s: float,
                    use_ovn_installed: bool) -> None:
@@ -140,7 +157,8 @@ def client(service: FakeService) -> TestClient:
 @pytest.mark.parametrize(("method", "path", "body"), [
     ("GET", "/v1/health", None), ("PUT", "/v1/vifs/tapvm1", VIF),
     ("DELETE", "/v1/vifs/tapvm1", None), ("GET", "/v1/openapi.json", None),
-    ("POST", "/v1/controller/pause", None),
+    ("POST", "/v1/controller/pause", None), ("PUT", "/v1/tap-gate/tapvm1", None),
+    ("DELETE", "/v1/tap-gate/tapvm1", None),
 ])  # fmt: skip
 def test_unauthenticated_requests_are_refused_and_change_nothing(
     client: TestClient, service: FakeService, headers: dict[str, str], method: str,
@@ -224,6 +242,26 @@ def test_port_open_watch_and_cancel(client: TestClient, service: FakeService) ->
     assert client.put("/v1/port-open/ls-vm1", json=bad, headers=AUTH).status_code == 422
     assert service.changes == [("watch_open", "ls-vm1", "02:00:00:00:00:01"),
                                ("cancel", "open", "ls-vm1")]  # fmt: skip
+
+
+def test_the_tap_gate_closes_opens_idempotently_and_refuses_an_unplugged_tap(
+        client: TestClient, service: FakeService) -> None:
+    """Close, read, open (the reply says it was closed and what it dropped), open again
+    (a no-op: not closed, nothing changed); an unplugged TAP is a 409 naming it; a name
+    the kernel refuses never reaches the node."""
+    r = client.put("/v1/tap-gate/tapvm1", headers=AUTH)
+    assert r.status_code == 200 and r.json() == {"tap": "tapvm1", "closed": True, "dropped": 0}
+    assert client.get("/v1/tap-gate/tapvm1", headers=AUTH).json()["closed"] is True
+    opened = client.delete("/v1/tap-gate/tapvm1", headers=AUTH).json()
+    assert opened == {"tap": "tapvm1", "closed": True, "dropped": 7}
+    again = client.delete("/v1/tap-gate/tapvm1", headers=AUTH).json()
+    assert again == {"tap": "tapvm1", "closed": False, "dropped": 0}
+    assert service.changes == [("close_gate", "tapvm1"), ("open_gate", "tapvm1")]
+    missing = client.put("/v1/tap-gate/tapgone", headers=AUTH)
+    assert missing.status_code == 409 and "tapgone is not plugged" in missing.text
+    assert client.put("/v1/tap-gate/tap;rm", headers=AUTH).status_code == 422
+    assert client.put("/v1/tap-gate/a-name-longer-than-15", headers=AUTH).status_code == 422
+    assert len(service.changes) == 2
 
 
 def test_the_verdict_long_poll_answers_when_the_verdict_comes() -> None:

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from cutover.bench.leftovers import scan
+from cutover.chassis.base import TapGateState
 from cutover.errors import WaitTimeout
 from cutover.guest.base import GuestState
 from cutover.ovsdb.sb import BindingState
@@ -64,11 +65,14 @@ class FakeSb:
 
 
 class FakeChassis:
-    def __init__(self, plugged: bool) -> None:
-        self.plugged = plugged
+    def __init__(self, plugged: bool, gated: bool = False) -> None:
+        self.plugged, self.gated = plugged, gated
 
     def is_plugged(self, vif: Any) -> bool:
         return self.plugged
+
+    def tap_gate(self, vif: Any) -> TapGateState:
+        return TapGateState(closed=self.gated, dropped=12 if self.gated else 0)
 
 
 class FakeHv:
@@ -86,9 +90,10 @@ def binding(chassis: str = "hv1", additional: tuple[str, ...] = (),
                         up=True, activated=())  # fmt: skip
 
 
-def clients(nb: FakeNb, sb: FakeSb, plugged: tuple[str, ...] = ("hv1",)) -> Any:
-    return SimpleNamespace(nb=nb, sb=sb, chassis={f"hv{i}": FakeChassis(f"hv{i}" in plugged)
-                                                  for i in (1, 2, 3)})
+def clients(nb: FakeNb, sb: FakeSb, plugged: tuple[str, ...] = ("hv1",),
+            gated: tuple[str, ...] = ()) -> Any:
+    return SimpleNamespace(nb=nb, sb=sb, chassis={
+        f"hv{i}": FakeChassis(f"hv{i}" in plugged, f"hv{i}" in gated) for i in (1, 2, 3)})
 
 
 def test_a_clean_site_is_clean() -> None:
@@ -113,3 +118,11 @@ def test_every_kind_of_leftover_is_named() -> None:
                      "hv2: a guest of vm1 is incoming", "process x is stopped"):
         assert expected in text, (expected, text)
     assert "other" not in text and result.sync_ms is None and not result.clean
+
+
+def test_a_tap_left_gated_is_named() -> None:
+    """A migration that ended with the destination TAP's gate closed (``pre-gated``): the
+    VM runs behind a TAP that drops all it is sent."""
+    result = scan(SITE, clients(FakeNb({"requested-chassis": "hv1"}), FakeSb(binding()),
+                                gated=("hv1",)), FakeHv({"hv1": "running"}))
+    assert result.items == ("hv1: pt-vm1 of vm1 has its TAP gate closed (dropped 12 frames)",)

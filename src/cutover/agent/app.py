@@ -12,6 +12,10 @@ cutover's own errors map to status codes at this one boundary::
 
 Error bodies are ``{"error": {"type": ..., "message": ...}}``.
 
+``PUT /v1/tap-gate/<tap>`` closes the TAP's gate (frames sent to it are dropped; 409 if
+the TAP is not plugged), ``DELETE`` opens it (a no-op if it is not closed), ``GET`` reads
+it (docs/switchover.md, "The TAP gate").
+
 ``POST /v1/forget`` drops what the node holds for one migration (``cutover recover``
 calls it on every chassis after a crashed orchestrator); ``POST /v1/controller/pause``
 takes an optional ``resume_after_ms``: the agent owns that deadline.
@@ -53,6 +57,7 @@ from cutover.agent.models import (
     PauseRequest,
     PortOpenRequest,
     PortReadinessRequest,
+    TapGateState,
     TapName,
     VerdictQuery,
     VerdictState,
@@ -159,6 +164,25 @@ def make_app(service: Service, token: str) -> FastAPI:
     def vif(tap: Annotated[TapName, Path()]) -> VifState:
         ids = service.vif_state(tap)
         return VifState(tap=tap, plugged=ids is not None, external_ids=ids or {})
+
+    @app.put("/v1/tap-gate/{tap}")
+    def close_gate(tap: Annotated[TapName, Path()]) -> TapGateState:
+        """Drop every frame sent to the TAP from now on (its root qdisc becomes the gate's
+        ``pfifo limit 0``); link, OVS port and OVN's view of the port are untouched."""
+        service.close_tap_gate(tap)
+        return TapGateState(tap=tap, closed=True)
+
+    @app.delete("/v1/tap-gate/{tap}")
+    def open_gate(tap: Annotated[TapName, Path()]) -> TapGateState:
+        """Let frames reach the TAP again; the reply is the gate as found (``dropped``:
+        what it dropped while closed). A no-op if no gate is closed."""
+        found = service.open_tap_gate(tap)
+        return TapGateState(tap=tap, closed=found.closed, dropped=found.dropped)
+
+    @app.get("/v1/tap-gate/{tap}")
+    def gate(tap: Annotated[TapName, Path()]) -> TapGateState:
+        found = service.tap_gate(tap)
+        return TapGateState(tap=tap, closed=found.closed, dropped=found.dropped)
 
     @app.put("/v1/port-readiness/{lsp}", status_code=202)
     def watch_port(lsp: Annotated[LogicalPort, Path()], body: PortReadinessRequest

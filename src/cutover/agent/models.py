@@ -67,6 +67,16 @@ class VifState(Strict):
     """The OVS Interface's external_ids as os-vif wrote them (empty if not plugged)."""
 
 
+class TapGateState(Strict):
+    """A TAP's gate (docs/switchover.md, "The TAP gate"): ``closed`` while frames sent to
+    the TAP are dropped; ``dropped``: how many the gate dropped (on DELETE: while it was
+    closed; 0 when it was not)."""
+
+    tap: TapName
+    closed: bool
+    dropped: Annotated[int, Field(ge=0)] = 0
+
+
 class PortReadinessRequest(Strict):
     """Watch this chassis' flows for ``lsp`` and publish the verdict in the SB."""
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from cutover.chassis.base import ControllerWatch, PathTarget, Vif, Watch
+from cutover.chassis.base import ControllerWatch, PathTarget, TapGateState, Vif, Watch
 from cutover.chassis.local import LocalChassis, VifPlugger
 from cutover.chassis.published import (
     KEY_PREFIX,
@@ -86,6 +86,9 @@ class Service(Protocol):
     def plug(self, tap: str, lsp: str, mac: str, vm_uuid: str, mtu: int) -> None: ...
     def unplug(self, tap: str) -> None: ...
     def vif_state(self, tap: str) -> dict[str, str] | None: ...
+    def close_tap_gate(self, tap: str) -> None: ...
+    def open_tap_gate(self, tap: str) -> TapGateState: ...
+    def tap_gate(self, tap: str) -> TapGateState: ...
     def watch_port(self, lsp: str, tap: str, mac: str, request_id: str, timeout_s: float,
                    use_ovn_installed: bool) -> None: ...
     def watch_open(self, lsp: str, tap: str, mac: str, request_id: str,
@@ -137,6 +140,17 @@ class NodeService:
         if not self._chassis.is_plugged(Vif("", tap, "", "")):
             return None
         return self._chassis.vswitch.interface_external_ids(tap) or {}
+
+    # -- the TAP gate (rtnetlink in the agent's own namespace: well under a ms) -----------------
+
+    def close_tap_gate(self, tap: str) -> None:
+        self._chassis.close_tap_gate(Vif("", tap, "", ""))
+
+    def open_tap_gate(self, tap: str) -> TapGateState:
+        return self._chassis.open_tap_gate(Vif("", tap, "", ""))
+
+    def tap_gate(self, tap: str) -> TapGateState:
+        return self._chassis.tap_gate(Vif("", tap, "", ""))
 
     # -- readiness ---------------------------------------------------------------------------
 

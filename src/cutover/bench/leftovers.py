@@ -10,7 +10,8 @@ What it checks, for every VM of the site at the chassis the site says it runs on
 - SB: no ``Chassis_Private.external_ids`` key of cutover's (published readiness) on any
   chassis;
 - every chassis, through the chassis seam (its agent): the VM's TAP/OVS port exists on
-  its chassis and on no other; with a hypervisor, no guest of the VM runs elsewhere;
+  its chassis and on no other, and no TAP gate of ours is left closed on it (``pre-gated``:
+  a TAP that drops all it is sent); with a hypervisor, no guest of the VM runs elsewhere;
 - whatever the caller adds (``extra``): the lab's processes against its manifest and
   paused controllers (:meth:`cutover.lab.faults.LabFaults.leftovers`).
 
@@ -132,6 +133,15 @@ def scan(site: Site, clients: SiteClients, hypervisor: GuestStates | None = None
                              f"{vm.chassis})")
             if not plugged and name == vm.chassis:
                 items.append(f"{name}: {vm.name}'s own TAP/OVS port {vm.tap} is missing")
+            if plugged:
+                try:
+                    gate = ch.tap_gate(vif)
+                except CutoverError as e:
+                    items.append(f"{name}: cannot tell whether {vm.tap}'s gate is closed ({e})")
+                else:
+                    if gate.closed:
+                        items.append(f"{name}: {vm.tap} of {vm.name} has its TAP gate closed "
+                                     f"(dropped {gate.dropped} frames)")
             if hypervisor is not None and name != vm.chassis:
                 try:
                     state_ = hypervisor.guest_state(vm, name)

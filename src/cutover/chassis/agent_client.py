@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from cutover.chassis.base import DeathCallback, PathTarget, Vif
+from cutover.chassis.base import DeathCallback, PathTarget, TapGateState, Vif
 from cutover.chassis.published import (
     Verdict,
     decode,
@@ -209,6 +209,19 @@ class AgentChassis:
 
     def is_plugged(self, vif: Vif) -> bool:
         return bool(self.request("GET", f"/v1/vifs/{vif.tap}")["plugged"])
+
+    # -- the TAP gate: on the switchover's critical path, so over the kept-alive client ----
+
+    def close_tap_gate(self, vif: Vif) -> None:
+        self.request("PUT", f"/v1/tap-gate/{vif.tap}")
+
+    def open_tap_gate(self, vif: Vif) -> TapGateState:
+        found = self.request("DELETE", f"/v1/tap-gate/{vif.tap}")
+        return TapGateState(bool(found["closed"]), int(found["dropped"]))
+
+    def tap_gate(self, vif: Vif) -> TapGateState:
+        found = self.request("GET", f"/v1/tap-gate/{vif.tap}")
+        return TapGateState(bool(found["closed"]), int(found["dropped"]))
 
     # -- readiness ---------------------------------------------------------------------------
 

@@ -69,6 +69,16 @@ class PathTarget:
     """The destination's encap IPs (from the SB ``Chassis.encaps``)."""
 
 
+@dataclass(frozen=True)
+class TapGateState:
+    """A TAP's gate on one chassis (docs/switchover.md, "The TAP gate")."""
+
+    closed: bool
+    """Frames sent to the TAP are dropped (the gate's qdisc is its root qdisc)."""
+    dropped: int = 0
+    """Frames the closed gate dropped so far (its qdisc's drop counter)."""
+
+
 class Watch(Protocol):
     """An armed wait on one chassis."""
 
@@ -106,6 +116,19 @@ class Chassis(Protocol):
 
     def is_plugged(self, vif: Vif) -> bool:
         """Whether a TAP or an OVS port of ``vif`` is left on this chassis."""
+
+    def close_tap_gate(self, vif: Vif) -> None:
+        """Drop whatever is sent to ``vif``'s TAP here from now on (link, OVS port and OVN's
+        view of the port untouched), so that frames cloned to a destination whose incoming
+        guest cannot read them yet do not queue. Idempotent. PlugError if the TAP is not
+        plugged here."""
+
+    def open_tap_gate(self, vif: Vif) -> TapGateState:
+        """Let frames reach ``vif``'s TAP again. A no-op if no gate is closed (a missing
+        TAP included); returns the state it found (``dropped``: what the gate dropped)."""
+
+    def tap_gate(self, vif: Vif) -> TapGateState:
+        """Whether ``vif``'s TAP has a closed gate here (open if there is no TAP)."""
 
     def watch_port(self, vif: Vif, use_ovn_installed: bool = True) -> Watch:
         """Arm ``port-ready`` for ``vif`` here: this chassis' own flows for the port are on

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from cutover.chassis import privileged, unixctl
-from cutover.chassis.base import DeathCallback, PathTarget, Vif
+from cutover.chassis.base import DeathCallback, PathTarget, TapGateState, Vif
 from cutover.chassis.flows import BridgeFlows
 from cutover.chassis.liveness import ControllerLiveness, Watched, probe
 from cutover.chassis.path_watch import LocalPathWatch
@@ -157,6 +157,24 @@ class LocalChassis:
     def is_plugged(self, vif: Vif) -> bool:
         return (self.vswitch.interface(vif.tap) is not None
                 or privileged.tap_exists(self.endpoint.netns, vif.tap))  # fmt: skip
+
+    # -- the TAP gate -------------------------------------------------------------------------
+
+    def close_tap_gate(self, vif: Vif) -> None:
+        """PlugError unless both the OVS port (the local DB's cache: no round trip) and the
+        device exist."""
+        if self.vswitch.interface(vif.tap) is None:
+            raise PlugError(f"{vif.tap} is not plugged on {self.name} (no OVS port): no TAP "
+                            "gate to close; plug the VIF first")
+        privileged.close_tap_gate(self.endpoint.netns, vif.tap)
+
+    def open_tap_gate(self, vif: Vif) -> TapGateState:
+        dropped = privileged.open_tap_gate(self.endpoint.netns, vif.tap)
+        return TapGateState(closed=dropped is not None, dropped=dropped or 0)
+
+    def tap_gate(self, vif: Vif) -> TapGateState:
+        state = privileged.tap_gate_state(self.endpoint.netns, vif.tap)
+        return TapGateState(*state) if state is not None else TapGateState(closed=False)
 
     # -- readiness ---------------------------------------------------------------------------
 

@@ -2,13 +2,20 @@
 
 Like os-vif's privsep functions (``vif_plug_ovs/linux_net.py``): plain typed arguments,
 one system change each, no policy. They shell out to iproute2 inside the hypervisor's
-network namespace (None = the root namespace).
+network namespace (None = the root namespace); the TAP gate, on the migration's critical
+path, speaks rtnetlink itself (pyroute2: well under a ms in the agent's own namespace,
+where spawning ``tc`` costs a few ms).
 """
 
 from __future__ import annotations
 
+import errno
 import subprocess
 from pathlib import Path
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from cutover.errors import PlugError
 
@@ -71,3 +78,79 @@ def ensure_up(netns: str | None, name: str) -> bool:
 def delete_tap(netns: str | None, name: str) -> None:
     if tap_exists(netns, name):
         _ip(netns, "link", "del", "dev", name)
+
+
+# -- the destination TAP gate (docs/switchover.md, "The TAP gate") ---------------------------
+
+TAP_GATE_HANDLE = 0xC07E0000
+"""The gate's root qdisc handle (``c07e:``): how a gate of ours is told from any other
+qdisc an operator set on the device (only ours is ever removed)."""
+_TC_H_ROOT = 0xFFFFFFFF
+
+
+def _iproute(netns: str | None) -> Any:
+    """A pyroute2 rtnetlink socket in ``netns`` (None: this process' namespace). The
+    namespace is never created here (``flags=0``): a missing one is a PlugError."""
+    try:
+        return IPRoute(netns=netns, flags=0) if netns else IPRoute()
+    except (OSError, NetlinkError) as e:
+        raise PlugError(f"cannot reach network namespace {netns or '(this one)'} by "
+                        f"rtnetlink: {e}") from e
+
+
+def _ifindex(ipr: Any, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return int(found[0]) if found else None
+
+
+def tap_gate_state(netns: str | None, name: str) -> tuple[bool, int] | None:
+    """(closed, frames the gate dropped) of device ``name``; None if there is no such
+    device. Closed = its root qdisc is the gate's (``pfifo limit 0``, handle ``c07e:``)."""
+    with _iproute(netns) as ipr:
+        try:
+            index = _ifindex(ipr, name)
+            if index is None:
+                return None
+            for q in ipr.get_qdiscs(index=index):
+                if q["parent"] == _TC_H_ROOT and q["handle"] == TAP_GATE_HANDLE:
+                    stats = q.get_attr("TCA_STATS") or {}
+                    return True, int(stats.get("drop", 0))
+        except NetlinkError as e:
+            raise PlugError(f"tc qdisc show dev {name}: {e}") from e
+    return False, 0
+
+
+def close_tap_gate(netns: str | None, name: str) -> None:
+    """Drop every frame sent to device ``name`` (its root qdisc becomes ``pfifo limit 0``:
+    each frame is a qdisc drop; the link and its OVS port are untouched). Idempotent.
+    PlugError if the device does not exist."""
+    with _iproute(netns) as ipr:
+        try:
+            index = _ifindex(ipr, name)
+            if index is None:
+                raise PlugError(f"no device {name} in {netns or 'this namespace'} to "
+                                "close the TAP gate of: plug the VIF first")
+            ipr.tc("replace", "pfifo", index, handle=TAP_GATE_HANDLE, limit=0)
+        except NetlinkError as e:
+            raise PlugError(f"tc qdisc replace dev {name} root pfifo limit 0: {e}") from e
+
+
+def open_tap_gate(netns: str | None, name: str) -> int | None:
+    """Remove the gate of device ``name`` (the kernel's default qdisc comes back: frames
+    queue again). Returns the frames the gate dropped, or None if no gate of ours was
+    there (a missing device included): a no-op then."""
+    with _iproute(netns) as ipr:
+        try:
+            index = _ifindex(ipr, name)
+            if index is None:
+                return None
+            for q in ipr.get_qdiscs(index=index):
+                if q["parent"] == _TC_H_ROOT and q["handle"] == TAP_GATE_HANDLE:
+                    dropped = int((q.get_attr("TCA_STATS") or {}).get("drop", 0))
+                    ipr.tc("del", index=index, handle=TAP_GATE_HANDLE, parent=_TC_H_ROOT)
+                    return dropped
+        except NetlinkError as e:
+            if e.code == errno.ENODEV or e.code == errno.ENOENT:
+                return None  # the device or the gate went meanwhile
+            raise PlugError(f"tc qdisc del dev {name} root: {e}") from e
+    return None

@@ -14,6 +14,7 @@ method raises :class:`~cutover.errors.GuestError` (or
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -58,6 +59,19 @@ class OverlapsCopy(Protocol):
         """Block until only the switchover is left (the source may be stopped then, as
         after ``copy_memory``); GuestError if the copy failed or an end died, WaitTimeout
         after the hypervisor's migration timeout."""
+
+
+@runtime_checkable
+class SignalsSourceStop(Protocol):
+    """Optional: a hypervisor that can tell, as an event, the moment the source's vCPUs
+    stop during a migration (QEMU: the source's ``STOP`` event). The TAP gate of
+    ``--activation pre-gated`` opens on it (docs/switchover.md, "The TAP gate")."""
+
+    def on_source_stopped(self, vm: VmSpec, callback: Callable[[float], None]) -> None:
+        """Run ``callback(stop_ms)`` once (wall ms of the stop, by the hypervisor's clock)
+        when the source of ``vm``'s current migration stops: at once if it has already.
+        It runs in the thread that reads the hypervisor's events (the migration's), so it
+        must be quick and not raise. GuestError if no migration of ``vm`` was started."""
 
 
 @dataclass(frozen=True)

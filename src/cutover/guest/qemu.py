@@ -83,6 +83,8 @@ class QemuHypervisor:
         self._mons: dict[tuple[str, str], Monitor] = {}
         self._runs: dict[str, dict[str, Any]] = {}
         self._figures: dict[str, dict[str, Any]] = {}
+        self._stop_hooks: dict[str, list[Callable[[float], None]]] = {}
+        """:meth:`on_source_stopped` callbacks waiting for :meth:`start_copy`."""
 
     # --- Hypervisor ----------------------------------------------------------------
 
@@ -152,6 +154,8 @@ class QemuHypervisor:
         self._runs[vm.name] = {"mark": mark, "dst": dst.name, "started_ms": time.time() * 1e3,
                                "held": hold_convergence, "monotonic": time.monotonic(),
                                "stage": "copy", "plan": self._hold_plan()}
+        for callback in self._stop_hooks.pop(vm.name, []):
+            self.on_source_stopped(vm, callback)
         src.cmd("migrate", uri=f"unix:{dst_files.incoming}")
 
     def keep_held(self, vm: VmSpec, until: threading.Event, timeout_s: float) -> None:
@@ -230,6 +234,21 @@ class QemuHypervisor:
             "max-bandwidth": int(self._bandwidth_mib() * 2**20),
             "downtime-limit": self.downtime_limit_ms})
         run["released_ms"] = time.time() * 1e3
+
+    def on_source_stopped(self, vm: VmSpec, callback: Callable[[float], None]) -> None:
+        """``callback`` with the timestamp of the source's ``STOP`` of the current
+        migration (QEMU stops the vCPUs, then announces ``pre-switchover``), run by the
+        monitor's event reader as it reads the event (every wait of the migration reads
+        the source's socket: :meth:`wait_copied`, :meth:`pause_source`); at once if it
+        came already."""
+        run = self._runs.get(vm.name)
+        if run is None:  # before the copy (gate before-copy): armed by start_copy
+            self._monitor(vm, vm.chassis)  # GuestError now if there is no source
+            self._stop_hooks.setdefault(vm.name, []).append(callback)
+            return
+        self._monitor(vm, vm.chassis).on_event(is_event("STOP"),
+                                               lambda e: callback(event_ms(e)),
+                                               since=run["mark"])
 
     def wait_copied(self, vm: VmSpec, dst: ChassisEndpoint) -> None:
         """Until the source reports ``pre-switchover`` (its vCPUs are stopped then)."""
@@ -310,6 +329,7 @@ class QemuHypervisor:
         return out
 
     def finish_source(self, vm: VmSpec) -> None:
+        self._stop_hooks.pop(vm.name, None)
         self.stop(vm, vm.chassis)
         self._runs.pop(vm.name, None)
 
@@ -318,9 +338,11 @@ class QemuHypervisor:
         part is tried even if one fails."""
         failures: list[str] = []
         run = self._runs.pop(vm.name, {})
+        self._stop_hooks.pop(vm.name, None)
         src = None
         try:
             src = self._monitor(vm, vm.chassis)
+            src.clear_hooks()
             status = src.cmd("query-migrate").get("status", "none")
             if status in ACTIVE:
                 src.cmd("migrate_cancel")

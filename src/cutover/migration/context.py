@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cutover import bounds
 from cutover.chassis.base import Chassis
@@ -18,11 +19,18 @@ from cutover.ovsdb.sb import SbClient
 from cutover.readiness.base import ReadinessCheck
 from cutover.site import ChassisEndpoint, Site, VmSpec
 
-ACTIVATIONS = ("rarp", "none", "pre")
+if TYPE_CHECKING:
+    from cutover.migration.tap_gate import TapGate
+
+ACTIVATIONS = ("rarp", "none", "pre", "pre-gated")
 """OVN ``activation-strategy`` while both chassis hold the port: ``rarp`` (the VM's RARP
 unblocks the destination after the switchover), ``none`` (traffic cloned to both), ``pre``
 (``rarp`` while preparing, then cutover activates the destination itself before the
-switchover: :mod:`cutover.migration.preactivation`)."""
+switchover: :mod:`cutover.migration.preactivation`), ``pre-gated`` (``pre``, with the
+destination TAP's gate closed from the pre-activation until the source stops:
+:mod:`cutover.migration.tap_gate`)."""
+PRE_ACTIVATIONS = ("pre", "pre-gated")
+"""The activations in which cutover activates the destination itself (OVN keeps rarp)."""
 GATES = ("before-copy", "before-switchover", "converge-when-ready")
 """Where the readiness wait sits in the migration (:mod:`cutover.migration.gates`)."""
 
@@ -32,7 +40,8 @@ class MigrationOptions:
     strategy: str = "claim"
     activation: str = "rarp"
     """OVN ``activation-strategy`` for the destination ("none": traffic cloned to both;
-    "pre": rarp, activated by cutover before the switchover)."""
+    "pre": rarp, activated by cutover before the switchover; "pre-gated": "pre" with the
+    destination TAP gated until the source stops)."""
     gate: str = "before-copy"
     """Where readiness gates the migration: before the memory copy starts, before the
     switchover (copy overlapped), or before QEMU may converge (copy overlapped, source
@@ -80,3 +89,5 @@ class MigrationContext:
     the arming until the migration ends; None for strategies that watch none."""
     passive: list[tuple[str, Watch]] = field(default_factory=list)
     """Watches that only annotate the timeline (e.g. "activated"), collected at the end."""
+    tap_gate: TapGate | None = None
+    """The destination TAP's gate, once ``pre-gated`` closed it."""

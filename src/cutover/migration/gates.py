@@ -29,8 +29,8 @@ import threading
 from typing import Any
 
 from cutover.errors import InvalidMigration
-from cutover.guest.base import Hypervisor, OverlapsCopy
-from cutover.migration.context import GATES, MigrationContext, MigrationOptions
+from cutover.guest.base import Hypervisor, OverlapsCopy, SignalsSourceStop
+from cutover.migration.context import GATES, PRE_ACTIVATIONS, MigrationContext, MigrationOptions
 from cutover.migration.preactivation import PreActivate
 from cutover.migration.steps import (
     Activate,
@@ -48,6 +48,7 @@ from cutover.migration.steps import (
     WaitReady,
 )
 from cutover.migration.strategies import strategy
+from cutover.migration.tap_gate import CloseTapGate, OpenTapGate
 
 OVERLAPPING = ("before-switchover", "converge-when-ready")
 
@@ -55,13 +56,15 @@ OVERLAPPING = ("before-switchover", "converge-when-ready")
 def check_gate(options: MigrationOptions, hypervisor: Hypervisor) -> None:
     """InvalidMigration for a gate or activation this strategy or hypervisor cannot do."""
     check_combination(options.strategy, options.gate, options.activation,
-                      isinstance(hypervisor, OverlapsCopy), type(hypervisor).__name__)
+                      isinstance(hypervisor, OverlapsCopy), type(hypervisor).__name__,
+                      signals_stop=isinstance(hypervisor, SignalsSourceStop))
 
 
 def check_combination(strategy_name: str, gate: str, activation: str, overlaps: bool,
-                      guests: str = "these") -> None:
+                      guests: str = "these", signals_stop: bool = False) -> None:
     """InvalidMigration unless ``strategy_name`` can run with ``gate`` and ``activation`` on
-    guests that can (``overlaps``) or cannot copy memory in the background."""
+    guests that can (``overlaps``) or cannot copy memory in the background, and that can
+    (``signals_stop``) or cannot report the source's stop as an event."""
     chosen = strategy(strategy_name)
     waits = chosen.name != "legacy"  # the only strategy without readiness or prepare
     if gate not in GATES:
@@ -71,10 +74,17 @@ def check_combination(strategy_name: str, gate: str, activation: str, overlaps: 
             f"strategy {chosen.name} waits for nothing, so --gate {gate} has nothing "
             "to overlap; use a waiting strategy (claim, nb-cfg, port-ready, path-ready) or "
             "--gate before-copy")
-    if activation == "pre" and not waits:
+    if activation in PRE_ACTIVATIONS and not waits:
         raise InvalidMigration(
-            f"--activation pre activates the destination's additional binding, but strategy "
-            f"{chosen.name} never makes one; use a waiting strategy or --activation rarp")
+            f"--activation {activation} activates the destination's additional binding, but "
+            f"strategy {chosen.name} never makes one; use a waiting strategy or "
+            "--activation rarp")
+    if activation == "pre-gated" and not signals_stop:
+        raise InvalidMigration(
+            f"--activation pre-gated opens the destination TAP's gate when the source's "
+            f"vCPUs stop, but {guests} guests cannot report that as an event (the emulated "
+            "guest has no vCPUs; the libvirt driver does not read QEMU's STOP); use "
+            "--guest qemu or --activation pre")
     if gate in OVERLAPPING and not overlaps:
         raise InvalidMigration(
             f"--gate {gate} overlaps the readiness wait with the memory copy, but "
@@ -90,7 +100,13 @@ def steps_for(options: MigrationOptions) -> list[Step]:
         return chosen.steps()
     head: list[Step] = [PlugDestination(), ArmReadiness(), StartIncoming(), PrepareNetwork()]
     tail: list[Step] = [PauseSource(), StillAlive(), Switchover(), Activate(), CleanupSource()]
-    pre: list[Step] = [PreActivate()] if options.activation == "pre" else []
+    gated = options.activation == "pre-gated"
+    pre: list[Step] = [PreActivate()] if options.activation in PRE_ACTIVATIONS else []
+    if gated:  # closed right before the pre-activation write, opened on the source's STOP
+        pre = [CloseTapGate(), *pre]
+        # the backstop right after the RESUME (the STOP has opened it already, normally)
+        tail = [PauseSource(), StillAlive(), Switchover(), OpenTapGate(), Activate(),
+                CleanupSource()]  # fmt: skip
     if options.gate == "before-copy":
         # QEMU's copy ends in pre-switchover with the source stopped: pre-activating after
         # it would put the activation on the paused source's critical path
@@ -104,8 +120,10 @@ def steps_for(options: MigrationOptions) -> list[Step]:
     # pre-activation at QEMU's last pass, the copy released the moment the blocks are gone:
     # the destination TAP then queues cloned traffic only for the rest of that pass and
     # the stop-and-copy (docs/switchover.md, the TAP queue)
+    gate_closed: list[Step] = [CloseTapGate()] if gated else []
     return [*head, StartCopy(hold=True), HeldWaitReady(), AwaitLastPass(), ConfirmReady(),
-            PreActivate(then=ReleaseConvergence()), FinishCopy(), *tail]  # fmt: skip
+            *gate_closed, PreActivate(then=ReleaseConvergence()), FinishCopy(),
+            *tail]  # fmt: skip
 
 
 def _overlapping(ctx: MigrationContext) -> OverlapsCopy:

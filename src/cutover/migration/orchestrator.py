@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cutover.errors import (
+    CutoverError,
     InvalidMigration,
     MigrationAborted,
     RollbackIncomplete,
@@ -19,7 +20,12 @@ from cutover.errors import (
 )
 from cutover.guest.base import GuestState, Hypervisor
 from cutover.migration.clients import SiteClients
-from cutover.migration.context import ACTIVATIONS, MigrationContext, MigrationOptions
+from cutover.migration.context import (
+    ACTIVATIONS,
+    PRE_ACTIVATIONS,
+    MigrationContext,
+    MigrationOptions,
+)
 from cutover.migration.gates import check_gate, steps_for
 from cutover.migration.journal import Journal, MigrationEntry
 from cutover.migration.steps import Step
@@ -78,12 +84,12 @@ def validate(site: Site, vm_name: str, dst_name: str, options: MigrationOptions)
                 f"{dst_name}; add it (or an agent) to the site or use claim"
             )
     dst_ep = site.chassis_named(dst_name)
-    if (options.activation == "pre" and not dst_ep.agent
+    if (options.activation in PRE_ACTIVATIONS and not dst_ep.agent
             and not dst_ep.ovs_remote.startswith("unix:")):
         raise InvalidMigration(
-            f"--activation pre waits for {dst_name}'s rarp drop flows to go, but {dst_name} "
-            "has no agent and its br-int is reached over the network; give it an agent "
-            "endpoint or use --activation rarp")
+            f"--activation {options.activation} waits for {dst_name}'s rarp drop flows to "
+            f"go, but {dst_name} has no agent and its br-int is reached over the network; "
+            "give it an agent endpoint or use --activation rarp")
     if vm.chassis == dst_name:
         raise InvalidMigration(
             f"{vm_name} already runs on {dst_name}; choose another destination"
@@ -171,6 +177,11 @@ def run_steps(ctx: MigrationContext, steps: Sequence[Step],
                 _fail(ctx, step, done, e, entry)
             done.append(step)
     finally:
+        if ctx.tap_gate is not None and ctx.tap_gate.closed:  # the last backstop
+            try:
+                ctx.tap_gate.settle("the migration ended")
+            except CutoverError as e:
+                ctx.timeline.mark("tap-gate.left-closed", f"{type(e).__name__}: {e}")
         if ctx.liveness is not None:
             ctx.liveness.stop()
         _collect_passive(ctx)

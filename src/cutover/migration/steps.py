@@ -14,7 +14,7 @@ from typing import Any
 
 from cutover.chassis.base import Vif
 from cutover.errors import ControllerDown, CutoverError, MigrationError, PlugError
-from cutover.migration.context import MigrationContext
+from cutover.migration.context import PRE_ACTIVATIONS, MigrationContext
 from cutover.migration.liveness import Liveness
 from cutover.ovsdb.sb import binding_state
 
@@ -124,7 +124,7 @@ class PrepareNetwork(Step):
 
     def do(self, ctx: MigrationContext) -> None:
         ctx.prepare_started_ms = time.time() * 1000.0
-        if ctx.options.activation in ("rarp", "pre"):
+        if ctx.options.activation in ("rarp", *PRE_ACTIVATIONS):
             dst = ctx.dst.name
             ctx.passive.append(
                 (
@@ -135,8 +135,8 @@ class PrepareNetwork(Step):
                 )
             )
         # "pre" keeps rarp (nothing cloned to the destination) until PreActivate lifts it
-        activation = {"none": None, "pre": "rarp"}.get(ctx.options.activation,
-                                                       ctx.options.activation)
+        activation = {"none": None, "pre": "rarp", "pre-gated": "rarp"}.get(
+            ctx.options.activation, ctx.options.activation)
         ctx.binding.prepare(ctx.vm.lsp, ctx.src.name, ctx.dst.name, activation)
         ctx.timeline.mark(
             "network.prepared", f"requested-chassis={ctx.src.name},{ctx.dst.name}"

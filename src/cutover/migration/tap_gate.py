@@ -1,0 +1,167 @@
+"""The destination TAP gate (``--activation pre-gated``): no stale clones at the resume.
+
+Once pre-activation has lifted the destination's rarp blocks, OVN sends the VM's traffic
+to both chassis. Until the source stops (the rest of QEMU's last pass: 15-106 ms
+measured, QEMU's 100 ms rate-limit window included) the source answers it, while the
+copies sent to the destination queue in its TAP, unread: an incoming QEMU does not read
+its TAP. After the RESUME the slow guest answers those stale frames first (duplicates
+of replies the source already sent) and only then the fresh ones: head-of-line blocking
+(docs/switchover.md, "The TAP queue"). The frames that queue AFTER the source stopped
+are the useful ones: nobody else answers them.
+
+So the gate drops whatever is sent to the destination TAP from just before the
+pre-activation write until the source's vCPUs stop, then lets frames queue again:
+
+- :class:`CloseTapGate` closes it (the chassis seam: the TAP's root qdisc becomes
+  ``pfifo limit 0``, every frame a qdisc drop; the link, the OVS port and OVN's view of
+  the port are untouched) and asks the hypervisor to call back on the source's STOP
+  (:class:`~cutover.guest.base.SignalsSourceStop`: QEMU's ``STOP`` event, read by the
+  migration's own event reader, no polling). The callback opens the gate from a thread
+  of its own, so the open (a round trip to the destination's agent) overlaps the
+  stop-and-copy instead of delaying ``migrate-continue``;
+- backstops, so a gate can never stay closed: :class:`OpenTapGate` right after the
+  switchover (the destination's RESUME) opens it if the STOP's open has not (or failed);
+  the undo of :class:`CloseTapGate` opens it on any rollback (a rolled-back migration
+  also unplugs the destination TAP); the orchestrator opens it when a migration ends in
+  any way (:func:`cutover.migration.orchestrator.run_steps`); ``cutover recover`` undoes
+  or redoes these steps from the journal, which records the close before it happens.
+
+The trade-off: probes sent between the source's STOP and the gate's opening are dropped
+(lost) instead of queued, and probes cloned before the STOP are no longer answered twice.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from cutover.chassis.base import Chassis, TapGateState, Vif
+from cutover.errors import CutoverError, InvalidMigration
+from cutover.guest.base import SignalsSourceStop
+from cutover.migration.context import MigrationContext
+from cutover.migration.steps import Step
+from cutover.migration.timeline import Timeline
+
+OPENER_JOIN_S = 15.0
+"""How long a backstop waits for an open already under way (its request's own timeout is
+10 s) before it opens itself."""
+
+
+class TapGate:
+    """The gate of one migration's destination TAP: closed once, opened once (whichever
+    of the STOP, the RESUME, a rollback or the end of the migration comes first)."""
+
+    def __init__(self, chassis: Chassis, vif: Vif, timeline: Timeline,
+                 closed: bool = False) -> None:
+        """``closed``: the gate may be closed already (a recovery's handle)."""
+        self._chassis, self._vif, self._timeline = chassis, vif, timeline
+        self._lock = threading.Lock()
+        self._closed = closed
+        self._opener: threading.Thread | None = None
+        self.stop_ms: float | None = None
+        """Wall ms of the source's STOP, once the hypervisor reported it."""
+        self.failure = ""
+        """Why the STOP's open failed (the backstops retry)."""
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Close the gate (PlugError if the TAP is not plugged: nothing changed then)."""
+        with self._lock:
+            self._chassis.close_tap_gate(self._vif)
+            self._closed = True
+        self._timeline.mark("tap-gate.closed", f"{self._vif.tap} on {self._chassis.name}")
+
+    def on_source_stopped(self, stop_ms: float) -> None:
+        """The hypervisor's STOP callback (its event reader's thread): open from a
+        thread of our own and return at once."""
+        self.stop_ms = stop_ms
+        if self._opener is not None:
+            return
+        self._opener = threading.Thread(target=self._open_quietly, args=("source STOP",),
+                                        name=f"tap-gate-{self._vif.tap}", daemon=True)
+        self._opener.start()
+
+    def _open_quietly(self, reason: str) -> None:
+        try:
+            self.open(reason)
+        except CutoverError as e:  # a backstop opens it; the timeline says why
+            self.failure = f"{type(e).__name__}: {e}"
+            self._timeline.mark("tap-gate.open-failed", f"{reason}: {self.failure}")
+
+    def open(self, reason: str) -> TapGateState | None:
+        """Open the gate if it is closed (else nothing: None); marks ``tap-gate.opened``
+        (with its latency after the source's STOP, when that is known) if the chassis
+        found it closed."""
+        with self._lock:
+            if not self._closed:
+                return None
+            found = self._chassis.open_tap_gate(self._vif)
+            self._closed = False
+        if not found.closed:
+            return found  # opened by someone else meanwhile (or never closed: a recovery)
+        opened = time.time() * 1000.0
+        after = (f"{opened - self.stop_ms:.1f} ms after the source's STOP"
+                 if self.stop_ms is not None else "the source's STOP not seen")
+        self._timeline.mark("tap-gate.opened", f"{reason}; {after}; the gate dropped "
+                            f"{found.dropped} frames", at_ms=opened)
+        return found
+
+    def settle(self, reason: str) -> None:
+        """Backstop: wait for an open under way, then open if still closed (raises the
+        chassis' error if that fails too)."""
+        opener = self._opener
+        if opener is not None and opener is not threading.current_thread():
+            opener.join(OPENER_JOIN_S)
+        self.open(reason)
+
+
+def _stop_signal(ctx: MigrationContext) -> SignalsSourceStop:
+    hv = ctx.hypervisor
+    if not isinstance(hv, SignalsSourceStop):  # check_gate refused it before; never reached
+        raise InvalidMigration(f"{type(hv).__name__} cannot signal the source's stop")
+    return hv
+
+
+def gate_of(ctx: MigrationContext) -> TapGate:
+    """The migration's gate (a fresh handle in a recovery: the record knows it was
+    closed, the process that closed it is gone)."""
+    if ctx.tap_gate is None:  # maybe closed: opening an open gate is a no-op on the chassis
+        return TapGate(ctx.chassis[ctx.dst.name], Vif.of(ctx.vm), ctx.timeline, closed=True)
+    return ctx.tap_gate
+
+
+class CloseTapGate(Step):
+    """Close the destination TAP's gate right before the pre-activation write; it opens on
+    the source's STOP (see the module)."""
+
+    name = "close-tap-gate"
+
+    def do(self, ctx: MigrationContext) -> None:
+        signals = _stop_signal(ctx)
+        gate = TapGate(ctx.chassis[ctx.dst.name], Vif.of(ctx.vm), ctx.timeline)
+        ctx.tap_gate = gate
+        gate.close()
+        signals.on_source_stopped(ctx.vm, gate.on_source_stopped)
+
+    def changes(self, ctx: MigrationContext) -> dict[str, Any]:
+        return {"chassis": ctx.dst.name, "tap_gate_closed": ctx.vm.tap}
+
+    def undo(self, ctx: MigrationContext) -> None:
+        gate_of(ctx).settle("rollback")
+
+
+class OpenTapGate(Step):
+    """Backstop after the switchover (the destination resumed): the gate is open, whether
+    or not the source's STOP opened it."""
+
+    name = "open-tap-gate"
+
+    def do(self, ctx: MigrationContext) -> None:
+        gate_of(ctx).settle("destination RESUME (backstop)")
+
+    def changes(self, ctx: MigrationContext) -> dict[str, Any]:
+        return {"chassis": ctx.dst.name, "tap_gate_opened": ctx.vm.tap}
