@@ -30,6 +30,7 @@ from labkit import (
 from cutover.bench.floor import FloorNet, measure_floor
 from cutover.bench.results import BenchResult
 from cutover.bench.runner import BenchPlan, run_bench
+from cutover.chassis.base import TapGateState, Vif
 from cutover.errors import LabError, MigrationAborted, MigrationError
 from cutover.guest import qemu_proc
 from cutover.guest.qemu import QemuHypervisor
@@ -397,3 +398,61 @@ def test_lab_down_stops_qemu_guests() -> None:
     if lab.down() != []:
         raise LabError("lab down left something")
     assert not qemu_proc.is_our_qemu(pid, hv.files(vm, vm.chassis))
+
+
+def test_pre_gated_drops_until_the_source_stops_and_leaves_no_gate(
+    lab: Lab, hv: QemuHypervisor, clients: SiteClients
+) -> None:
+    """The TAP gate on the real lab (docs/switchover.md, "The TAP gate"):
+
+    - closed on a plugged TAP (the VM's own, through its chassis' agent), every probe to
+      the VM is lost and counted as a drop of the gate; opened, the VM answers again;
+    - a ``pre-gated`` migration under probes: the gate closes before the pre-activation
+      write, drops the clones sent to the destination, and the source's STOP opens it
+      (not a backstop); the VM answers on the destination and no gate is left;
+    - a rollback after the gate closed (the destination QEMU killed) opens it again and
+      leaves nothing of the destination."""
+    site = lab.site()
+    vm = site.vm_named("vm1")
+    own = clients.chassis[vm.chassis]
+    vif = Vif.of(vm)
+    own.close_tap_gate(vif)
+    try:
+        sent, answered = _answering(site, 0.3)
+        state = own.tap_gate(vif)
+    finally:
+        found = own.open_tap_gate(vif)
+    assert sent > 20 and answered == 0, (sent, answered)
+    assert state.closed and state.dropped > 0, state
+    assert found.closed and found.dropped >= state.dropped, found
+    assert own.open_tap_gate(vif) == TapGateState(closed=False)  # a no-op now
+    _until_answering(site)
+
+    dst = other_chassis(site, "vm1")
+    options = MigrationOptions(strategy="port-ready", gate="converge-when-ready",
+                               activation="pre-gated")
+    with Prober(site, site.clients[0], vm, 2.0) as p:
+        p.start()
+        report = migrate(site, "vm1", dst, options, hv, clients)
+        p.stop()
+    lab.save_site(site.with_vm_on("vm1", dst))
+    events = {name: (at, detail) for at, name, detail in report.timeline}
+    assert (events["tap-gate.closed"][0] <= events["preactivation.write"][0]
+            < events["tap-gate.opened"][0]), report.timeline
+    opened = events["tap-gate.opened"][1]
+    assert opened.startswith("source STOP; ") and "ms after the source's STOP" in opened
+    assert int(opened.rsplit("dropped ", 1)[1].split()[0]) > 0, opened  # the clones
+    assert not clients.chassis[dst].tap_gate(vif).closed
+    sent, answered = _answering(lab.site())
+    assert sent > 20 and answered == sent
+
+    site = lab.site()  # back, with a rollback after the gate closed
+    home = other_chassis(site, "vm1")
+    names: list[str] = []
+    killer = _kill_destination_later(hv, site, home, "tap-gate.closed", 0.0)
+    with pytest.raises(MigrationAborted):
+        migrate(site, "vm1", home, options, hv, clients,
+                observers=[names.append, killer])
+    assert "tap-gate.opened" in names[names.index("failed"):], names
+    assert not clients.chassis[dst].tap_gate(vif).closed
+    _assert_source_kept(lab, hv, clients, home)
