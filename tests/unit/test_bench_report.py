@@ -215,3 +215,28 @@ def test_blackout_title_stays_inside_the_figure() -> None:
     renderer = canvas.get_renderer()  # type: ignore[no-untyped-call]
     box = fig._suptitle.get_window_extent(renderer)  # type: ignore[attr-defined]
     assert box.x0 >= 0 and box.x1 <= fig.bbox.x1
+
+
+def test_the_gate_section_reports_open_latency_drops_and_what_opened_it() -> None:
+    """Open-after-STOP from the timeline (guest.stop -> tap-gate.opened), dropped frames
+    from the opened mark; runs without a gate (and failed ones) are not in it."""
+    from cutover.bench.gate_report import gate_rows, gate_section
+
+    def gated(stop: float, opened: float, dropped: int, by: str = "source STOP",
+              error: str | None = None) -> RunResult:
+        detail = f"{by}; {opened - stop:.1f} ms after the source's STOP; the gate dropped " \
+                 f"{dropped} frames"
+        return make_run("port-ready", 40.0, activation="pre-gated", error=error, timeline=[
+            TimelineEvent(100.0, "tap-gate.closed"), TimelineEvent(stop, "guest.stop"),
+            TimelineEvent(opened, "tap-gate.opened", detail)])
+
+    bench = make_bench([gated(400.0, 403.0, 20), gated(500.0, 501.0, 40),
+                        gated(450.0, 470.0, 30, by="destination RESUME (backstop)"),
+                        gated(400.0, 900.0, 99, error="Leftovers: x"),
+                        make_run("port-ready", 60.0, activation="pre")])
+    (row,) = gate_rows(bench)
+    assert row[2:] == ["3", "3.0", "1.0", "20.0", "30",
+                       "destination RESUME (backstop) x1, source STOP x2"]
+    assert "activation=pre-gated" in row[1]
+    assert "## The destination TAP gate" in gate_section(bench)
+    assert gate_section(make_bench([make_run("claim", 10.0)])) == []

@@ -30,6 +30,7 @@ from rich.table import Table
 
 from cutover.bench import fault_report
 from cutover.bench.detection import detection_section
+from cutover.bench.gate_report import gate_section
 from cutover.bench.guest_report import guest_section
 from cutover.bench.results import BenchResult, RunResult
 from cutover.bench.stats import (
@@ -166,6 +167,7 @@ def render_markdown(result: BenchResult, paths: ReportPaths) -> str:
         *markdown_section(result),
         *fault_report.markdown_section(result),
         *guest_section(result),
+        *gate_section(result),
         *detection_section(result),
         "## Ratios of median blackout between strategies",
         "",

@@ -32,6 +32,7 @@ The trade-off: probes sent between the source's STOP and the gate's opening are 
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from typing import Any
@@ -42,6 +43,24 @@ from cutover.guest.base import SignalsSourceStop
 from cutover.migration.context import MigrationContext
 from cutover.migration.steps import Step
 from cutover.migration.timeline import Timeline
+
+CLOSED = "tap-gate.closed"
+OPENED = "tap-gate.opened"
+"""Timeline marks; ``tap-gate.opened``'s detail is ``<what opened it>; <ms> ms after the
+source's STOP; the gate dropped <n> frames`` (:func:`opened_by`, :func:`dropped_in`)."""
+_DROPPED = re.compile(r"the gate dropped (\d+) frames")
+
+
+def opened_by(detail: str) -> str:
+    """What opened the gate, from a ``tap-gate.opened`` detail (``source STOP``, ...)."""
+    return detail.split(";", 1)[0]
+
+
+def dropped_in(detail: str) -> int | None:
+    """The frames the gate dropped, from a ``tap-gate.opened`` detail (None if absent)."""
+    found = _DROPPED.search(detail)
+    return int(found.group(1)) if found else None
+
 
 OPENER_JOIN_S = 15.0
 """How long a backstop waits for an open already under way (its request's own timeout is
@@ -73,7 +92,7 @@ class TapGate:
         with self._lock:
             self._chassis.close_tap_gate(self._vif)
             self._closed = True
-        self._timeline.mark("tap-gate.closed", f"{self._vif.tap} on {self._chassis.name}")
+        self._timeline.mark(CLOSED, f"{self._vif.tap} on {self._chassis.name}")
 
     def on_source_stopped(self, stop_ms: float) -> None:
         """The hypervisor's STOP callback (its event reader's thread): open from a
@@ -106,7 +125,7 @@ class TapGate:
         opened = time.time() * 1000.0
         after = (f"{opened - self.stop_ms:.1f} ms after the source's STOP"
                  if self.stop_ms is not None else "the source's STOP not seen")
-        self._timeline.mark("tap-gate.opened", f"{reason}; {after}; the gate dropped "
+        self._timeline.mark(OPENED, f"{reason}; {after}; the gate dropped "
                             f"{found.dropped} frames", at_ms=opened)
         return found
 
