@@ -5,7 +5,6 @@ still closed - once. The real lab: tests/integration/test_qemu.py."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any, cast
@@ -130,20 +129,12 @@ def _marks(ctx: MigrationContext, name: str) -> list[str]:
     return [e.detail for e in ctx.timeline.events if e.name == name]
 
 
-def _opened(ctx: MigrationContext) -> None:
-    """Wait for the STOP's opener thread (the test's own join, bounded)."""
-    gate = ctx.tap_gate
-    assert gate is not None and gate._opener is not None
-    gate._opener.join(5.0)
-
-
 def test_the_source_stop_opens_the_gate_and_the_backstop_does_nothing_more() -> None:
     dst, hv = FakeChassis("hv2"), FakeHv()
     ctx = _ctx(dst, hv)
     CloseTapGate().do(ctx)
     assert dst.closed and len(hv.callbacks) == 1 and _marks(ctx, "tap-gate.closed")
-    hv.stop()
-    _opened(ctx)
+    hv.stop()  # opened in the reader's own call, before it returns
     assert not dst.closed
     (detail,) = _marks(ctx, "tap-gate.opened")
     assert detail.startswith("source STOP; ") and "after the source's STOP" in detail
@@ -157,33 +148,11 @@ def test_the_resume_backstop_opens_a_gate_whose_stop_open_failed() -> None:
     dst.fail_open = 1
     ctx = _ctx(dst, hv)
     CloseTapGate().do(ctx)
-    hv.stop()
-    _opened(ctx)
+    hv.stop()  # the failure is marked, not raised into the hypervisor's event reader
     assert dst.closed and "down" in _marks(ctx, "tap-gate.open-failed")[0]
     OpenTapGate().do(ctx)
     assert not dst.closed
     assert _marks(ctx, "tap-gate.opened")[0].startswith("destination RESUME (backstop)")
-
-
-def test_the_resume_backstop_waits_for_an_open_under_way() -> None:
-    """The STOP's open still running when the switchover returns: the backstop joins it
-    instead of racing it (one open, marked once)."""
-    dst, hv = FakeChassis("hv2"), FakeHv()
-    release = threading.Event()
-    plain_open = dst.open_tap_gate
-
-    def slow_open(vif: Vif) -> TapGateState:
-        release.wait(5.0)
-        return plain_open(vif)
-
-    dst.open_tap_gate = slow_open  # type: ignore[method-assign]
-    ctx = _ctx(dst, hv)
-    CloseTapGate().do(ctx)
-    hv.stop()
-    threading.Timer(0.05, release.set).start()
-    OpenTapGate().do(ctx)
-    assert not dst.closed and dst.calls == ["close", "open"]
-    assert _marks(ctx, "tap-gate.opened")[0].startswith("source STOP")
 
 
 def test_closing_an_unplugged_tap_fails_and_registers_nothing() -> None:
