@@ -63,15 +63,15 @@ class OverlapsCopy(Protocol):
 
 @runtime_checkable
 class SignalsSourceStop(Protocol):
-    """Optional: a hypervisor that can tell, as an event, the moment the source's vCPUs
-    stop during a migration (QEMU: the source's ``STOP`` event). The TAP gate of
-    ``--activation pre-gated`` opens on it (docs/switchover.md, "The TAP gate")."""
+    """Optional: a hypervisor that can tell the moment the source's vCPUs have stopped for
+    the switchover (QEMU: the source's ``STOP`` event, then ``pre-switchover``). The TAP
+    gate of ``--activation pre-gated`` opens on it (docs/switchover.md, "The TAP gate")."""
 
     def on_source_stopped(self, vm: VmSpec, callback: Callable[[float], None]) -> None:
         """Run ``callback(stop_ms)`` once (wall ms of the stop, by the hypervisor's clock)
-        when the source of ``vm``'s current migration stops: at once if it has already.
-        It runs in the thread that reads the hypervisor's events (the migration's), so it
-        must be quick and not raise. GuestError if no migration of ``vm`` was started."""
+        when the source of ``vm``'s migration has stopped and the switchover is under way,
+        in the migration's thread; it must not raise. Not run if the migration is aborted.
+        GuestError if there is no source guest."""
 
 
 @dataclass(frozen=True)

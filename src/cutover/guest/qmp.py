@@ -87,7 +87,6 @@ class Monitor:
         self.path = path
         self.events: list[Event] = []
         """Every event received so far, in order."""
-        self._hooks: list[tuple[EventFilter, Callable[[Event], None]]] = []
         self._loop = loop
         self._client = QMPClient(label)
 
@@ -125,23 +124,6 @@ class Monitor:
                 left = min(left, CHECK_EVERY_S)
             self._pull(left)
 
-    def on_event(self, match: EventFilter, callback: Callable[[Event], None],
-                 since: int = 0) -> None:
-        """Run ``callback`` once with the first event at index >= ``since`` that
-        ``match``es: at once if it was received already, else from the event reader the
-        moment it arrives (whichever wait or command of this thread reads it). The
-        callback runs in the reader's thread and must be quick and not raise."""
-        found = self.find(match, since)
-        if found is not None:
-            callback(found)
-        else:
-            self._hooks.append((match, callback))
-
-    def clear_hooks(self) -> None:
-        """Forget the :meth:`on_event` callbacks not run yet (a migration that ended
-        without their event must not fire them in the next one)."""
-        self._hooks.clear()
-
     def find(self, match: EventFilter, since: int = 0) -> Event | None:
         """The first event received so far at index >= ``since`` that ``match``es."""
         return next((e for e in self.events[since:] if match(e)), None)
@@ -172,19 +154,7 @@ class Monitor:
                 self.events.append(dict(ev))
             self.events.extend(dict(x) for x in self._client.events.clear())
 
-        seen = len(self.events)
         self._run(get(), timeout_s + 1.0, "reading events")
-        if self._hooks and len(self.events) > seen:
-            self._fire(seen)
-
-    def _fire(self, since: int) -> None:
-        """Run the hooks whose event is among the ones just read (each once)."""
-        for hook in list(self._hooks):
-            match, callback = hook
-            found = self.find(match, since)
-            if found is not None:
-                self._hooks.remove(hook)
-                callback(found)
 
     def _run(self, coro: Any, timeout_s: float, what: str) -> Any:
         try:

@@ -100,11 +100,12 @@ def steps_for(options: MigrationOptions) -> list[Step]:
         return chosen.steps()
     head: list[Step] = [PlugDestination(), ArmReadiness(), StartIncoming(), PrepareNetwork()]
     tail: list[Step] = [PauseSource(), StillAlive(), Switchover(), Activate(), CleanupSource()]
-    gated = options.activation == "pre-gated"
     pre: list[Step] = [PreActivate()] if options.activation in PRE_ACTIVATIONS else []
-    if gated:  # closed right before the pre-activation write, opened on the source's STOP
-        pre = [CloseTapGate(), *pre]
-        # the backstop right after the RESUME (the STOP has opened it already, normally)
+    if options.activation == "pre-gated":
+        # closed as soon as the TAP exists: the destination's claim already lets frames
+        # through before the rarp blocks are installed (measured, migration/tap_gate.py);
+        # opened on the source's STOP, with a backstop right after the RESUME
+        head = [PlugDestination(), CloseTapGate(), *head[1:]]
         tail = [PauseSource(), StillAlive(), Switchover(), OpenTapGate(), Activate(),
                 CleanupSource()]  # fmt: skip
     if options.gate == "before-copy":
@@ -120,10 +121,8 @@ def steps_for(options: MigrationOptions) -> list[Step]:
     # pre-activation at QEMU's last pass, the copy released the moment the blocks are gone:
     # the destination TAP then queues cloned traffic only for the rest of that pass and
     # the stop-and-copy (docs/switchover.md, the TAP queue)
-    gate_closed: list[Step] = [CloseTapGate()] if gated else []
     return [*head, StartCopy(hold=True), HeldWaitReady(), AwaitLastPass(), ConfirmReady(),
-            *gate_closed, PreActivate(then=ReleaseConvergence()), FinishCopy(),
-            *tail]  # fmt: skip
+            PreActivate(then=ReleaseConvergence()), FinishCopy(), *tail]  # fmt: skip
 
 
 def _overlapping(ctx: MigrationContext) -> OverlapsCopy:
