@@ -407,9 +407,9 @@ def test_pre_gated_drops_until_the_source_stops_and_leaves_no_gate(
 
     - closed on a plugged TAP (the VM's own, through its chassis' agent), every probe to
       the VM is lost and counted as a drop of the gate; opened, the VM answers again;
-    - a ``pre-gated`` migration under probes: the gate closes before the pre-activation
-      write, drops the clones sent to the destination, and the source's STOP opens it
-      (not a backstop); the VM answers on the destination and no gate is left;
+    - a ``pre-gated`` migration under probes: the gate closes right after the plug,
+      drops the clones sent to the destination, and the source's STOP opens it (not a
+      backstop); the VM answers on the destination and no gate is left;
     - a rollback after the gate closed (the destination QEMU killed) opens it again and
       leaves nothing of the destination."""
     site = lab.site()
@@ -437,8 +437,8 @@ def test_pre_gated_drops_until_the_source_stops_and_leaves_no_gate(
         p.stop()
     lab.save_site(site.with_vm_on("vm1", dst))
     events = {name: (at, detail) for at, name, detail in report.timeline}
-    assert (events["tap-gate.closed"][0] <= events["preactivation.write"][0]
-            < events["tap-gate.opened"][0]), report.timeline
+    assert (events["plug.done"][0] <= events["tap-gate.closed"][0]
+            < events["preactivation.write"][0] < events["tap-gate.opened"][0]), report.timeline
     opened = events["tap-gate.opened"][1]
     assert opened.startswith("source STOP; ") and "ms after the source's STOP" in opened
     assert int(opened.rsplit("dropped ", 1)[1].split()[0]) > 0, opened  # the clones
@@ -449,10 +449,12 @@ def test_pre_gated_drops_until_the_source_stops_and_leaves_no_gate(
     site = lab.site()  # back, with a rollback after the gate closed
     home = other_chassis(site, "vm1")
     names: list[str] = []
-    killer = _kill_destination_later(hv, site, home, "tap-gate.closed", 0.0)
-    with pytest.raises(MigrationAborted):
+    killer = _kill_destination_later(hv, site, home, "preactivated", 0.0)
+    with pytest.raises(MigrationAborted) as err:
         migrate(site, "vm1", home, options, hv, clients,
                 observers=[names.append, killer])
+    assert err.value.step == "finish-copy", err.value
+    assert names.index("tap-gate.closed") < names.index("preactivated"), names
     assert "tap-gate.opened" in names[names.index("failed"):], names
     assert not clients.chassis[dst].tap_gate(vif).closed
     _assert_source_kept(lab, hv, clients, home)
