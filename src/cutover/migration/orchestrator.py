@@ -179,7 +179,7 @@ def run_steps(ctx: MigrationContext, steps: Sequence[Step],
     finally:
         if ctx.tap_gate is not None and ctx.tap_gate.closed:  # the last backstop
             try:
-                ctx.tap_gate.settle("the migration ended")
+                ctx.tap_gate.open("the migration ended")
             except CutoverError as e:
                 ctx.timeline.mark("tap-gate.left-closed", f"{type(e).__name__}: {e}")
         if ctx.liveness is not None:

@@ -39,7 +39,6 @@ The trade-off: probes sent between the source's STOP and the gate's opening are 
 from __future__ import annotations
 
 import re
-import threading
 import time
 from typing import Any
 
@@ -76,7 +75,6 @@ class TapGate:
                  closed: bool = False) -> None:
         """``closed``: the gate may be closed already (a recovery's handle)."""
         self._chassis, self._vif, self._timeline = chassis, vif, timeline
-        self._lock = threading.Lock()
         self._closed = closed
         self.stop_ms: float | None = None
         """Wall ms of the source's STOP, once the hypervisor reported it."""
@@ -89,9 +87,8 @@ class TapGate:
 
     def close(self) -> None:
         """Close the gate (PlugError if the TAP is not plugged: nothing changed then)."""
-        with self._lock:
-            self._chassis.close_tap_gate(self._vif)
-            self._closed = True
+        self._chassis.close_tap_gate(self._vif)
+        self._closed = True
         self._timeline.mark(CLOSED, f"{self._vif.tap} on {self._chassis.name}")
 
     def on_source_stopped(self, stop_ms: float) -> None:
@@ -109,14 +106,13 @@ class TapGate:
             self._timeline.mark("tap-gate.open-failed", f"{reason}: {self.failure}")
 
     def open(self, reason: str) -> TapGateState | None:
-        """Open the gate if it is closed (else nothing: None); marks ``tap-gate.opened``
-        (with its latency after the source's STOP, when that is known) if the chassis
-        found it closed."""
-        with self._lock:
-            if not self._closed:
-                return None
-            found = self._chassis.open_tap_gate(self._vif)
-            self._closed = False
+        """Open the gate if it is closed (else nothing: None; the backstops call this
+        too); marks ``tap-gate.opened`` (with its latency after the source's STOP, when
+        that is known) if the chassis found it closed. Raises the chassis' error."""
+        if not self._closed:
+            return None
+        found = self._chassis.open_tap_gate(self._vif)
+        self._closed = False
         if not found.closed:
             return found  # opened by someone else meanwhile (or never closed: a recovery)
         opened = time.time() * 1000.0
@@ -125,10 +121,6 @@ class TapGate:
         self._timeline.mark(OPENED, f"{reason}; {after}; the gate dropped "
                             f"{found.dropped} frames", at_ms=opened)
         return found
-
-    def settle(self, reason: str) -> None:
-        """Backstop: open if still closed (raises the chassis' error if that fails)."""
-        self.open(reason)
 
 
 def _stop_signal(ctx: MigrationContext) -> SignalsSourceStop:
@@ -163,7 +155,7 @@ class CloseTapGate(Step):
         return {"chassis": ctx.dst.name, "tap_gate_closed": ctx.vm.tap}
 
     def undo(self, ctx: MigrationContext) -> None:
-        gate_of(ctx).settle("rollback")
+        gate_of(ctx).open("rollback")
 
 
 class OpenTapGate(Step):
@@ -173,7 +165,7 @@ class OpenTapGate(Step):
     name = "open-tap-gate"
 
     def do(self, ctx: MigrationContext) -> None:
-        gate_of(ctx).settle("destination RESUME (backstop)")
+        gate_of(ctx).open("destination RESUME (backstop)")
 
     def changes(self, ctx: MigrationContext) -> dict[str, Any]:
         return {"chassis": ctx.dst.name, "tap_gate_opened": ctx.vm.tap}
