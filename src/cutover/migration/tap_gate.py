@@ -43,7 +43,7 @@ import time
 from typing import Any
 
 from cutover.chassis.base import Chassis, TapGateState, Vif
-from cutover.errors import CutoverError, InvalidMigration
+from cutover.errors import InvalidMigration
 from cutover.guest.base import SignalsSourceStop
 from cutover.migration.context import MigrationContext
 from cutover.migration.steps import Step
@@ -101,7 +101,8 @@ class TapGate:
     def _open_quietly(self, reason: str) -> None:
         try:
             self.open(reason)
-        except CutoverError as e:  # a backstop opens it; the timeline says why
+        except Exception as e:  # any error: raised into the driver after migrate-continue
+            # it would fail a switchover that happened; a backstop opens the gate instead
             self.failure = f"{type(e).__name__}: {e}"
             self._timeline.mark("tap-gate.open-failed", f"{reason}: {self.failure}")
 
