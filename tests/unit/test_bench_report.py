@@ -230,13 +230,16 @@ def test_the_gate_section_reports_open_latency_drops_and_what_opened_it() -> Non
             TimelineEvent(100.0, "tap-gate.closed"), TimelineEvent(stop, "guest.stop"),
             TimelineEvent(opened, "tap-gate.opened", detail)])
 
+    lost = make_run("port-ready", 50.0, activation="pre-gated", timeline=[
+        TimelineEvent(100.0, "tap-gate.closed"), TimelineEvent(400.0, "guest.stop")])
     bench = make_bench([gated(400.0, 403.0, 20), gated(500.0, 501.0, 40),
                         gated(450.0, 470.0, 30, by="destination RESUME (backstop)"),
-                        gated(400.0, 900.0, 99, error="Leftovers: x"),
+                        gated(400.0, 900.0, 99, error="Leftovers: x"), lost,
                         make_run("port-ready", 60.0, activation="pre")])
     (row,) = gate_rows(bench)
-    assert row[2:] == ["3", "3.0", "1.0", "20.0", "30",
-                       "destination RESUME (backstop) x1, source STOP x2"]
+    assert row[2:] == ["4", "3.0", "1.0", "20.0", "30",
+                       "destination RESUME (backstop) x1, none left (the gate was removed "
+                       "before it opened) x1, source STOP x2"]
     assert "activation=pre-gated" in row[1]
     assert "## The destination TAP gate" in gate_section(bench)
     assert gate_section(make_bench([make_run("claim", 10.0)])) == []

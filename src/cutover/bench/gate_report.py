@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Sequence
 
 from cutover.bench.results import BenchResult, RunResult
-from cutover.migration.tap_gate import OPENED, dropped_in, opened_by
+from cutover.migration.tap_gate import CLOSED, OPENED, dropped_in, opened_by
 
 GATE_HEADERS = ("strategy", "condition", "n", "open after STOP ms", "min ms", "max ms",
                 "frames dropped", "opened by")
@@ -35,10 +35,11 @@ def open_after_stop_ms(run: RunResult) -> float | None:
 
 
 def gate_rows(result: BenchResult) -> list[list[str]]:
-    """One row per (strategy, condition) group of successful runs that opened a gate."""
+    """One row per (strategy, condition) group of successful runs that closed a gate
+    (a run whose gate was gone before it was opened counts as ``none left``)."""
     groups: dict[tuple[str, str], list[RunResult]] = {}
     for r in result.runs:
-        if r.ok and any(e.event == OPENED for e in r.timeline):
+        if r.ok and any(e.event == CLOSED for e in r.timeline):
             groups.setdefault((r.strategy, _condition(r)), []).append(r)
     rows = []
     for (strategy, cond), runs in groups.items():
@@ -48,6 +49,9 @@ def gate_rows(result: BenchResult) -> list[list[str]]:
         by: dict[str, int] = {}
         for detail in details:
             by[opened_by(detail)] = by.get(opened_by(detail), 0) + 1
+        gone = sum(not any(e.event == OPENED for e in r.timeline) for r in runs)
+        if gone:
+            by["none left (the gate was removed before it opened)"] = gone
         rows.append([strategy, cond, str(len(runs)), _num(_median(latencies)),
                      _num(min(latencies, default=None)), _num(max(latencies, default=None)),
                      _num(_median([float(d) for d in dropped]), 0),
@@ -69,7 +73,8 @@ def gate_section(result: BenchResult) -> list[str]:
             "STOP`: from the source's STOP (QEMU's timestamp) to the gate's opening - probes "
             "sent to the destination in that window are dropped, not queued; `frames "
             "dropped`: what the gate dropped while closed (stale clones that the resumed "
-            "guest no longer answers); `opened by`: the source's STOP or a backstop.", "",
+            "guest no longer answers); `opened by`: the source's STOP or a backstop (`none "
+            "left`: something removed the gate before it opened).", "",
             *lines, ""]
 
 

@@ -48,6 +48,10 @@ PLUG_OPEN_TIMEOUT_S = 120.0
 normally; > 10 s seen while it re-installed a restarted controller's flows under L2)."""
 
 
+GATE_OPEN_PORT_TIMEOUT_S = 30.0
+"""How long closing a TAP gate waits for ovs-vswitchd to open the just-plugged port first."""
+
+
 def rundir_for(chassis: ChassisEndpoint) -> str:
     """The chassis' OVS_RUNDIR: where ``br-int.mgmt`` lives. OVS keeps ``db.sock`` there,
     so it is the directory of a ``unix:`` remote; otherwise ``$OVS_RUNDIR`` or the OVS
@@ -161,11 +165,25 @@ class LocalChassis:
     # -- the TAP gate -------------------------------------------------------------------------
 
     def close_tap_gate(self, vif: Vif) -> None:
-        """PlugError unless both the OVS port (the local DB's cache: no round trip) and the
-        device exist."""
+        """Once ovs-vswitchd has opened the port (an event on the local Interface row:
+        its ofport), install the gate. Measured: ovs-vswitchd removes a root qdisc it did
+        not install when it opens a port (its "no QoS" configuration), so a gate closed
+        right after a plug under load was gone again before the switchover. PlugError
+        unless the OVS port and the device exist, or if vswitchd does not open the port
+        within :data:`GATE_OPEN_PORT_TIMEOUT_S`."""
         if self.vswitch.interface(vif.tap) is None:
             raise PlugError(f"{vif.tap} is not plugged on {self.name} (no OVS port): no TAP "
                             "gate to close; plug the VIF first")
+        opened = self.vswitch.register(
+            "Interface", lambda r: r.name == vif.tap and (interface_ofport(r) or 0) > 0,
+            f"ovs-vswitchd to open {vif.tap} on {self.name}",
+            lambda: f"Interface {vif.tap}: {self.vswitch.interface(vif.tap)}")
+        try:
+            opened.wait(GATE_OPEN_PORT_TIMEOUT_S)
+        except WaitTimeout as e:
+            raise PlugError(f"cannot close the TAP gate of {vif.tap} on {self.name}: {e}") from e
+        finally:
+            opened.cancel()
         privileged.close_tap_gate(self.endpoint.netns, vif.tap)
 
     def open_tap_gate(self, vif: Vif) -> TapGateState:

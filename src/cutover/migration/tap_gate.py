@@ -51,6 +51,7 @@ from cutover.migration.timeline import Timeline
 
 CLOSED = "tap-gate.closed"
 OPENED = "tap-gate.opened"
+FOUND_OPEN = "tap-gate.found-open"
 """Timeline marks; ``tap-gate.opened``'s detail is ``<what opened it>; <ms> ms after the
 source's STOP; the gate dropped <n> frames`` (:func:`opened_by`, :func:`dropped_in`)."""
 _DROPPED = re.compile(r"the gate dropped (\d+) frames")
@@ -114,8 +115,10 @@ class TapGate:
             return None
         found = self._chassis.open_tap_gate(self._vif)
         self._closed = False
-        if not found.closed:
-            return found  # opened by someone else meanwhile (or never closed: a recovery)
+        if not found.closed:  # removed by someone else meanwhile, or a recovery's guess
+            self._timeline.mark(FOUND_OPEN, f"{reason}: {self._vif.tap} on "
+                                f"{self._chassis.name} had no gate left")
+            return found
         opened = time.time() * 1000.0
         after = (f"{opened - self.stop_ms:.1f} ms after the source's STOP"
                  if self.stop_ms is not None else "the source's STOP not seen")
