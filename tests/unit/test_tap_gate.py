@@ -33,10 +33,10 @@ def _names(gate: str, activation: str = "pre-gated") -> list[str]:
 
 
 @pytest.mark.parametrize("gate", GATES)
-def test_the_gate_closes_right_after_the_plug_and_has_a_backstop(gate: str) -> None:
+def test_the_gate_closes_before_the_claim_and_has_a_backstop(gate: str) -> None:
     names = _names(gate)
-    assert names[:2] == ["plug-destination", "close-tap-gate"]
-    assert names.index("close-tap-gate") < names.index("prepare-network")
+    assert names[:5] == ["plug-destination", "arm-readiness", "start-incoming",
+                         "close-tap-gate", "prepare-network"]
     assert names.index("open-tap-gate") == names.index("switchover") + 1
     assert names.index("open-tap-gate") < names.index("activate")
     # otherwise the same steps as pre, in the same order

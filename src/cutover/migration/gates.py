@@ -102,10 +102,12 @@ def steps_for(options: MigrationOptions) -> list[Step]:
     tail: list[Step] = [PauseSource(), StillAlive(), Switchover(), Activate(), CleanupSource()]
     pre: list[Step] = [PreActivate()] if options.activation in PRE_ACTIVATIONS else []
     if options.activation == "pre-gated":
-        # closed as soon as the TAP exists: the destination's claim already lets frames
-        # through before the rarp blocks are installed (measured, migration/tap_gate.py);
-        # opened on the source's STOP, with a backstop right after the RESUME
-        head = [PlugDestination(), CloseTapGate(), *head[1:]]
+        # closed before the network preparation: the destination's claim already lets
+        # frames through before the rarp blocks are installed (measured,
+        # migration/tap_gate.py); after the incoming guest's start, by when ovs-vswitchd
+        # has opened the port (the close waits for that). Opened on the source's STOP,
+        # with a backstop right after the RESUME
+        head = [*head[:-1], CloseTapGate(), head[-1]]
         tail = [PauseSource(), StillAlive(), Switchover(), OpenTapGate(), Activate(),
                 CleanupSource()]  # fmt: skip
     if options.gate == "before-copy":
