@@ -22,7 +22,6 @@ connection has synchronised before ``start`` can be called.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -32,7 +31,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,18 +174,20 @@ class SbMonitor:
                 raise OvsdbError(f"an SB write monitor must also watch {', '.join(missing)}")
         self.remote = remote
         self._timeout_s = timeout_s
-        argv = [sys.executable, "-m", "cutover.bench.sb_monitor", "--remote", remote,
-                "--timeout", str(timeout_s)]
-        if tables is not None:
-            argv += ["--tables", ",".join(tables)]
+        # the settings go in on stdin, not in argv: a command line naming the lab's files
+        # would be a stray process to the lab's leftover scan (lab/faults.py)
+        argv = [sys.executable, "-m", "cutover.bench.sb_monitor"]
         files = tls.configured()
-        if files is not None:
-            argv += ["--ssl", files.private_key, files.certificate, files.ca_cert]
+        settings = {"remote": remote, "timeout_s": timeout_s,
+                    "tables": list(tables) if tables is not None else None,
+                    "ssl": [files.private_key, files.certificate, files.ca_cert]
+                    if files is not None else None}  # fmt: skip
         try:  # dies with us: never an orphaned counter
             self._proc = children.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.DEVNULL, bufsize=0)
         except OSError as e:
             raise OvsdbError(f"SB write monitor: cannot start {argv[0]}: {e}") from e
+        self._ask(json.dumps(settings))
         self._pending = b""
         try:
             answer = self._answer("ready", timeout_s + 5.0)
@@ -256,25 +256,21 @@ class SbMonitor:
         self.close()
 
 
-def _serve(argv: Sequence[str]) -> int:
-    """The child: connect, say ``ready <tables>``, then answer ``start``/``stop``/``close``
-    read from stdin, one per line (``error <message>`` when it cannot)."""
-    parser = argparse.ArgumentParser(prog="python -m cutover.bench.sb_monitor")
-    parser.add_argument("--remote", required=True)
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
-    parser.add_argument("--tables")
-    parser.add_argument("--ssl", nargs=3, metavar=("KEY", "CERT", "CA"))
-    args = parser.parse_args(argv)
+def _serve() -> int:
+    """The child: read its settings (one JSON line), connect, say ``ready <tables>``, then
+    answer ``start``/``stop``/``close`` read from stdin, one per line (``error <message>``
+    when it cannot)."""
 
     def say(line: str) -> None:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
 
-    if args.ssl:
-        tls.configure(SslFiles(*args.ssl))
-    tables = tuple(args.tables.split(",")) if args.tables else None
+    settings = json.loads(sys.stdin.readline())
+    if settings["ssl"]:
+        tls.configure(SslFiles(*settings["ssl"]))
+    tables = tuple(settings["tables"]) if settings["tables"] else None
     try:
-        counting = _Counting(args.remote, tables, args.timeout)
+        counting = _Counting(settings["remote"], tables, float(settings["timeout_s"]))
     except OvsdbError as e:
         say(f"error {e}")
         return 1
@@ -297,4 +293,4 @@ def _serve(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_serve(sys.argv[1:]))
+    sys.exit(_serve())
