@@ -30,6 +30,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev,libvirt]'
+	$(BIN)/python scripts/ovs-json-accel
 	@touch $@
 
 demo: deps

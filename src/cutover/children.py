@@ -38,7 +38,7 @@ def die_with(parent: int) -> Callable[[], None]:
     return preexec
 
 
-def popen(argv: list[str], **kwargs: Any) -> subprocess.Popen[str]:
+def popen(argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
     """``subprocess.Popen(argv, **kwargs)`` whose child is SIGKILLed when this process
     dies (see the module docstring). Raises what Popen raises (OSError)."""
     pid = os.getpid()

@@ -166,3 +166,43 @@ def test_a_cancel_for_another_request_touches_nothing() -> None:
     with pytest.raises(NotWatched):  # gone now: a repeat changes nothing either
         s.cancel_watch("port", "ls-vm1", request_id=RID)
     assert log == [("sb-remove", KEY)]
+
+
+class _EarlyWatch(_Watch):
+    """A wait whose verdict is made by another thread (an input's) before it returns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deliver: Any = None
+
+    def on_verdict(self, deliver: Any) -> None:
+        self.deliver = deliver
+
+
+def test_an_early_verdict_reaches_subscribers_before_the_wait_returns() -> None:
+    """LocalPortWatch.on_verdict: the thread that made the verdict hands it to the API
+    subscribers; the job's thread, once its wait returns, writes the same value to the SB."""
+    log: list[tuple[str, ...]] = []
+    s, watch = service(log), _EarlyWatch()
+    start(s, watch, log)
+    values: list[str] = []
+    s.subscribe_verdict("port", "ls-vm1", RID, lambda st, v: values.append(v))
+    assert watch.deliver is not None, "the agent did not ask for the early verdict"
+    watch.deliver(Evidence("port-ready", 1.0, "flows complete"))
+    assert len(values) == 1 and log == [], "delivered early, and not yet written to the SB"
+    watch.go.set()  # the wait returns (its own Evidence object, made later)
+    s._jobs[("port", "ls-vm1")].thread.join(5)  # type: ignore[union-attr]
+    assert log == [("sb-write", KEY)] and len(values) == 1
+    job = s._jobs[("port", "ls-vm1")]
+    assert job.value == values[0], "the SB must get the value the API subscribers got"
+
+
+def test_a_cancel_after_an_early_verdict_keeps_the_sb_clean() -> None:
+    log: list[tuple[str, ...]] = []
+    s, watch = service(log), _EarlyWatch()
+    start(s, watch, log)
+    watch.deliver(Evidence("port-ready", 1.0, "flows complete"))
+    job = s._jobs[("port", "ls-vm1")]
+    s.cancel_watch("port", "ls-vm1")
+    job.thread.join(5)  # type: ignore[union-attr]
+    assert log == [("sb-remove", KEY)], "a cancelled verdict was written to the SB"

@@ -153,8 +153,11 @@ def serve(config: AgentConfig) -> None:
     for line in service.restart_cleanup():  # what an earlier run of this agent left
         print(f"cutover agent {config.chassis}: {line}", file=sys.stderr, flush=True)
     app = make_app(service, read_token(config.token_file))
+    # uvloop and httptools (uvicorn's "standard" set, C): the verdict's hand-off from the
+    # thread that made it to a waiting long poll is a loop wake-up and an HTTP response
     kwargs: dict[str, object] = {"log_level": "warning", "access_log": False,
-                                 "timeout_graceful_shutdown": 2}
+                                 "timeout_graceful_shutdown": 2, "loop": "uvloop",
+                                 "http": "httptools"}
     if config.listen.startswith("unix:"):
         sock = config.listen[len("unix:"):]
         Path(sock).unlink(missing_ok=True)

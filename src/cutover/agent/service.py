@@ -22,7 +22,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from cutover.chassis.base import ControllerWatch, PathTarget, TapGateState, Vif, Watch
+from cutover.chassis.base import (
+    ControllerWatch,
+    DeliversVerdict,
+    PathTarget,
+    TapGateState,
+    Vif,
+    Watch,
+)
 from cutover.chassis.local import LocalChassis, VifPlugger
 from cutover.chassis.published import (
     KEY_PREFIX,
@@ -33,6 +40,7 @@ from cutover.chassis.published import (
     port_ready_key,
 )
 from cutover.errors import ControllerDown, CutoverError, InputError
+from cutover.evidence import Evidence
 from cutover.ovsdb.connection import now_ms
 from cutover.ovsdb.sb import SbClient
 from cutover.site import ChassisEndpoint
@@ -75,6 +83,9 @@ class _Job:
     """Who waits for the verdict on the API (:meth:`NodeService.subscribe_verdict`)."""
     sb_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     """Orders the verdict's SB write against the cancel's removal of the key."""
+    early: bool = False
+    """The verdict went to the API subscribers from the thread that made it
+    (:meth:`NodeService._deliver_early`); the job's thread then only writes it to the SB."""
 
 
 class Service(Protocol):
@@ -187,6 +198,8 @@ class NodeService:
                                           name=f"{kind}-{lsp}", daemon=True)  # fmt: skip
             with self._lock:
                 self._jobs[(kind, lsp)] = job
+            if isinstance(job.watch, DeliversVerdict):
+                job.watch.on_verdict(lambda evidence: self._deliver_early(job, evidence))
             job.thread.start()
 
     def _run(self, job: _Job, timeout_s: float) -> None:
@@ -203,18 +216,33 @@ class NodeService:
             self._publish(job, "failed", f"{type(e).__name__}: {e}",
                           encode_failed(job.request_id, e))
             return
+        self._publish(job, "ready", evidence.detail, self._ready_value(job, evidence))
+
+    def _ready_value(self, job: _Job, evidence: Evidence) -> str:
         marks = (*evidence.marks, (f"{evidence.check}.publish", now_ms(),
                                    f"the agent of {self.chassis_name} hands its verdict on "
                                    "(API reply, SB write)"))  # fmt: skip
-        self._publish(job, "ready", evidence.detail,
-                      encode_ready(job.request_id, replace(evidence, marks=marks)))
+        return encode_ready(job.request_id, replace(evidence, marks=marks))
+
+    def _deliver_early(self, job: _Job, evidence: Evidence) -> None:
+        """In the thread that made the verdict (an IDL thread or a flow-monitor reader):
+        to the API subscribers at once - a hand-off to the server's loop, nothing that
+        blocks; the job's thread writes it to the SB when its wait returns."""
+        with self._lock:
+            if job.state != "waiting":
+                return
+            job.early = True
+        self._settle(job, "ready", evidence.detail, self._ready_value(job, evidence))
 
     def _publish(self, job: _Job, state: str, detail: str, value: str) -> None:
         """The verdict to its API subscribers first (a thread hand-off, well under a ms),
-        then to the SB (a transaction: the record the central side can always read)."""
+        then to the SB (a transaction: the record the central side can always read).
+        A verdict delivered early (:meth:`_deliver_early`) is written as it was sent."""
         with job.sb_lock:
             if not self._settle(job, state, detail, value):
-                return  # cancelled meanwhile: its key is withdrawn, never written again
+                if not (job.early and job.state == "ready"):
+                    return  # cancelled meanwhile: its key is withdrawn, never written again
+                value = job.value
             try:
                 self._sb.publish(self.chassis_name, job.key, value)
             except CutoverError as e:

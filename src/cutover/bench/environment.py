@@ -53,7 +53,17 @@ def describe_environment(
         "cpus": str(os.cpu_count() or "unknown"),
         "qemu": _qemu_version(runner),
         "verdict_channel": _verdict_channel(),
+        "ovsdb_json": _ovsdb_json(),
     }
+
+
+def _ovsdb_json() -> str:
+    """Which JSON parser python-ovs uses for every OVSDB message the orchestrator and the
+    agents read: the C one is ~30x faster (6.2 vs 0.19 ms for a 23 KB update, measured)
+    and moves detection latencies by ms (scripts/ovs-json-accel)."""
+    import ovs.json
+
+    return "C (ovs._json)" if ovs.json.PARSER == ovs.json.PARSER_C else "Python (slow)"
 
 
 def _verdict_channel() -> str:

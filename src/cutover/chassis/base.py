@@ -24,7 +24,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from cutover.errors import ControllerDown
 from cutover.evidence import Evidence
@@ -93,6 +93,16 @@ class Watch(Protocol):
 
     def describe(self) -> str:
         """What the wait sees right now (for a timeout's message)."""
+
+
+@runtime_checkable
+class DeliversVerdict(Protocol):
+    """A :class:`Watch` that can hand its verdict on from the thread that makes it, before
+    the thread blocked in :meth:`Watch.wait` wakes (``LocalPortWatch``: the agent saves
+    that wake on the detection latency's path)."""
+
+    def on_verdict(self, deliver: Callable[[Evidence], None]) -> None:
+        """Call ``deliver`` once with the verdict; it must not block."""
 
 
 class ControllerWatch(Protocol):

@@ -304,6 +304,10 @@ class FlowMonitor:
             return None
         return merged(states, initial=True)
 
+    def n_initial(self) -> int:
+        """Lines of the initial replies applied so far (changes while they are read)."""
+        return sum(p.state.n_initial for p in self._procs if p.state is not None)
+
     def flows(self) -> list[Flow] | None:
         """The watched flows as the monitors reported them (priorities unknown), or None
         when that copy is not usable: not ``live``, initial replies incomplete, a monitor
@@ -350,7 +354,7 @@ class _MonitorProcess:
         try:
             self._proc = children.popen(  # dies with us: never an orphaned monitor
                 argv, env=_env(bridge.rundir), stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, text=True, bufsize=1,
+                stderr=subprocess.STDOUT, bufsize=0,
             )
         except OSError as e:
             raise FlowCheckError(f"{' '.join(argv)}: {e}") from e
@@ -363,33 +367,52 @@ class _MonitorProcess:
             self._on_ready()
 
     def _read(self) -> None:
+        """Read the monitor's output as it comes, a pipe read at a time: every line of one
+        read is applied before ``on_change`` is called once for them - a flow table change
+        of ovn-controller (one bundle) arrives as a burst of lines, and a wait that judged
+        the port after each of them would slow the reading of the rest (measured: the
+        port's last flow read 2.4 ms later with a verdict per line)."""
         assert self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
         replies = 0
         initial = False
         """Reading the lines of an initial reply (they follow its header line)."""
-        for line in self._proc.stdout:
-            if "FLOW_MONITOR reply" in line:
-                initial = "xid=0x0)" not in line
-                if initial and "flags=[more]" not in line:  # else: more parts to come
-                    replies += 1
-                    if replies >= self._expected:
-                        # the copy is usable from here: a verdict made before the rest of
-                        # the reply's lines are read misses flows, never invents one
-                        if self.state is not None:
-                            self.state.mark_complete()
-                        self._set_ready()
-            elif "event=" in line:
-                if self.state is not None:
-                    update = parse_update(line)
-                    if update is not None:
-                        self.state.apply(update, time.time() * 1000.0, initial=initial)
+        pending = b""
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            *lines, pending = (pending + chunk).split(b"\n")
+            changed = False
+            for raw in lines:
+                line = raw.decode(errors="replace")
+                if "FLOW_MONITOR reply" in line:
+                    initial = "xid=0x0)" not in line
+                    if initial and "flags=[more]" not in line:  # else: more parts to come
+                        replies += 1
+                        if replies >= self._expected:
+                            # the copy is usable from here: a verdict made before the rest
+                            # of the reply's lines are read misses flows, never invents one
+                            if self.state is not None:
+                                self.state.mark_complete()
+                            self._set_ready()
+                elif "event=" in line:
+                    if self.state is not None:
+                        update = parse_update(line)
+                        if update is not None:
+                            self.state.apply(update, time.time() * 1000.0, initial=initial)
+                    changed = True
+                elif "FLOW_MONITOR_PAUSED" in line:
+                    if self.state is not None:
+                        self.state.lose("the switch paused the flow monitor (updates dropped)")
+                    changed = True
+                elif line.strip() and not self._ready:
+                    self.error = line.strip()
+            if changed:
                 self._on_change()
-            elif "FLOW_MONITOR_PAUSED" in line:
-                if self.state is not None:
-                    self.state.lose("the switch paused the flow monitor (updates dropped)")
-                self._on_change()
-            elif line.strip() and not self._ready:
-                self.error = line.strip()
         if not self._ready and self.error is None:
             self.error = "ovs-ofctl monitor exited"
         if self.state is not None:

@@ -143,6 +143,12 @@ class FlowState:
             return _flows(self._initial) if self._complete else None
 
     @property
+    def n_initial(self) -> int:
+        """How many lines of the initial reply have been applied so far."""
+        with self._lock:
+            return sum(self._initial.values())
+
+    @property
     def usable(self) -> bool:
         with self._lock:
             return self._complete and self._lost is None

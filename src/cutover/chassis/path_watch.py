@@ -21,7 +21,8 @@ from typing import Any
 
 from cutover.chassis.base import PathTarget
 from cutover.chassis.flows import BridgeFlows, FlowCheckError, FlowMonitor
-from cutover.chassis.port_watch import CHECK_RETRY_MS, MONITOR_READY_S, REVALIDATE_MS
+from cutover.chassis.port_flows import MONITOR_READY_S, REVALIDATE_MS
+from cutover.chassis.port_watch import CHECK_RETRY_MS
 from cutover.chassis.tunnels import TUNNEL_TYPES, PeerPath, classify_peer, tunnel_ofports
 from cutover.errors import WaitTimeout
 from cutover.evidence import Evidence
@@ -122,7 +123,7 @@ class LocalPathWatch:
     def _check(self) -> tuple[bool, float | None]:
         """(retry due, ready since ms or None). From the monitor's live copy when it has
         one; a copy that says "not ready" is checked by a dump at most every
-        :data:`~cutover.chassis.port_watch.REVALIDATE_MS` (monitors were seen missing
+        :data:`~cutover.chassis.port_flows.REVALIDATE_MS` (monitors were seen missing
         updates). Without a copy: re-dump if the flows or tunnels changed. A retry is due
         when a dump failed, no flow monitor runs, or a copy awaits its next check."""
         if self._monitor is not None:
