@@ -243,7 +243,8 @@ def _migration_args(p: argparse.ArgumentParser) -> None:
                    help="OVN activation-strategy while both chassis hold the port; pre: "
                         "rarp, and cutover activates the destination itself before the "
                         "switchover; pre-gated: pre, and the destination TAP drops what "
-                        "it is sent from then until the source stops (qemu guests) "
+                        "it is sent from before the claim until the source stops (qemu "
+                        "guests) "
                         "(default: %(default)s)")
     _copy_args(p)
 

@@ -9,14 +9,16 @@ of replies the source already sent) and only then the fresh ones: head-of-line b
 (docs/switchover.md, "The TAP queue"). The frames that queue AFTER the source stopped
 are the useful ones: nobody else answers them.
 
-Measured (tests' sniffers on both TAPs, L2 on the destination): stale frames also reach
-the destination TAP well before the pre-activation - 45-60 frames in a ~100 ms burst
-right at the destination's claim, before its rarp blocks are installed - and they were
-the duplicates left once the gate closed only at the pre-activation (0-80 per run).
+Measured (AF_PACKET sniffers on both TAPs, L2 on the destination): stale frames also
+reach the destination TAP well before the pre-activation - 55-81 frames in a ~100 ms
+burst right at the destination's claim, before its rarp blocks are installed - and they
+were the duplicates left once the gate closed only at the pre-activation (0-80 per run).
 
-So the gate drops whatever is sent to the destination TAP from the moment the TAP exists
-(right after the plug) until the source's vCPUs stop - nothing can be answered there
-before the resume, so nothing useful is lost - then lets frames queue again:
+So the gate drops whatever is sent to the destination TAP from before the claim (right
+before the network preparation, by when ovs-vswitchd has opened the port: it removes a
+root qdisc it finds when it opens one) until the source's vCPUs stop - nothing can be
+answered there before the resume, so nothing useful is lost - then lets frames queue
+again (docs/switchover.md, "The TAP gate"):
 
 - :class:`CloseTapGate` closes it (the chassis seam: the TAP's root qdisc becomes
   ``pfifo limit 0``, every frame a qdisc drop; the link, the OVS port and OVN's view of
@@ -143,7 +145,7 @@ def gate_of(ctx: MigrationContext) -> TapGate:
 
 
 class CloseTapGate(Step):
-    """Close the destination TAP's gate right before the pre-activation write; it opens on
+    """Close the destination TAP's gate right before the network preparation; it opens on
     the source's STOP (see the module)."""
 
     name = "close-tap-gate"
