@@ -69,6 +69,11 @@ class PathTarget:
     """The destination's encap IPs (from the SB ``Chassis.encaps``)."""
 
 
+GATE_OPEN_PORT_TIMEOUT_S = 30.0
+"""How long closing a TAP gate waits for ovs-vswitchd to open the just-plugged port first
+(:meth:`Chassis.close_tap_gate`; an agent client waits that long for the agent's answer)."""
+
+
 @dataclass(frozen=True)
 class TapGateState:
     """A TAP's gate on one chassis (docs/switchover.md, "The TAP gate")."""

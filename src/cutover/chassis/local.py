@@ -23,7 +23,13 @@ from collections.abc import Callable
 from typing import Protocol
 
 from cutover.chassis import privileged, unixctl
-from cutover.chassis.base import DeathCallback, PathTarget, TapGateState, Vif
+from cutover.chassis.base import (
+    GATE_OPEN_PORT_TIMEOUT_S,
+    DeathCallback,
+    PathTarget,
+    TapGateState,
+    Vif,
+)
 from cutover.chassis.flows import BridgeFlows
 from cutover.chassis.liveness import ControllerLiveness, Watched, probe
 from cutover.chassis.path_watch import LocalPathWatch
@@ -46,10 +52,6 @@ DEFAULT_RUNDIR = "/var/run/openvswitch"
 PLUG_OPEN_TIMEOUT_S = 120.0
 """How long the TAP fix-up waits for ovs-vswitchd to open a just-plugged port (ms
 normally; > 10 s seen while it re-installed a restarted controller's flows under L2)."""
-
-
-GATE_OPEN_PORT_TIMEOUT_S = 30.0
-"""How long closing a TAP gate waits for ovs-vswitchd to open the just-plugged port first."""
 
 
 def rundir_for(chassis: ChassisEndpoint) -> str:
