@@ -163,6 +163,23 @@ def test_closing_an_unplugged_tap_fails_and_registers_nothing() -> None:
     assert hv.callbacks == [] and not _marks(ctx, "tap-gate.closed")
 
 
+def test_a_close_whose_answer_was_lost_is_opened_by_its_own_undo() -> None:
+    """The chassis closed the gate but the answer never came back (an agent's connection
+    lost): the failed step's undo must still open it."""
+    dst, hv = FakeChassis("hv2"), FakeHv()
+
+    def closed_then_lost(vif: Vif) -> None:
+        dst.closed = True
+        raise ChassisUnreachable(f"agent of {dst.name}: connection reset")
+
+    dst.close_tap_gate = closed_then_lost  # type: ignore[method-assign]
+    ctx = _ctx(dst, hv)
+    with pytest.raises(MigrationAborted, match="close-tap-gate"):
+        run_steps(ctx, [CloseTapGate()])
+    assert not dst.closed and dst.calls == ["open"]
+    assert _marks(ctx, "tap-gate.opened")[0].startswith("rollback")
+
+
 class Boom(Step):
     name = "boom"
 
