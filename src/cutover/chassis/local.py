@@ -173,9 +173,14 @@ class LocalChassis:
         right after a plug under load was gone again before the switchover. PlugError
         unless the OVS port and the device exist, or if vswitchd does not open the port
         within :data:`GATE_OPEN_PORT_TIMEOUT_S`."""
-        if self.vswitch.interface(vif.tap) is None:
+        row = self.vswitch.interface(vif.tap)
+        if row is None:
             raise PlugError(f"{vif.tap} is not plugged on {self.name} (no OVS port): no TAP "
                             "gate to close; plug the VIF first")
+        if not dict(row.external_ids).get("iface-id"):  # br-int, a tunnel, a patch port
+            raise PlugError(f"{vif.tap} on {self.name} is not a VM's interface (its OVS "
+                            "Interface has no external_ids:iface-id): the TAP gate is only "
+                            "for a plugged VIF's TAP")
         opened = self.vswitch.register(
             "Interface", lambda r: r.name == vif.tap and (interface_ofport(r) or 0) > 0,
             f"ovs-vswitchd to open {vif.tap} on {self.name}",
