@@ -13,7 +13,7 @@ cutover's own errors map to status codes at this one boundary::
 Error bodies are ``{"error": {"type": ..., "message": ...}}``.
 
 ``PUT /v1/tap-gate/<tap>`` closes the TAP's gate (frames sent to it are dropped; 409 if
-the TAP is not plugged), ``DELETE`` opens it (a no-op if it is not closed), ``GET`` reads
+the TAP is not plugged, or is not a VM's: no ``iface-id``), ``DELETE`` opens it (a no-op if it is not closed), ``GET`` reads
 it (docs/switchover.md, "The TAP gate").
 
 ``POST /v1/forget`` drops what the node holds for one migration (``cutover recover``

@@ -136,7 +136,7 @@ class Chassis(Protocol):
         """Drop whatever is sent to ``vif``'s TAP here from now on (link, OVS port and OVN's
         view of the port untouched), so that frames cloned to a destination whose incoming
         guest cannot read them yet do not queue. Idempotent. PlugError if the TAP is not
-        plugged here."""
+        plugged here (or its OVS interface is not a VM's: no ``iface-id``)."""
 
     def open_tap_gate(self, vif: Vif) -> TapGateState:
         """Let frames reach ``vif``'s TAP again. A no-op if no gate is closed (a missing
