@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pytest
 
-from cutover.bench import sb_monitor
+from cutover import children
 from cutover.bench.sb_monitor import REQUIRED_TABLES, CountingIdl, SbMonitor, SbWriteCounter
 from cutover.errors import InvalidMigration, OvsdbError
 from cutover.evidence import Evidence
@@ -96,7 +96,7 @@ def test_a_monitor_child_gone_at_once_is_reaped(monkeypatch: pytest.MonkeyPatch)
         started.append(proc)
         return proc
 
-    monkeypatch.setattr(sb_monitor.children, "popen", gone)
+    monkeypatch.setattr(children, "popen", gone)
     with pytest.raises(OvsdbError, match="SB write monitor"):
         SbMonitor("unix:/nonexistent")
     assert started[0].returncode is not None, "the child was never waited for"
