@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cutover.chassis.agent_client import AgentChassis
+from cutover.chassis.agent_client import REQUEST_TIMEOUT_S, AgentChassis
+from cutover.chassis.base import GATE_OPEN_PORT_TIMEOUT_S, Vif
 from cutover.errors import ChassisUnreachable, InputError, PlugError
 from cutover.site import ChassisEndpoint
 
@@ -54,3 +55,20 @@ def test_a_body_that_is_not_the_error_shape_is_quoted(tmp_path: Path) -> None:
     c = chassis(tmp_path, 502, ["not", "an", "error"])
     with pytest.raises(ChassisUnreachable, match="HTTP 502"):
         c.request("GET", "/v1/health")
+
+
+def test_closing_a_tap_gate_waits_as_long_as_the_agent_may(tmp_path: Path) -> None:
+    """The agent waits up to GATE_OPEN_PORT_TIMEOUT_S for ovs-vswitchd to open the port
+    before it closes the gate; a shorter read timeout would call a slow node unreachable
+    while the agent still closes the gate after the rollback's open."""
+    seen: list[dict[str, float]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.extensions["timeout"])
+        return httpx.Response(200, json={"tap": "tap1", "closed": True, "dropped": 0})
+
+    c = chassis(tmp_path, 200, None)
+    c._http = httpx.Client(base_url="http://agent", transport=httpx.MockTransport(answer),
+                           timeout=httpx.Timeout(REQUEST_TIMEOUT_S))  # fmt: skip
+    c.close_tap_gate(Vif("lsp1", "tap1", "fa:16:3e:00:00:01", "uuid"))
+    assert seen[0]["read"] > GATE_OPEN_PORT_TIMEOUT_S, seen

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 
+from cutover import children
 from cutover.bench.sb_monitor import REQUIRED_TABLES, CountingIdl, SbMonitor, SbWriteCounter
 from cutover.errors import InvalidMigration, OvsdbError
 from cutover.evidence import Evidence
@@ -80,6 +83,23 @@ def test_monitor_refuses_too_few_tables() -> None:
     with pytest.raises(OvsdbError, match="Logical_Flow"):
         SbMonitor("unix:/nonexistent", tables=tuple(t for t in REQUIRED_TABLES
                                                     if t != "Logical_Flow"))
+
+
+def test_a_monitor_child_gone_at_once_is_reaped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The child exits before it reads its settings (their write is a broken pipe): an
+    OvsdbError, and no zombie left behind."""
+    started: list[subprocess.Popen[Any]] = []
+
+    def gone(argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        proc = subprocess.Popen(["true"], **kwargs)
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped
+        started.append(proc)
+        return proc
+
+    monkeypatch.setattr(children, "popen", gone)
+    with pytest.raises(OvsdbError, match="SB write monitor"):
+        SbMonitor("unix:/nonexistent")
+    assert started[0].returncode is not None, "the child was never waited for"
 
 
 def test_nb_cfg_is_a_strategy_with_the_claim_steps() -> None:

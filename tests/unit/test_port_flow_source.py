@@ -8,7 +8,7 @@ import stat
 import threading
 from pathlib import Path
 
-from cutover.chassis.flows import BridgeFlows, PortTarget
+from cutover.chassis.flows import BridgeFlows, FlowMonitor, PortTarget
 from cutover.chassis.port_flows import EVENT_DUMP_DELAY_MS, REVALIDATE_MS, PortFlowSource
 
 
@@ -62,3 +62,37 @@ def test_a_burst_of_monitor_lines_wakes_the_wait_once(tmp_path: Path) -> None:
         assert 1 <= len(woke) < 30, f"woken {len(woke)} times: once per line, not per read"
     finally:
         source.stop()
+
+
+_OFCTL_SPLIT = r"""#!/bin/sh
+# an initial reply of 12 flows whose last lines come in a later write (a pipe read can end
+# anywhere in a long reply)
+i=0; out='NXST_FLOW_MONITOR reply (xid=0x4):
+'
+while [ $i -lt 12 ]; do
+  out="$out event=ADDED table=0 cookie=0x1 in_port=7,nw_tos=$i actions=drop
+"
+  i=$((i + 1))
+done
+printf '%s' "$out" | head -c 200
+sleep 0.5
+printf '%s' "$out" | tail -c +201
+exec sleep 30
+"""
+
+
+def test_the_live_copy_is_ready_only_with_the_whole_initial_reply(tmp_path: Path) -> None:
+    """``ready`` (and a usable copy) only once the flows listed after the initial reply's
+    header are all read: a copy judged earlier would lack flows that are there - the
+    port's rarp blocks, whose absence pre-activation's verdict reads as "open"."""
+    script = tmp_path / "ovs-ofctl"
+    script.write_text(_OFCTL_SPLIT)
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monitor = FlowMonitor(BridgeFlows(str(tmp_path), ofctl=(str(script),)), ["in_port=7"],
+                          lambda: None, live=True)  # fmt: skip
+    try:
+        assert monitor.ready.wait(10), monitor.error
+        flows = monitor.flows()
+        assert flows is not None and len(flows) == 12, flows
+    finally:
+        monitor.stop()

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import SimpleNamespace
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
 from cutover.chassis.base import TapGateState, Vif
+from cutover.chassis.local import LocalChassis
 from cutover.errors import ChassisUnreachable, InvalidMigration, MigrationAborted, PlugError
 from cutover.guest.base import GuestState
 from cutover.migration.context import GATES, MigrationContext, MigrationOptions
@@ -21,6 +22,7 @@ from cutover.migration.preactivation import PreActivate
 from cutover.migration.steps import Step
 from cutover.migration.tap_gate import CloseTapGate, OpenTapGate
 from cutover.migration.timeline import Timeline
+from cutover.ovsdb.vswitch import VswitchClient
 from cutover.site import ChassisEndpoint, VmSpec
 
 VM = VmSpec(name="vm1", lsp="p-vm1", mac="02:00:00:00:00:01", ip="10.0.0.1", chassis="hv1",
@@ -163,6 +165,23 @@ def test_closing_an_unplugged_tap_fails_and_registers_nothing() -> None:
     assert hv.callbacks == [] and not _marks(ctx, "tap-gate.closed")
 
 
+def test_a_close_whose_answer_was_lost_is_opened_by_its_own_undo() -> None:
+    """The chassis closed the gate but the answer never came back (an agent's connection
+    lost): the failed step's undo must still open it."""
+    dst, hv = FakeChassis("hv2"), FakeHv()
+
+    def closed_then_lost(vif: Vif) -> None:
+        dst.closed = True
+        raise ChassisUnreachable(f"agent of {dst.name}: connection reset")
+
+    dst.close_tap_gate = closed_then_lost  # type: ignore[method-assign]
+    ctx = _ctx(dst, hv)
+    with pytest.raises(MigrationAborted, match="close-tap-gate"):
+        run_steps(ctx, [CloseTapGate()])
+    assert not dst.closed and dst.calls == ["open"]
+    assert _marks(ctx, "tap-gate.opened")[0].startswith("rollback")
+
+
 class Boom(Step):
     name = "boom"
 
@@ -217,3 +236,20 @@ def test_a_recovery_opens_the_gate_from_the_record() -> None:
     assert not dst.closed and _marks(ctx, "tap-gate.opened")[0].startswith("rollback")
     OpenTapGate().do(_ctx(dst))  # redo after a switchover: open already, nothing marked
     assert dst.calls == ["open", "open"]
+
+
+def test_the_chassis_closes_a_gate_only_on_a_vifs_tap() -> None:
+    """An OVS Interface that is not a VM's (br-int's internal port, a tunnel: no
+    ``iface-id``) is refused before anything is waited for or changed."""
+    ch = LocalChassis(ChassisEndpoint(name="hv2", ovs_remote="unix:/nonexistent/db.sock"))
+
+    class Vswitch:
+        def interface(self, name: str) -> Any:
+            return SimpleNamespace(name=name, external_ids={}, ofport=[65534])
+
+        def register(self, *args: Any) -> Any:
+            raise AssertionError("nothing may be waited for")
+
+    ch._vswitch = cast(VswitchClient, Vswitch())
+    with pytest.raises(PlugError, match="br-int on hv2 is not a VM's interface"):
+        ch.close_tap_gate(Vif("", "br-int", "", ""))

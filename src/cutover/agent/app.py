@@ -13,8 +13,8 @@ cutover's own errors map to status codes at this one boundary::
 Error bodies are ``{"error": {"type": ..., "message": ...}}``.
 
 ``PUT /v1/tap-gate/<tap>`` closes the TAP's gate (frames sent to it are dropped; 409 if
-the TAP is not plugged), ``DELETE`` opens it (a no-op if it is not closed), ``GET`` reads
-it (docs/switchover.md, "The TAP gate").
+the TAP is not plugged, or is not a VM's: no ``iface-id``), ``DELETE`` opens it (a no-op
+if it is not closed), ``GET`` reads it (docs/switchover.md, "The TAP gate").
 
 ``POST /v1/forget`` drops what the node holds for one migration (``cutover recover``
 calls it on every chassis after a crashed orchestrator); ``POST /v1/controller/pause``

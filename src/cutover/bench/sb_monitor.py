@@ -187,9 +187,9 @@ class SbMonitor:
                                         stderr=subprocess.DEVNULL, bufsize=0)
         except OSError as e:
             raise OvsdbError(f"SB write monitor: cannot start {argv[0]}: {e}") from e
-        self._ask(json.dumps(settings))
         self._pending = b""
         try:
+            self._ask(json.dumps(settings))
             answer = self._answer("ready", timeout_s + 5.0)
         except OvsdbError:
             self._kill()

@@ -26,7 +26,13 @@ from typing import Any
 
 import httpx
 
-from cutover.chassis.base import DeathCallback, PathTarget, TapGateState, Vif
+from cutover.chassis.base import (
+    GATE_OPEN_PORT_TIMEOUT_S,
+    DeathCallback,
+    PathTarget,
+    TapGateState,
+    Vif,
+)
 from cutover.chassis.published import (
     Verdict,
     decode,
@@ -213,7 +219,11 @@ class AgentChassis:
     # -- the TAP gate: on the switchover's critical path, so over the kept-alive client ----
 
     def close_tap_gate(self, vif: Vif) -> None:
-        self.request("PUT", f"/v1/tap-gate/{vif.tap}")
+        # the agent first waits up to GATE_OPEN_PORT_TIMEOUT_S for ovs-vswitchd to open the
+        # port: a shorter read timeout would report a slow node as unreachable, and the
+        # agent would still close the gate after our rollback had "opened" it
+        self.request("PUT", f"/v1/tap-gate/{vif.tap}",
+                     timeout_s=GATE_OPEN_PORT_TIMEOUT_S + REQUEST_TIMEOUT_S)
 
     def open_tap_gate(self, vif: Vif) -> TapGateState:
         found = self.request("DELETE", f"/v1/tap-gate/{vif.tap}")

@@ -69,6 +69,11 @@ class PathTarget:
     """The destination's encap IPs (from the SB ``Chassis.encaps``)."""
 
 
+GATE_OPEN_PORT_TIMEOUT_S = 30.0
+"""How long closing a TAP gate waits for ovs-vswitchd to open the just-plugged port first
+(:meth:`Chassis.close_tap_gate`; an agent client waits that long for the agent's answer)."""
+
+
 @dataclass(frozen=True)
 class TapGateState:
     """A TAP's gate on one chassis (docs/switchover.md, "The TAP gate")."""
@@ -131,7 +136,7 @@ class Chassis(Protocol):
         """Drop whatever is sent to ``vif``'s TAP here from now on (link, OVS port and OVN's
         view of the port untouched), so that frames cloned to a destination whose incoming
         guest cannot read them yet do not queue. Idempotent. PlugError if the TAP is not
-        plugged here."""
+        plugged here (or its OVS interface is not a VM's: no ``iface-id``)."""
 
     def open_tap_gate(self, vif: Vif) -> TapGateState:
         """Let frames reach ``vif``'s TAP again. A no-op if no gate is closed (a missing

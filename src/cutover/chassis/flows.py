@@ -378,6 +378,8 @@ class _MonitorProcess:
         initial = False
         """Reading the lines of an initial reply (they follow its header line)."""
         pending = b""
+        answered = False
+        """Every initial reply's header was read (its flows follow it)."""
         while True:
             try:
                 chunk = os.read(fd, 65536)
@@ -393,12 +395,7 @@ class _MonitorProcess:
                     initial = "xid=0x0)" not in line
                     if initial and "flags=[more]" not in line:  # else: more parts to come
                         replies += 1
-                        if replies >= self._expected:
-                            # the copy is usable from here: a verdict made before the rest
-                            # of the reply's lines are read misses flows, never invents one
-                            if self.state is not None:
-                                self.state.mark_complete()
-                            self._set_ready()
+                        answered = replies >= self._expected
                 elif "event=" in line:
                     if self.state is not None:
                         update = parse_update(line)
@@ -409,8 +406,17 @@ class _MonitorProcess:
                     if self.state is not None:
                         self.state.lose("the switch paused the flow monitor (updates dropped)")
                     changed = True
-                elif line.strip() and not self._ready:
+                elif line.strip() and not self._ready and not answered:
                     self.error = line.strip()
+            if answered and not self._ready and not pending:
+                # the copy is usable once the flows that follow the last reply's header
+                # are applied too, i.e. at a read that ends on a line's end (ovs-ofctl
+                # flushes each reply; a long one comes in stdio-buffer pieces that end
+                # mid-line); judged at the header, a copy lacking the port's rarp blocks
+                # would say "open" (pre-activation's verdict is an absence)
+                if self.state is not None:
+                    self.state.mark_complete()
+                self._set_ready()
             if changed:
                 self._on_change()
         if not self._ready and self.error is None:

@@ -23,7 +23,13 @@ from collections.abc import Callable
 from typing import Protocol
 
 from cutover.chassis import privileged, unixctl
-from cutover.chassis.base import DeathCallback, PathTarget, TapGateState, Vif
+from cutover.chassis.base import (
+    GATE_OPEN_PORT_TIMEOUT_S,
+    DeathCallback,
+    PathTarget,
+    TapGateState,
+    Vif,
+)
 from cutover.chassis.flows import BridgeFlows
 from cutover.chassis.liveness import ControllerLiveness, Watched, probe
 from cutover.chassis.path_watch import LocalPathWatch
@@ -46,10 +52,6 @@ DEFAULT_RUNDIR = "/var/run/openvswitch"
 PLUG_OPEN_TIMEOUT_S = 120.0
 """How long the TAP fix-up waits for ovs-vswitchd to open a just-plugged port (ms
 normally; > 10 s seen while it re-installed a restarted controller's flows under L2)."""
-
-
-GATE_OPEN_PORT_TIMEOUT_S = 30.0
-"""How long closing a TAP gate waits for ovs-vswitchd to open the just-plugged port first."""
 
 
 def rundir_for(chassis: ChassisEndpoint) -> str:
@@ -171,9 +173,14 @@ class LocalChassis:
         right after a plug under load was gone again before the switchover. PlugError
         unless the OVS port and the device exist, or if vswitchd does not open the port
         within :data:`GATE_OPEN_PORT_TIMEOUT_S`."""
-        if self.vswitch.interface(vif.tap) is None:
+        row = self.vswitch.interface(vif.tap)
+        if row is None:
             raise PlugError(f"{vif.tap} is not plugged on {self.name} (no OVS port): no TAP "
                             "gate to close; plug the VIF first")
+        if not dict(row.external_ids).get("iface-id"):  # br-int, a tunnel, a patch port
+            raise PlugError(f"{vif.tap} on {self.name} is not a VM's interface (its OVS "
+                            "Interface has no external_ids:iface-id): the TAP gate is only "
+                            "for a plugged VIF's TAP")
         opened = self.vswitch.register(
             "Interface", lambda r: r.name == vif.tap and (interface_ofport(r) or 0) > 0,
             f"ovs-vswitchd to open {vif.tap} on {self.name}",

@@ -123,13 +123,22 @@ def tap_gate_state(netns: str | None, name: str) -> tuple[bool, int] | None:
 def close_tap_gate(netns: str | None, name: str) -> None:
     """Drop every frame sent to device ``name`` (its root qdisc becomes ``pfifo limit 0``:
     each frame is a qdisc drop; the link and its OVS port are untouched). Idempotent.
-    PlugError if the device does not exist."""
+    PlugError if the device does not exist, or if its root qdisc is someone else's (a
+    handle set: OVS QoS, an operator's shaping) - the gate would replace it and opening
+    would not bring it back; the kernel's default root qdisc (handle 0) is replaced."""
     with _iproute(netns) as ipr:
         try:
             index = _ifindex(ipr, name)
             if index is None:
                 raise PlugError(f"no device {name} in {netns or 'this namespace'} to "
                                 "close the TAP gate of: plug the VIF first")
+            for q in ipr.get_qdiscs(index=index):
+                if q["parent"] == _TC_H_ROOT and q["handle"] not in (0, TAP_GATE_HANDLE):
+                    raise PlugError(
+                        f"{name} in {netns or 'this namespace'} has a root qdisc of its own "
+                        f"({q.get_attr('TCA_KIND')} {q['handle'] >> 16:x}:, e.g. OVS QoS): "
+                        "the TAP gate would replace it and not bring it back; remove it "
+                        "or migrate with --activation pre")
             ipr.tc("replace", "pfifo", index, handle=TAP_GATE_HANDLE, limit=0)
         except NetlinkError as e:
             raise PlugError(f"tc qdisc replace dev {name} root pfifo limit 0: {e}") from e

@@ -45,7 +45,7 @@ import time
 from typing import Any
 
 from cutover.chassis.base import Chassis, TapGateState, Vif
-from cutover.errors import InvalidMigration
+from cutover.errors import InvalidMigration, PlugError
 from cutover.guest.base import SignalsSourceStop
 from cutover.migration.context import MigrationContext
 from cutover.migration.steps import Step
@@ -89,9 +89,15 @@ class TapGate:
         return self._closed
 
     def close(self) -> None:
-        """Close the gate (PlugError if the TAP is not plugged: nothing changed then)."""
-        self._chassis.close_tap_gate(self._vif)
+        """Close the gate (PlugError if the TAP is not plugged: nothing changed then).
+        Any other error leaves the gate maybe closed (an agent's answer lost after it
+        closed it), so the undo and the backstops still open it."""
         self._closed = True
+        try:
+            self._chassis.close_tap_gate(self._vif)
+        except PlugError:  # refused: nothing changed
+            self._closed = False
+            raise
         self._timeline.mark(CLOSED, f"{self._vif.tap} on {self._chassis.name}")
 
     def on_source_stopped(self, stop_ms: float) -> None:
