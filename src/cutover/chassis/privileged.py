@@ -103,6 +103,18 @@ def _ifindex(ipr: Any, name: str) -> int | None:
     return int(found[0]) if found else None
 
 
+def _gate_qdisc(ipr: Any, index: int) -> Any | None:
+    """The gate's root qdisc on device ``index`` (None: not gated)."""
+    for q in ipr.get_qdiscs(index=index):
+        if q["parent"] == _TC_H_ROOT and q["handle"] == TAP_GATE_HANDLE:
+            return q
+    return None
+
+
+def _dropped(qdisc: Any) -> int:
+    return int((qdisc.get_attr("TCA_STATS") or {}).get("drop", 0))
+
+
 def tap_gate_state(netns: str | None, name: str) -> tuple[bool, int] | None:
     """(closed, frames the gate dropped) of device ``name``; None if there is no such
     device. Closed = its root qdisc is the gate's (``pfifo limit 0``, handle ``c07e:``)."""
@@ -111,13 +123,10 @@ def tap_gate_state(netns: str | None, name: str) -> tuple[bool, int] | None:
             index = _ifindex(ipr, name)
             if index is None:
                 return None
-            for q in ipr.get_qdiscs(index=index):
-                if q["parent"] == _TC_H_ROOT and q["handle"] == TAP_GATE_HANDLE:
-                    stats = q.get_attr("TCA_STATS") or {}
-                    return True, int(stats.get("drop", 0))
+            gate = _gate_qdisc(ipr, index)
         except NetlinkError as e:
             raise PlugError(f"tc qdisc show dev {name}: {e}") from e
-    return False, 0
+    return (True, _dropped(gate)) if gate is not None else (False, 0)
 
 
 def close_tap_gate(netns: str | None, name: str) -> None:
@@ -153,13 +162,12 @@ def open_tap_gate(netns: str | None, name: str) -> int | None:
             index = _ifindex(ipr, name)
             if index is None:
                 return None
-            for q in ipr.get_qdiscs(index=index):
-                if q["parent"] == _TC_H_ROOT and q["handle"] == TAP_GATE_HANDLE:
-                    dropped = int((q.get_attr("TCA_STATS") or {}).get("drop", 0))
-                    ipr.tc("del", index=index, handle=TAP_GATE_HANDLE, parent=_TC_H_ROOT)
-                    return dropped
+            gate = _gate_qdisc(ipr, index)
+            if gate is None:
+                return None
+            ipr.tc("del", index=index, handle=TAP_GATE_HANDLE, parent=_TC_H_ROOT)
+            return _dropped(gate)
         except NetlinkError as e:
             if e.code == errno.ENODEV or e.code == errno.ENOENT:
                 return None  # the device or the gate went meanwhile
             raise PlugError(f"tc qdisc del dev {name} root: {e}") from e
-    return None
