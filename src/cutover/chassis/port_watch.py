@@ -91,7 +91,7 @@ class LocalPortWatch:
         self._open_only = open_only
         lsp, tap = vif.lsp, vif.tap
         self.chassis, self.lsp, self.tap, self.mac = chassis, lsp, tap, vif.mac
-        self._sb, self._vs, self._bridge = sb, vswitch, bridge
+        self._sb, self._vs = sb, vswitch
         self._grace_ms = grace_ms
         self._changed = threading.Event()
         self._source = PortFlowSource(bridge, tap, self._flows_changed)
